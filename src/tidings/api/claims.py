@@ -1,0 +1,89 @@
+"""Claim operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidings import errors
+from tidings.api import queues, validate
+from tidings.api.context import Context
+from tidings.api.messages import format_message
+from tidings.storage.base import DeadLetterPolicy
+
+
+def claims_path(queue: str) -> str:
+    return f"{queues.queue_href(queue)}/claims"
+
+
+def _ttl_and_grace(ctx: Context, document: Any | None) -> tuple[int, int]:
+    limits = ctx.limits
+    document = {} if document is None else validate.json_object(document, "claim")
+    ttl = validate.integer(document.get("ttl", limits.default_claim_ttl), "ttl")
+    grace = validate.integer(document.get("grace", limits.default_claim_grace), "grace")
+    validate.in_range(ttl, limits.min_claim_ttl, limits.max_claim_ttl, "TTL of a claim")
+    validate.in_range(grace, limits.min_claim_grace, limits.max_claim_grace, "grace of a claim")
+    return ttl, grace
+
+
+def _dead_letter_policy(metadata: dict[str, Any]) -> DeadLetterPolicy | None:
+    max_count = metadata.get("_max_claim_count")
+    if not max_count:
+        return None
+    return DeadLetterPolicy(
+        max_claim_count=max_count,
+        queue=metadata.get("_dead_letter_queue"),
+        ttl=metadata.get("_dead_letter_queue_messages_ttl"),
+    )
+
+
+async def create(
+    ctx: Context, queue: str, document: Any | None, limit: int | None
+) -> dict[str, Any] | None:
+    """Claim messages; None when there was nothing to claim."""
+    ctx.require_client_id()
+    limits = ctx.limits
+    validate.queue_name(queue, limits)
+    size = validate.limit(limit, limits.default_messages_per_claim,
+                          limits.max_messages_per_claim_or_pop, "messages")
+    ttl, grace = _ttl_and_grace(ctx, document)
+    metadata = await queues.stored_metadata(ctx, queue)
+    claim_id, claimed = await ctx.storage.claims.create(
+        ctx.project, queue, ttl=ttl, grace=grace, limit=size,
+        dead_letter=_dead_letter_policy(metadata),
+    )
+    if claim_id is None:
+        return None
+    return {
+        "claim_id": claim_id,
+        "href": f"{claims_path(queue)}/{claim_id}",
+        "messages": [format_message(queue, m, claim_id) for m in claimed],
+    }
+
+
+async def get(ctx: Context, queue: str, claim_id: str) -> dict[str, Any]:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    claim = await ctx.storage.claims.get(ctx.project, queue, claim_id)
+    return {
+        "id": claim.id,
+        "age": claim.age,
+        "ttl": claim.ttl,
+        "grace": claim.grace,
+        "href": f"{claims_path(queue)}/{claim.id}",
+        "messages": [format_message(queue, m, claim.id) for m in claim.messages],
+    }
+
+
+async def update(ctx: Context, queue: str, claim_id: str, document: Any) -> None:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    if document is None:
+        raise errors.InvalidBody("A claim update needs a body with ttl and/or grace.")
+    ttl, grace = _ttl_and_grace(ctx, document)
+    await ctx.storage.claims.update(ctx.project, queue, claim_id, ttl=ttl, grace=grace)
+
+
+async def delete(ctx: Context, queue: str, claim_id: str) -> None:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    await ctx.storage.claims.delete(ctx.project, queue, claim_id)

@@ -1,0 +1,159 @@
+"""Message operations."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from urllib.parse import urlencode
+
+from tidings import errors
+from tidings.api import queues, validate
+from tidings.api.context import Context
+from tidings.storage.base import Message, NewMessage
+
+
+def messages_path(queue: str) -> str:
+    return f"{queues.queue_href(queue)}/messages"
+
+
+def format_message(queue: str, message: Message, claim_id: str | None = None) -> dict[str, Any]:
+    """Zaqar's v2 message shape. A claimed message's href carries its claim
+    id: python-zaqarclient reads the claim id from there."""
+    claim_id = claim_id or message.claim_id
+    href = f"{messages_path(queue)}/{message.id}"
+    if claim_id:
+        href += f"?claim_id={claim_id}"
+    return {
+        "id": message.id,
+        "href": href,
+        "ttl": message.ttl,
+        "age": message.age,
+        "body": message.body,
+        "claim_id": claim_id,
+        "claim_count": message.claim_count,
+    }
+
+
+def _new_message(item: Any, index: int, ttl_default: int, delay_default: int, ctx: Context
+                 ) -> NewMessage:
+    limits = ctx.limits
+    if not isinstance(item, dict):
+        raise errors.InvalidBody(f"Message {index} must be a JSON object.")
+    if "body" not in item:
+        raise errors.InvalidBody(f"Missing \"body\" field in message {index}.")
+    ttl = item.get("ttl", ttl_default)
+    delay = item.get("delay", delay_default)
+    ttl = validate.integer(ttl, f"ttl of message {index}")
+    delay = validate.integer(delay, f"delay of message {index}")
+    validate.in_range(ttl, limits.min_message_ttl, limits.max_message_ttl, "TTL of a message")
+    validate.in_range(delay, 0, limits.max_message_delay, "delay of a message")
+    return NewMessage(body=item["body"], ttl=ttl, delay=delay)
+
+
+async def post(ctx: Context, queue: str, document: Any, size: int) -> dict[str, Any]:
+    """Post a batch: all messages or none. Validation comes first, so a bad
+    post never creates the queue."""
+    client_id = ctx.require_client_id()
+    limits = ctx.limits
+    validate.queue_name(queue, limits)
+    metadata = await queues.stored_metadata(ctx, queue)
+    cap = metadata.get("_max_messages_post_size", limits.max_messages_post_size)
+    validate.body_size(size, cap, "message collection")
+    document = validate.json_object(document, "request body")
+    items = document.get("messages")
+    if not isinstance(items, list):
+        raise errors.InvalidBody("The request body must hold a \"messages\" array.")
+    if not items:
+        raise errors.ValidationFailed("No messages to enqueue.")
+    ttl_default = metadata.get("_default_message_ttl", limits.default_message_ttl)
+    delay_default = metadata.get("_default_message_delay", 0)
+    batch = [_new_message(item, i, ttl_default, delay_default, ctx) for i, item in enumerate(items)]
+    ids = await ctx.storage.messages.post(ctx.project, queue, batch, client_id)
+    path = messages_path(queue)
+    return {"resources": [f"{path}/{message_id}" for message_id in ids]}
+
+
+async def list_messages(
+    ctx: Context,
+    queue: str,
+    *,
+    marker: str | None,
+    limit: int | None,
+    echo: bool,
+    include_claimed: bool,
+    include_delayed: bool,
+) -> dict[str, Any]:
+    client_id = ctx.require_client_id()
+    limits = ctx.limits
+    validate.queue_name(queue, limits)
+    size = validate.limit(limit, limits.default_messages_per_page, limits.max_messages_per_page,
+                          "messages")
+    page, next_marker = await ctx.storage.messages.list(
+        ctx.project, queue, marker=marker, limit=size, client_id=client_id, echo=echo,
+        include_claimed=include_claimed, include_delayed=include_delayed,
+    )
+    result: dict[str, Any] = {
+        "messages": [format_message(queue, m) for m in page],
+        "links": [],
+    }
+    if page:
+        query: dict[str, Any] = {"marker": next_marker, "limit": size}
+        for flag, on in (("echo", echo), ("include_claimed", include_claimed),
+                         ("include_delayed", include_delayed)):
+            if on:
+                query[flag] = "true"
+        result["links"] = [{"rel": "next", "href": f"{messages_path(queue)}?{urlencode(query)}"}]
+    return result
+
+
+def _ids(ids: Sequence[str], ctx: Context) -> list[str]:
+    ids = [i for i in ids if i]
+    if not ids:
+        raise errors.ValidationFailed("No message ids were given.")
+    if len(ids) > ctx.limits.max_messages_per_page:
+        raise errors.ValidationFailed(
+            f"No more than {ctx.limits.max_messages_per_page} message ids may be given at once."
+        )
+    return ids
+
+
+async def get(ctx: Context, queue: str, message_id: str) -> dict[str, Any]:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    message = await ctx.storage.messages.get(ctx.project, queue, message_id)
+    return format_message(queue, message)
+
+
+async def get_many(ctx: Context, queue: str, ids: Sequence[str]) -> dict[str, Any]:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    found = await ctx.storage.messages.bulk_get(ctx.project, queue, _ids(ids, ctx))
+    if not found:
+        raise errors.MessageDoesNotExist(f"No messages with ids {', '.join(ids)} found in {queue}.")
+    return {"messages": [format_message(queue, m) for m in found]}
+
+
+async def delete(ctx: Context, queue: str, message_id: str, claim_id: str | None) -> None:
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    await ctx.storage.messages.delete(ctx.project, queue, message_id, claim_id)
+
+
+async def delete_many(
+    ctx: Context, queue: str, ids: Sequence[str] | None, claim_ids: Sequence[str] | None,
+    pop: int | None,
+) -> dict[str, Any] | None:
+    """Delete by ids (all or none), or pop up to ``pop`` messages."""
+    ctx.require_client_id()
+    validate.queue_name(queue, ctx.limits)
+    if ids is not None and pop is not None:
+        raise errors.ValidationFailed("ids and pop may not be specified together.")
+    if ids is None and pop is None:
+        raise errors.ValidationFailed("Either ids or pop must be specified.")
+    if pop is not None:
+        maximum = ctx.limits.max_messages_per_claim_or_pop
+        if not 0 < pop <= maximum:
+            raise errors.ValidationFailed(f"Pop value must be at least 1 and at most {maximum}.")
+        popped = await ctx.storage.messages.pop(ctx.project, queue, pop)
+        return {"messages": [format_message(queue, m) for m in popped]}
+    await ctx.storage.messages.bulk_delete(ctx.project, queue, _ids(ids or [], ctx), claim_ids)
+    return None

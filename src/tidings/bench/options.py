@@ -1,0 +1,56 @@
+"""The bench's settings: one picklable object shared by parent and workers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tidings.bench.target import Target
+
+# The order phases run in, whatever order --roles lists them. The ping
+# ceiling comes first so every later figure can be compared with it; the
+# observer reads before the consumer, because consumers delete what the
+# observer would otherwise page through.
+ROLE_ORDER = ("ping", "producer", "observer", "consumer")
+
+# Roles that need messages already in the queues.
+READING_ROLES = ("observer", "consumer")
+
+# Used when --prefill is not given and no ping ceiling is known to size it.
+DEFAULT_PREFILL = 20_000
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    target: Target
+    project: str = "bench"
+    processes: int = 1
+    workers: int = 2
+    time: float = 5.0
+    warmup: float = 1.0
+    roles: tuple[str, ...] = ROLE_ORDER
+    message_size: int = 100
+    messages_per_post: int = 1
+    messages_per_claim: int = 10
+    observer_limit: int = 10
+    queues: int = 1
+    queue_prefix: str = "bench"
+    prefill: int | None = None  # None: sized automatically (see runner)
+    keep_queues: bool = False
+    message_ttl: int = 300
+    claim_ttl: int = 300
+    claim_grace: int = 60
+
+    def queue_name(self, index: int) -> str:
+        return f"{self.queue_prefix}-{index % self.queues}"
+
+    def queue_names(self) -> list[str]:
+        return [self.queue_name(i) for i in range(self.queues)]
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain data, for the JSON report."""
+        data = asdict(self)
+        data.pop("target")
+        data["url"] = self.target.url
+        data["roles"] = list(self.roles)
+        return data

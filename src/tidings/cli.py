@@ -1,0 +1,119 @@
+"""The `tidings` command: serve, gc, migrate and bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from tidings import __version__
+from tidings.config import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "storage": getattr(args, "storage", None),
+    }
+    try:
+        return load_settings(args.config, overrides=overrides)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"tidings: {exc}") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tidings.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        raise SystemExit(f"tidings: {exc}") from None
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=False,
+        # Zaqar clients keep connections open between calls.
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+async def _with_storage(settings: Settings, action: str) -> int:
+    from tidings.storage.registry import driver_from_url
+
+    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
+    await storage.open()  # opening upgrades the schema
+    try:
+        if action == "gc":
+            removed = await storage.gc()
+            print(f"removed {removed} expired messages and claims")
+        else:
+            print(f"storage at {settings.storage} is ready")
+    finally:
+        await storage.close()
+    return 0
+
+
+def gc(args: argparse.Namespace) -> int:
+    return asyncio.run(_with_storage(_settings(args), "gc"))
+
+
+def migrate(args: argparse.Namespace) -> int:
+    return asyncio.run(_with_storage(_settings(args), "migrate"))
+
+
+def bench(args: argparse.Namespace) -> int:
+    from tidings.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    top.add_argument("--version", action="version", version=f"tidings {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="a TOML settings file (also TIDINGS_CONFIG)")
+        p.add_argument("--storage", help="storage URL, e.g. sqlite:///./data/tidings.db")
+        return p
+
+    p = with_config(commands.add_parser("serve", help="run the server"))
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8888)")
+    p.set_defaults(run=serve)
+
+    p = with_config(commands.add_parser("gc", help="remove expired messages and claims now"))
+    p.set_defaults(run=gc)
+
+    p = with_config(commands.add_parser("migrate", help="create or upgrade the storage schema"))
+    p.set_defaults(run=migrate)
+
+    p = commands.add_parser("bench", help="load-test a Zaqar v2 endpoint", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=bench)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return args.run(args)

@@ -1,0 +1,131 @@
+"""Domain errors.
+
+Each error carries the Zaqar title and a description for the client. The
+transports map error classes to status codes, each in one place.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Base of every error a client may see."""
+
+    title = "Service error"
+
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description)
+        self.description = description
+
+
+# --- 400: the request is wrong -------------------------------------------
+
+
+class ValidationFailed(TidingsError):
+    """A value is out of its allowed range or breaks an API rule."""
+
+    title = "Invalid API request"
+
+
+class InvalidBody(TidingsError):
+    """The body is not JSON, or a field has the wrong type."""
+
+    title = "Invalid request body"
+
+
+class InvalidParameter(TidingsError):
+    """A query parameter could not be parsed."""
+
+    title = "Invalid parameter"
+
+
+class MissingHeader(TidingsError):
+    title = "Missing header value"
+
+
+class InvalidUUID(TidingsError):
+    title = "Wrong UUID value"
+
+
+class ProjectMissing(TidingsError):
+    title = "Project-Id Missing"
+
+
+class ProjectEmpty(TidingsError):
+    title = "Empty project header not allowed"
+
+
+class InvalidQueueName(TidingsError):
+    title = "Invalid queue identification"
+
+
+class InvalidContentType(TidingsError):
+    title = "Invalid Content-Type"
+
+
+class UnsupportedMediaType(TidingsError):
+    title = "415 Unsupported Media Type"
+
+
+class ClaimNotValid(TidingsError):
+    """A claim id was given for a message it does not hold."""
+
+    title = "Unable to delete"
+
+
+class MessageNotClaimed(ClaimNotValid):
+    """A claim id was given, but the message is not claimed."""
+
+
+class ClaimDoesNotExist(ClaimNotValid):
+    """The claim id given with a delete is unknown or expired."""
+
+
+# --- 403 ------------------------------------------------------------------
+
+
+class MessageIsClaimed(TidingsError):
+    """Deleting a claimed message needs its claim id."""
+
+    title = "Unable to delete"
+
+
+# --- 404 ------------------------------------------------------------------
+
+
+class NotFound(TidingsError):
+    title = "Not found"
+
+
+class QueueDoesNotExist(NotFound):
+    pass
+
+
+class MessageDoesNotExist(NotFound):
+    pass
+
+
+class ClaimNotFound(NotFound):
+    pass
+
+
+# --- 409 ------------------------------------------------------------------
+
+
+class Conflict(TidingsError):
+    title = "Resource conflict"
+
+
+# --- 413 ------------------------------------------------------------------
+
+
+class PayloadTooLarge(TidingsError):
+    title = "Request Entity Too Large"
+
+
+# --- 503 ------------------------------------------------------------------
+
+
+class ServiceUnavailable(TidingsError):
+    """The storage backend failed or could not be reached."""
+
+    title = "Service temporarily unavailable"

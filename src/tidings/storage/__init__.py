@@ -1,0 +1,1 @@
+"""Storage: the driver interface (base), the drivers, and the URL registry."""

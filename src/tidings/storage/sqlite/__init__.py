@@ -1,0 +1,1 @@
+"""The embedded default driver: one SQLite file in WAL mode."""

@@ -1,0 +1,620 @@
+"""The SQLite driver.
+
+Writes go through the group-commit Writer thread; each write job runs
+entirely inside that thread, so check-then-act sequences (claims, deletes
+with a claim id) are atomic without locks. Short reads run on the event
+loop's own connection: WAL readers never wait for the writer, and a point
+read costs less than a hop to a thread would. Reads that may scan (stats,
+counts) go to a worker thread so they can't stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+
+from tidings import errors
+from tidings.storage import base
+from tidings.storage.base import (
+    Capability,
+    Claim,
+    Clock,
+    DeadLetterPolicy,
+    Message,
+    MessageStat,
+    NewMessage,
+    QueueFilters,
+    QueueRecord,
+    QueueStats,
+    system_clock,
+)
+from tidings.storage.sqlite import queries as q
+from tidings.storage.sqlite import schema
+from tidings.storage.sqlite.writer import Writer
+
+SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+GC_BATCH = 5000
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def message_id(rowid: int) -> str:
+    return f"{rowid:016x}"
+
+
+def parse_message_id(text: str) -> int | None:
+    """The row id of a message id, or None for anything we never issued."""
+    if not 0 < len(text) <= 16:
+        return None
+    try:
+        value = int(text, 16)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _message(row: tuple[Any, ...], now: float) -> Message:
+    rowid, body, created, expires, claim_id, claim_expires, claim_count = row
+    claimed = claim_id is not None and claim_expires > now
+    return Message(
+        id=message_id(rowid),
+        ttl=round(expires - created),
+        age=int(now - created),
+        body=_decode(body),
+        claim_id=claim_id if claimed else None,
+        claim_count=claim_count,
+    )
+
+
+def _queue_id(conn: sqlite3.Connection, project: str, name: str) -> int | None:
+    row = conn.execute(q.QUEUE_ID, (project, name)).fetchone()
+    return row[0] if row else None
+
+
+def _ensure_queue(conn: sqlite3.Connection, project: str, name: str, now: float) -> int:
+    queue_id = _queue_id(conn, project, name)
+    if queue_id is None:
+        conn.execute(q.QUEUE_INSERT, (project, name, "{}", now))
+        queue_id = conn.execute(q.LAST_ROWID).fetchone()[0]
+    return queue_id
+
+
+class SqliteDriver(base.DataDriver):
+    name = "sqlite"
+    capabilities = frozenset(
+        {Capability.FIFO, Capability.CLAIMS, Capability.DURABILITY, Capability.AT_LEAST_ONCE}
+    )
+
+    def __init__(self, path: str, *, sync: str = "full", clock: Clock = system_clock) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sqlite sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
+        self.path = path
+        self.sync = sync
+        self.clock = clock
+        self.writer = Writer(self._connect)
+        self._reader: sqlite3.Connection | None = None
+        self._thread_conns = threading.local()
+        self.queues = SqliteQueues(self)
+        self.messages = SqliteMessages(self)
+        self.claims = SqliteClaims(self)
+
+    @classmethod
+    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> SqliteDriver:
+        """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+        ``sqlite://:memory:``-style URLs; ``?sync=normal`` overrides sync."""
+        parts = urlsplit(url)
+        path = unquote(parts.netloc + parts.path)
+        if path.startswith("/") and not parts.netloc:
+            path = path[1:]  # sqlite:///rel -> rel ; sqlite:////abs -> /abs
+        options = parse_qs(parts.query)
+        sync = options.get("sync", [sync])[0]
+        if not path:
+            raise ValueError(f"no database path in {url!r}")
+        return cls(path, sync=sync, clock=clock)
+
+    # --- connections ------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {SYNC_MODES[self.sync]}")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA cache_size = -65536")
+        return conn
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        return self._reader
+
+    def _thread_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._thread_conns, "conn", None)
+        if conn is None:
+            conn = self._thread_conns.conn = self._connect()
+        return conn
+
+    async def read_in_thread(self, fn: Any, *args: Any) -> Any:
+        """Run a read that may scan many rows off the event loop."""
+        return await asyncio.to_thread(lambda: fn(self._thread_conn(), *args))
+
+    def read(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(self.reader, *args)
+        except sqlite3.Error as exc:
+            raise errors.ServiceUnavailable("The storage could not be read.") from exc
+
+    # --- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        directory = Path(self.path).parent
+        if str(directory) not in ("", "."):
+            os.makedirs(directory, exist_ok=True)
+        conn = self._connect()
+        try:
+            schema.upgrade(conn)
+        finally:
+            conn.close()
+        self._reader = self._connect()
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def is_alive(self) -> bool:
+        try:
+            self.reader.execute("SELECT 1").fetchone()
+        except (sqlite3.Error, errors.ServiceUnavailable):
+            return False
+        return True
+
+    async def health(self) -> dict[str, Any]:
+        def counts(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:
+            return conn.execute(q.MESSAGE_COUNTS_BY_QUEUE, (now, 1000)).fetchall()
+
+        rows = await self.read_in_thread(counts, self.clock())
+        return {
+            "storage_reachable": await self.is_alive(),
+            "path": self.path,
+            "sync": self.sync,
+            "message_counts": [
+                {"project": project, "queue": name, "messages": total}
+                for project, name, total in rows
+            ],
+        }
+
+    async def gc(self) -> int:
+        now = self.clock()
+
+        def collect(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(q.GC_EXPIRED_MESSAGES, (now, GC_BATCH)).rowcount
+            for (claim_id,) in conn.execute(q.GC_EXPIRED_CLAIMS, (now, GC_BATCH)).fetchall():
+                conn.execute(q.CLAIM_RELEASE_MESSAGES, (claim_id,))
+                conn.execute(q.CLAIM_DELETE, (claim_id,))
+                removed += 1
+            return removed
+
+        total = 0
+        while True:
+            # Batches keep each transaction short, so requests keep flowing.
+            removed = await self.writer.run(collect)
+            total += removed
+            if removed < GC_BATCH:
+                return total
+
+
+class SqliteQueues(base.QueueController):
+    def __init__(self, driver: SqliteDriver) -> None:
+        self.d = driver
+
+    async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        now = self.d.clock()
+        text = _encode(metadata).decode()
+
+        def job(conn: sqlite3.Connection) -> bool:
+            return conn.execute(q.QUEUE_INSERT, (project, name, text, now)).rowcount == 1
+
+        return await self.d.writer.run(job)
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
+        row = self.d.read(lambda c: c.execute(q.QUEUE_METADATA, (project, name)).fetchone())
+        if row is None:
+            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+        return _decode(row[0])
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
+        text = _encode(metadata).decode()
+
+        def job(conn: sqlite3.Connection) -> None:
+            if conn.execute(q.QUEUE_SET_METADATA, (text, project, name)).rowcount == 0:
+                raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+
+        await self.d.writer.run(job)
+
+    async def delete(self, project: str, name: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            queue_id = _queue_id(conn, project, name)
+            if queue_id is not None:
+                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
+                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+                conn.execute(q.QUEUE_DELETE, (queue_id,))
+
+        await self.d.writer.run(job)
+
+    @staticmethod
+    def _filter_sql(filters: QueueFilters | None) -> tuple[str, list[Any]]:
+        if filters is None:
+            return "", []
+        sql, args = "", []
+        if filters.name:
+            sql += q.QUEUE_FILTER_NAME
+            args.append(filters.name)
+        for key, value in filters.metadata:
+            sql += q.QUEUE_FILTER_METADATA
+            args += ['$."' + key.replace('"', '""') + '"', value]
+        return sql, args
+
+    async def list(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        detailed: bool,
+        filters: QueueFilters | None = None,
+    ) -> list[QueueRecord]:
+        where, args = self._filter_sql(filters)
+        sql = q.QUEUE_LIST.format(detail=", metadata" if detailed else "", filters=where)
+        rows = self.d.read(lambda c: c.execute(sql, (project, marker or "", *args, limit)).fetchall())
+        return [
+            QueueRecord(name=row[0], metadata=_decode(row[1]) if detailed else None)
+            for row in rows
+        ]
+
+    async def count(self, project: str, filters: QueueFilters | None = None) -> int:
+        where, args = self._filter_sql(filters)
+        sql = q.QUEUE_COUNT.format(filters=where)
+        return await self.d.read_in_thread(
+            lambda c: c.execute(sql, (project, *args)).fetchone()[0]
+        )
+
+    async def stats(self, project: str, name: str) -> QueueStats:
+        now = self.d.clock()
+
+        def read(conn: sqlite3.Connection) -> QueueStats:
+            queue_id = _queue_id(conn, project, name)
+            if queue_id is None:
+                return QueueStats()
+            conn.execute("BEGIN")  # one snapshot for all three reads
+            try:
+                total, claimed = conn.execute(q.STATS_COUNTS, (now, queue_id, now)).fetchone()
+                if total == 0:
+                    return QueueStats()
+                oldest = conn.execute(q.STATS_OLDEST, (queue_id, now)).fetchone()
+                newest = conn.execute(q.STATS_NEWEST, (queue_id, now)).fetchone()
+            finally:
+                conn.execute("COMMIT")
+            return QueueStats(
+                claimed=claimed,
+                free=total - claimed,
+                oldest=_stat(oldest, now),
+                newest=_stat(newest, now),
+            )
+
+        return await self.d.read_in_thread(read)
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            queue_id = _queue_id(conn, project, name)
+            if queue_id is not None:
+                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
+                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+
+        await self.d.writer.run(job)
+
+
+def _stat(row: tuple[int, float] | None, now: float) -> MessageStat | None:
+    if row is None:
+        return None
+    return MessageStat(id=message_id(row[0]), age=int(now - row[1]), created=row[1])
+
+
+class SqliteMessages(base.MessageController):
+    def __init__(self, driver: SqliteDriver) -> None:
+        self.d = driver
+
+    async def post(
+        self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
+    ) -> list[str]:
+        now = self.d.clock()
+        # Encode outside the writer thread: it is the one serial resource.
+        rows = [
+            (_encode(m.body), now, now + m.ttl, now + m.delay, client_id) for m in messages
+        ]
+
+        def job(conn: sqlite3.Connection) -> list[str]:
+            queue_id = _ensure_queue(conn, project, queue, now)
+            conn.executemany(q.MESSAGE_INSERT, [(queue_id, *row) for row in rows])
+            last = conn.execute(q.LAST_ROWID).fetchone()[0]
+            # One writer, one transaction: the ids of this batch are consecutive.
+            return [message_id(i) for i in range(last - len(rows) + 1, last + 1)]
+
+        return await self.d.writer.run(job)
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        client_id: str | None,
+        echo: bool,
+        include_claimed: bool,
+        include_delayed: bool,
+    ) -> tuple[list[Message], str | None]:
+        now = self.d.clock()
+        after = parse_message_id(marker) if marker else 0
+        if after is None:
+            after = 0
+        filters, args = "", []
+        if not include_claimed:
+            filters += q.MESSAGE_PAGE_NOT_CLAIMED
+            args.append(now)
+        if not include_delayed:
+            filters += q.MESSAGE_PAGE_NOT_DELAYED
+            args.append(now)
+        if not echo and client_id is not None:
+            filters += q.MESSAGE_PAGE_NOT_OWN
+            args.append(client_id)
+        sql = q.MESSAGE_PAGE.format(filters=filters)
+        params = (project, queue, after, now, *args, limit)
+        rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
+        page = [_message(row, now) for row in rows]
+        return page, (message_id(rows[-1][0]) if rows else None)
+
+    async def get(self, project: str, queue: str, message_id_: str) -> Message:
+        rowid = parse_message_id(message_id_)
+        now = self.d.clock()
+        row = None
+        if rowid is not None:
+            row = self.d.read(
+                lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
+            )
+        if row is None:
+            raise errors.MessageDoesNotExist(
+                f"Message {message_id_} does not exist in queue {queue}."
+            )
+        return _message(row, now)
+
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+        now = self.d.clock()
+        found = []
+        for text in dict.fromkeys(ids):
+            rowid = parse_message_id(text)
+            if rowid is None:
+                continue
+            row = self.d.read(
+                lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
+            )
+            if row is not None:
+                found.append(_message(row, now))
+        return found
+
+    async def delete(
+        self, project: str, queue: str, message_id_: str, claim_id: str | None
+    ) -> None:
+        await self.bulk_delete(
+            project, queue, [message_id_], None if claim_id is None else [claim_id],
+            single=True,
+        )
+
+    async def bulk_delete(
+        self,
+        project: str,
+        queue: str,
+        ids: Sequence[str],
+        claim_ids: Sequence[str] | None,
+        *,
+        single: bool = False,
+    ) -> None:
+        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        allowed = set(claim_ids or ())
+        now = self.d.clock()
+
+        def job(conn: sqlite3.Connection) -> None:
+            queue_id = _queue_id(conn, project, queue)
+            if queue_id is None:
+                return
+            doomed = []
+            for rowid in rowids:
+                row = conn.execute(q.MESSAGE_CLAIM_STATE, (rowid, queue_id, now)).fetchone()
+                if row is None:
+                    continue  # deleting what is gone is not an error
+                _check_delete_allowed(row, allowed, claim_ids is not None and single, now)
+                doomed.append((rowid,))
+            conn.executemany(q.MESSAGE_DELETE, doomed)
+
+        await self.d.writer.run(job)
+
+    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+        now = self.d.clock()
+
+        def job(conn: sqlite3.Connection) -> list[Message]:
+            queue_id = _queue_id(conn, project, queue)
+            if queue_id is None:
+                return []
+            rows = conn.execute(q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, limit)).fetchall()
+            conn.executemany(q.MESSAGE_DELETE, [(row[0],) for row in rows])
+            return [_message(row, now) for row in rows]
+
+        return await self.d.writer.run(job)
+
+
+def _check_delete_allowed(
+    row: tuple[str | None, float], allowed: set[str], strict: bool, now: float
+) -> None:
+    """Raise unless the message may be deleted with the claim ids given.
+
+    ``strict`` (a single delete with a claim id) also refuses a claim id for
+    a message that is not claimed, as Zaqar does.
+    """
+    current, claim_expires = row
+    active = current is not None and claim_expires > now
+    if not active:
+        if strict:
+            raise errors.MessageNotClaimed(
+                "A claim was specified, but the message is not currently claimed."
+            )
+        return
+    if current in allowed:
+        return
+    if strict:
+        raise errors.ClaimDoesNotExist("The specified claim does not exist or has expired.")
+    raise errors.MessageIsClaimed(
+        "This message is claimed; it cannot be deleted without a valid claim ID."
+    )
+
+
+class SqliteClaims(base.ClaimController):
+    def __init__(self, driver: SqliteDriver) -> None:
+        self.d = driver
+
+    async def create(
+        self,
+        project: str,
+        queue: str,
+        *,
+        ttl: int,
+        grace: int,
+        limit: int,
+        dead_letter: DeadLetterPolicy | None,
+    ) -> tuple[str | None, list[Message]]:
+        now = self.d.clock()
+        claim_id = secrets.token_hex(12)
+        claim_expires = now + ttl
+        keep_until = claim_expires + grace
+
+        def job(conn: sqlite3.Connection) -> tuple[str | None, list[Message]]:
+            queue_id = _queue_id(conn, project, queue)
+            if queue_id is None:
+                return None, []
+            claimed: list[tuple[Any, ...]] = []
+            # Dead-lettered messages free their slot, so look again until
+            # the claim is full or the queue has nothing left to offer.
+            while len(claimed) < limit:
+                want = limit - len(claimed)
+                rows = conn.execute(
+                    q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, want)
+                ).fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    if dead_letter is not None and row[6] >= dead_letter.max_claim_count:
+                        _dead_letter(conn, project, row, dead_letter, now)
+                    else:
+                        claimed.append(row)
+                if len(rows) < want:
+                    break
+            if not claimed:
+                return None, []
+            conn.execute(q.CLAIM_INSERT, (claim_id, queue_id, ttl, grace, now, claim_expires))
+            conn.executemany(
+                q.MESSAGE_CLAIM,
+                [(claim_id, claim_expires, keep_until, row[0]) for row in claimed],
+            )
+            messages = []
+            for row in claimed:
+                rowid, body, created, expires, _, _, count = row
+                messages.append(
+                    Message(
+                        id=message_id(rowid),
+                        ttl=round(max(expires, keep_until) - created),
+                        age=int(now - created),
+                        body=_decode(body),
+                        claim_id=claim_id,
+                        claim_count=count + 1,
+                    )
+                )
+            return claim_id, messages
+
+        return await self.d.writer.run(job)
+
+    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
+        now = self.d.clock()
+
+        def read(conn: sqlite3.Connection) -> Claim:
+            row = conn.execute(q.CLAIM_GET, (claim_id, now, project, queue)).fetchone()
+            if row is None:
+                raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
+            rows = conn.execute(q.CLAIM_MESSAGES, (claim_id, now, now)).fetchall()
+            return Claim(
+                id=row[0],
+                ttl=row[1],
+                grace=row[2],
+                age=int(now - row[3]),
+                messages=[_message(r, now) for r in rows],
+            )
+
+        return self.d.read(read)
+
+    async def update(
+        self, project: str, queue: str, claim_id: str, *, ttl: int, grace: int
+    ) -> None:
+        now = self.d.clock()
+
+        def job(conn: sqlite3.Connection) -> None:
+            queue_id = _queue_id(conn, project, queue)
+            live = queue_id is not None and conn.execute(
+                q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, now)
+            ).fetchone()
+            if not live:
+                raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
+            conn.execute(q.CLAIM_RENEW, (ttl, grace, now, now + ttl, claim_id))
+            conn.execute(q.CLAIM_RENEW_MESSAGES, (now + ttl, now + ttl + grace, claim_id, now))
+
+        await self.d.writer.run(job)
+
+    async def delete(self, project: str, queue: str, claim_id: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            queue_id = _queue_id(conn, project, queue)
+            if queue_id is None:
+                return
+            if conn.execute(q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, float("-inf"))).fetchone():
+                conn.execute(q.CLAIM_RELEASE_MESSAGES, (claim_id,))
+                conn.execute(q.CLAIM_DELETE, (claim_id,))
+
+        await self.d.writer.run(job)
+
+
+def _dead_letter(
+    conn: sqlite3.Connection,
+    project: str,
+    row: tuple[Any, ...],
+    policy: DeadLetterPolicy,
+    now: float,
+) -> None:
+    """Move one message to the dead letter queue under a new id (so
+    observers paging the DLQ by marker see it), or drop it if none is set."""
+    rowid, _, created, expires = row[:4]
+    if policy.queue:
+        dlq_id = _ensure_queue(conn, project, policy.queue, now)
+        new_expires = now + policy.ttl if policy.ttl else expires
+        conn.execute(q.MESSAGE_MOVE, (dlq_id, now, new_expires, now, rowid))
+    conn.execute(q.MESSAGE_DELETE, (rowid,))
+
+
+__all__: Iterable[str] = ["SqliteDriver"]

@@ -1,0 +1,62 @@
+"""The SQLite schema and its upgrades, tracked in PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry upgrades the schema from version i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE queues (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        UNIQUE (project, name)
+    );
+    -- AUTOINCREMENT: an id is never reused, so a marker never skips a
+    -- message that takes the id of a deleted one.
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue_id INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        available REAL NOT NULL,
+        client_id TEXT NOT NULL,
+        claim_id TEXT,
+        claim_expires REAL NOT NULL DEFAULT 0,
+        claim_count INTEGER NOT NULL DEFAULT 0
+    );
+    -- FIFO reads (listing, claiming) walk a queue in id order.
+    CREATE INDEX messages_by_queue ON messages (queue_id, id);
+    -- Garbage collection finds expired rows without a scan.
+    CREATE INDEX messages_by_expiry ON messages (expires);
+    CREATE INDEX messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
+    CREATE TABLE claims (
+        id TEXT PRIMARY KEY,
+        queue_id INTEGER NOT NULL,
+        ttl INTEGER NOT NULL,
+        grace INTEGER NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX claims_by_expiry ON claims (expires);
+    """,
+]
+
+VERSION = len(MIGRATIONS)
+
+
+def upgrade(conn: sqlite3.Connection) -> int:
+    """Bring the schema to VERSION; returns the version found before."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > VERSION:
+        raise RuntimeError(
+            f"the database schema is version {found}, newer than this Tidings ({VERSION})"
+        )
+    for version in range(found, VERSION):
+        conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[version]
+                           + f";PRAGMA user_version = {version + 1}; COMMIT;")
+    return found

@@ -1,0 +1,1 @@
+"""Transports: how requests arrive (HTTP, WebSocket); no rules of their own."""

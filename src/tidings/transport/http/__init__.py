@@ -1,0 +1,1 @@
+"""The Zaqar v2 HTTP transport on Falcon ASGI."""

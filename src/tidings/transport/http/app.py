@@ -1,0 +1,45 @@
+"""Build the Falcon ASGI application: the routes of Zaqar's v2 API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from tidings import errors
+from tidings.api.context import Service
+from tidings.transport.http import resources as r
+from tidings.transport.http.errors import handle_domain_error, handle_unexpected
+
+QUEUE = "/v2/queues/{queue_name}"
+
+
+def routes(service: Service) -> list[tuple[str, Any]]:
+    return [
+        ("/", r.Versions(service)),
+        ("/v2", r.Home(service)),
+        ("/v2/", r.Home(service)),
+        ("/v2/ping", r.Ping(service)),
+        ("/v2/health", r.Health(service)),
+        ("/v2/queues", r.QueueCollection(service)),
+        (QUEUE, r.QueueItem(service)),
+        (QUEUE + "/stats", r.QueueStats(service)),
+        (QUEUE + "/purge", r.QueuePurge(service)),
+        (QUEUE + "/messages", r.MessageCollection(service)),
+        (QUEUE + "/messages/{message_id}", r.MessageItem(service)),
+        (QUEUE + "/claims", r.ClaimCollection(service)),
+        (QUEUE + "/claims/{claim_id}", r.ClaimItem(service)),
+    ]
+
+
+def create_http_app(service: Service, middleware: list[Any] | None = None) -> falcon.asgi.App:
+    app = falcon.asgi.App(middleware=middleware or [])
+    # Query values like ids=a,b stay one string; list_param splits them.
+    app.req_options.auto_parse_qs_csv = False
+    app.req_options.keep_blank_qs_values = False
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(errors.TidingsError, handle_domain_error)
+    for path, resource in routes(service):
+        app.add_route(path, resource)
+    return app

@@ -1,0 +1,208 @@
+"""Falcon resources: decode the request, call the operation, encode the answer."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.asgi
+
+from tidings import errors
+from tidings.api import claims, messages, queues, system
+from tidings.api.context import Service
+from tidings.transport.http import homedoc
+from tidings.transport.http.request import (
+    bool_param,
+    context,
+    int_param,
+    json_response,
+    list_param,
+    read_body,
+    str_param,
+)
+
+Req = falcon.asgi.Request
+Resp = falcon.asgi.Response
+
+JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
+# Small bodies (claims, purge) need no more than this.
+SMALL_BODY = 64 * 1024
+
+
+class Resource:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def limits(self):  # type: ignore[no-untyped-def]
+        return self.service.limits
+
+
+class Versions(Resource):
+    async def on_get(self, req: Req, resp: Resp) -> None:
+        json_response(resp, system.versions(), falcon.HTTP_300)
+
+
+class Home(Resource):
+    async def on_get(self, req: Req, resp: Resp) -> None:
+        context(req, self.service)
+        resp.content_type = "application/json-home"
+        resp.data = homedoc.DOCUMENT
+
+
+class Ping(Resource):
+    async def on_get(self, req: Req, resp: Resp) -> None:
+        context(req, self.service)
+        await system.ping(self.service)
+        resp.status = falcon.HTTP_204
+
+    on_head = on_get
+
+
+class Health(Resource):
+    async def on_get(self, req: Req, resp: Resp) -> None:
+        json_response(resp, await system.health(context(req, self.service)))
+
+    async def on_head(self, req: Req, resp: Resp) -> None:
+        context(req, self.service)
+        await system.ping(self.service)
+        resp.status = falcon.HTTP_204
+
+
+class QueueCollection(Resource):
+    async def on_get(self, req: Req, resp: Resp) -> None:
+        ctx = context(req, self.service)
+        # Any other parameter filters on a metadata value, as in Zaqar.
+        filters = {
+            key: value if isinstance(value, str) else value[-1]
+            for key, value in req.params.items()
+            if key not in queues.LISTING_PARAMS
+        }
+        result = await queues.list_queues(
+            ctx,
+            marker=str_param(req, "marker"),
+            limit=int_param(req, "limit"),
+            detailed=bool_param(req, "detailed"),
+            name=str_param(req, "name"),
+            with_count=bool_param(req, "with_count"),
+            metadata_filters=filters,
+        )
+        json_response(resp, result)
+
+
+class QueueItem(Resource):
+    async def on_put(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, self.limits.max_queue_metadata, "queue metadata")
+        created = await queues.create(ctx, queue_name, document)
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_204
+        resp.location = req.path
+
+    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
+        json_response(resp, await queues.get(context(req, self.service), queue_name))
+
+    async def on_patch(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        if (req.content_type or "").split(";")[0].strip() != JSON_PATCH:
+            resp.append_header("Accept-Patch", JSON_PATCH)
+            raise errors.UnsupportedMediaType(f"Accepted media type for PATCH: {JSON_PATCH}.")
+        document, _ = await read_body(req, 2 * self.limits.max_queue_metadata, "patch")
+        if document is None:
+            raise errors.InvalidBody("The PATCH body must be a JSON array of changes.")
+        json_response(resp, await queues.patch(ctx, queue_name, document))
+
+    async def on_delete(self, req: Req, resp: Resp, queue_name: str) -> None:
+        await queues.delete(context(req, self.service), queue_name)
+        resp.status = falcon.HTTP_204
+
+
+class QueueStats(Resource):
+    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
+        json_response(resp, await queues.stats(context(req, self.service), queue_name))
+
+
+class QueuePurge(Resource):
+    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, SMALL_BODY, "purge request")
+        await queues.purge(ctx, queue_name, document)
+        resp.status = falcon.HTTP_204
+
+
+class MessageCollection(Resource):
+    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, size = await read_body(
+            req, self.limits.max_messages_post_size, "message collection"
+        )
+        if document is None:
+            raise errors.InvalidBody("The request body must hold a \"messages\" array.")
+        result = await messages.post(ctx, queue_name, document, size)
+        json_response(resp, result, falcon.HTTP_201)
+
+    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        ids = list_param(req, "ids")
+        if ids is not None:
+            json_response(resp, await messages.get_many(ctx, queue_name, ids))
+            return
+        result = await messages.list_messages(
+            ctx,
+            queue_name,
+            marker=str_param(req, "marker"),
+            limit=int_param(req, "limit"),
+            echo=bool_param(req, "echo"),
+            include_claimed=bool_param(req, "include_claimed"),
+            include_delayed=bool_param(req, "include_delayed"),
+        )
+        json_response(resp, result)
+
+    async def on_delete(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        popped = await messages.delete_many(
+            ctx,
+            queue_name,
+            ids=list_param(req, "ids"),
+            claim_ids=list_param(req, "claim_ids"),
+            pop=int_param(req, "pop"),
+        )
+        if popped is None:
+            resp.status = falcon.HTTP_204
+        else:
+            json_response(resp, popped)
+
+
+class MessageItem(Resource):
+    async def on_get(self, req: Req, resp: Resp, queue_name: str, message_id: str) -> None:
+        json_response(resp, await messages.get(context(req, self.service), queue_name, message_id))
+
+    async def on_delete(self, req: Req, resp: Resp, queue_name: str, message_id: str) -> None:
+        ctx = context(req, self.service)
+        await messages.delete(ctx, queue_name, message_id, str_param(req, "claim_id"))
+        resp.status = falcon.HTTP_204
+
+
+class ClaimCollection(Resource):
+    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, SMALL_BODY, "claim")
+        result = await claims.create(ctx, queue_name, document, int_param(req, "limit"))
+        if result is None:
+            resp.status = falcon.HTTP_204
+            return
+        resp.location = result["href"]
+        json_response(resp, {"messages": result["messages"]}, falcon.HTTP_201)
+
+
+class ClaimItem(Resource):
+    async def on_get(self, req: Req, resp: Resp, queue_name: str, claim_id: str) -> None:
+        claim = await claims.get(context(req, self.service), queue_name, claim_id)
+        json_response(resp, claim)
+
+    async def on_patch(self, req: Req, resp: Resp, queue_name: str, claim_id: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, SMALL_BODY, "claim")
+        await claims.update(ctx, queue_name, claim_id, document)
+        resp.status = falcon.HTTP_204
+
+    async def on_delete(self, req: Req, resp: Resp, queue_name: str, claim_id: str) -> None:
+        await claims.delete(context(req, self.service), queue_name, claim_id)
+        resp.status = falcon.HTTP_204
