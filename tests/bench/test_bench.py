@@ -1,0 +1,55 @@
+"""A short bench run against a real ``tidings serve`` (the server_url fixture).
+
+Checks that every role does work without errors; never asserts throughput,
+which depends on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tidings.bench import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> dict:
+    argv = ["--url", url, "--time", "1", "--warmup", "0", "--json", *extra]
+    assert main(argv) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_every_role_runs_without_errors(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _run(capsys, server_url, "--prefill", "500", "--queue-prefix", "bench-all")
+    roles = report["roles"]
+    assert list(roles) == ["ping", "producer", "observer", "consumer"]
+    for name, figures in roles.items():
+        assert figures["requests"] > 0, name
+        assert figures["errors"] == 0, (name, figures["errors_by_status"])
+        if name != "ping":
+            assert figures["messages_per_s"] > 0, name
+    assert roles["consumer"]["messages"] > 0
+    assert roles["consumer"]["claims"] > 0
+    assert roles["producer"]["fraction_of_ping"] > 0
+    assert report["bench_cpu"]["cpu_seconds"] > 0
+
+
+def test_two_processes_over_two_queues(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _run(
+        capsys, server_url,
+        "--processes", "2", "--workers", "2", "--queues", "2",
+        "--roles", "producer,consumer", "--messages-per-post", "5",
+        "--prefill", "200", "--queue-prefix", "bench-multi",
+    )
+    roles = report["roles"]
+    assert list(roles) == ["producer", "consumer"]
+    for name, figures in roles.items():
+        assert figures["requests"] > 0 and figures["errors"] == 0, (name, figures)
+        assert figures["fraction_of_ping"] is None  # no ping phase, no ceiling
+    # Messages go in batches of five.
+    assert roles["producer"]["messages"] == 5 * roles["producer"]["requests"]
+    assert roles["consumer"]["messages"] > 0

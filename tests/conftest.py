@@ -1,0 +1,51 @@
+"""Fixtures shared by every test tier.
+
+One real server process serves the whole session; tests stay apart by
+using a fresh project (X-Project-ID) each.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    base = tmp_path_factory.mktemp("server")
+    proc = ServerProcess(storage=f"sqlite:///{base}/tidings.db", log_path=base / "server.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(server: ServerProcess) -> str:
+    return server.url
+
+
+@pytest.fixture
+def project() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def client_id() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def headers(project: str, client_id: str) -> dict[str, str]:
+    return {"X-Project-ID": project, "Client-ID": client_id}
+
+
+@pytest.fixture
+def http(server_url: str, headers: dict[str, str]) -> Iterator[httpx.Client]:
+    """An HTTP client for the session's server, in this test's project."""
+    with httpx.Client(base_url=server_url, headers=headers, timeout=10) as client:
+        yield client

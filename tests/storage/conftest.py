@@ -1,0 +1,51 @@
+"""The conformance suite's fixtures: every test runs against every driver.
+
+A driver joins the suite by adding a factory to DRIVER_FACTORIES; each
+factory yields an open driver on fresh storage driven by the fake clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.clock import FakeClock
+from tidings.storage.base import DataDriver
+from tidings.storage.registry import driver_from_url
+
+
+@asynccontextmanager
+async def sqlite_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataDriver]:
+    driver = driver_from_url(f"sqlite:///{tmp_path}/conformance.db", sync="normal", clock=clock)
+    await driver.open()
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+DRIVER_FACTORIES: dict[str, Callable[[Path, FakeClock], Any]] = {
+    "sqlite": sqlite_driver,
+}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(DRIVER_FACTORIES))
+async def driver(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+                 ) -> AsyncIterator[DataDriver]:
+    async with DRIVER_FACTORIES[request.param](tmp_path, clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+def project() -> str:
+    return f"p-{uuid.uuid4().hex[:8]}"
