@@ -13,16 +13,17 @@ import pytest
 from tidings.bench import main
 
 
-def _run(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> dict:
-    argv = ["--url", url, "--time", "1", "--warmup", "0", "--json", *extra]
+def _run(capsys: pytest.CaptureFixture[str], url: str, project: str, *extra: str) -> dict:
+    argv = ["--url", url, "--project", project, "--time", "1", "--warmup", "0", "--json",
+            *extra]
     assert main(argv) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 
 
 def test_every_role_runs_without_errors(
-    server_url: str, capsys: pytest.CaptureFixture[str]
+    server_url: str, project: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = _run(capsys, server_url, "--prefill", "500", "--queue-prefix", "bench-all")
+    report = _run(capsys, server_url, project, "--prefill", "500", "--queue-prefix", "bench-all")
     roles = report["roles"]
     assert list(roles) == ["ping", "producer", "observer", "consumer"]
     for name, figures in roles.items():
@@ -37,10 +38,10 @@ def test_every_role_runs_without_errors(
 
 
 def test_two_processes_over_two_queues(
-    server_url: str, capsys: pytest.CaptureFixture[str]
+    server_url: str, project: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = _run(
-        capsys, server_url,
+        capsys, server_url, project,
         "--processes", "2", "--workers", "2", "--queues", "2",
         "--roles", "producer,consumer", "--messages-per-post", "5",
         "--prefill", "200", "--queue-prefix", "bench-multi",
