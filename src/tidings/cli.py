@@ -81,12 +81,6 @@ def migrate(args: argparse.Namespace) -> int:
     return asyncio.run(_with_storage(_settings(args), "migrate"))
 
 
-def bench(args: argparse.Namespace) -> int:
-    from tidings.bench import main as bench_main
-
-    return bench_main(args.bench_args)
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tidings", description=__doc__)
     top.add_argument("--version", action="version", version=f"tidings {__version__}")
@@ -108,12 +102,16 @@ def parser() -> argparse.ArgumentParser:
     p = with_config(commands.add_parser("migrate", help="create or upgrade the storage schema"))
     p.set_defaults(run=migrate)
 
-    p = commands.add_parser("bench", help="load-test a Zaqar v2 endpoint", add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=bench)
+    # Listed for --help; main() hands its arguments to the bench untouched.
+    commands.add_parser("bench", help="load-test a Zaqar v2 endpoint (tidings bench --help)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from tidings.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = parser().parse_args(argv)
     return args.run(args)

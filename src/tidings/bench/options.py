@@ -50,7 +50,5 @@ class BenchOptions:
     def describe(self) -> dict[str, Any]:
         """The settings as plain data, for the JSON report."""
         data = asdict(self)
-        data.pop("target")
-        data["url"] = self.target.url
-        data["roles"] = list(self.roles)
-        return data
+        del data["target"]
+        return {"url": self.target.url, **data, "roles": list(self.roles)}

@@ -13,9 +13,9 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from time import perf_counter
-from typing import Callable
 
 from tidings.bench.http import HttpError
 from tidings.bench.options import BenchOptions

@@ -7,7 +7,7 @@ from typing import Any
 
 from tidings.bench.runner import BenchResult
 
-# (heading, key in the role summary, format); None key means computed below.
+# (heading, key in the flattened role summary, format)
 _COLUMNS = [
     ("role", "role", "{}"),
     ("req/s", "requests_per_s", "{:.1f}"),
@@ -17,7 +17,7 @@ _COLUMNS = [
     ("p99 ms", "p99", "{:.2f}"),
     ("max ms", "max", "{:.2f}"),
     ("errors", "errors", "{}"),
-    ("of ping", "fraction_of_ping", "{:.0%}"),
+    ("of ping", "fraction_of_ping", "{:.1%}"),
     ("bench cpu", "bench_cpu_pct", "{:.0f}%"),
 ]
 
@@ -51,7 +51,7 @@ def _align(rows: list[list[str]]) -> list[str]:
     return [
         "  ".join(
             cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths))
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     ]

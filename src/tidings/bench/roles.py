@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Awaitable, Callable
 
 from tidings.bench import zaqar
 from tidings.bench.http import HttpConnection, HttpError, Response, build_request

@@ -100,38 +100,40 @@ class Writer:
             conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[Any]) -> list[Any]:
+        """Run and commit one group; every future gets an outcome, whatever
+        fails, so no request waits forever."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            log.error("sqlite: cannot begin a transaction: %s", exc)
-            error = ServiceUnavailable("The storage could not start a transaction.")
-            return [(future, None, error) for _, future in group]
-        for job, future in group:
-            conn.execute("SAVEPOINT job")
-            try:
-                result = job(conn)
-            except BaseException as exc:
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                if not isinstance(exc, TidingsError):
-                    log.exception("sqlite: a write failed")
-                    exc = ServiceUnavailable("The storage failed to write.")
-                outcomes.append((future, None, exc))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((future, result, None))
-        try:
+            for job, future in group:
+                outcomes.append(self._run_job(conn, job, future))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.error("sqlite: commit failed: %s", exc)
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            log.error("sqlite: a group of %d writes failed: %s", len(group), exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             error = ServiceUnavailable("The storage failed to commit the write.")
-            return [(future, None, error) for future, _, _ in outcomes]
+            return [(future, None, error) for _, future in group]
         return outcomes
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]
+                 ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        conn.execute("SAVEPOINT job")
+        try:
+            result = job(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            if not isinstance(exc, TidingsError):
+                log.exception("sqlite: a write failed")
+                exc = ServiceUnavailable("The storage failed to write.")
+            return future, None, exc
+        conn.execute("RELEASE job")
+        return future, result, None
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
