@@ -52,13 +52,12 @@ def message_id(rowid: int) -> str:
 
 def parse_message_id(text: str) -> int | None:
     """The row id of a message id, or None for anything we never issued."""
-    if not 0 < len(text) <= 16:
+    # Exactly what message_id() writes: int(text, 16) alone would also take
+    # "0x1", " 1" or "1_0", and values past SQLite's INTEGER range.
+    if len(text) != 16 or not all(c in "0123456789abcdef" for c in text):
         return None
-    try:
-        value = int(text, 16)
-    except ValueError:
-        return None
-    return value if value > 0 else None
+    value = int(text, 16)
+    return value if 0 < value < 2**63 else None
 
 
 def _message(row: tuple[Any, ...], now: float) -> Message:
@@ -264,7 +263,7 @@ class SqliteQueues(base.QueueController):
             args.append(filters.name)
         for key, value in filters.metadata:
             sql += q.QUEUE_FILTER_METADATA
-            args += ['$."' + key.replace('"', '""') + '"', value]
+            args += [key, value]
         return sql, args
 
     async def list(
@@ -522,20 +521,23 @@ class SqliteClaims(base.ClaimController):
                 ).fetchall()
                 if not rows:
                     break
+                taken = []
                 for row in rows:
                     if dead_letter is not None and row[6] >= dead_letter.max_claim_count:
                         _dead_letter(conn, project, row, dead_letter, now)
                     else:
-                        claimed.append(row)
+                        taken.append(row)
+                # Mark this batch claimed now, so the next look skips it.
+                conn.executemany(
+                    q.MESSAGE_CLAIM,
+                    [(claim_id, claim_expires, keep_until, row[0]) for row in taken],
+                )
+                claimed += taken
                 if len(rows) < want:
                     break
             if not claimed:
                 return None, []
             conn.execute(q.CLAIM_INSERT, (claim_id, queue_id, ttl, grace, now, claim_expires))
-            conn.executemany(
-                q.MESSAGE_CLAIM,
-                [(claim_id, claim_expires, keep_until, row[0]) for row in claimed],
-            )
             messages = []
             for row in claimed:
                 rowid, body, created, expires, _, _, count = row

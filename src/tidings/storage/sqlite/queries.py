@@ -11,7 +11,10 @@ QUEUE_DELETE = "DELETE FROM queues WHERE id = ?"
 QUEUE_LIST = "SELECT name{detail} FROM queues WHERE project = ? AND name > ?{filters} ORDER BY name LIMIT ?"
 QUEUE_COUNT = "SELECT count(*) FROM queues WHERE project = ?{filters}"
 QUEUE_FILTER_NAME = " AND instr(name, ?) > 0"
-QUEUE_FILTER_METADATA = " AND CAST(json_extract(metadata, ?) AS TEXT) = ?"
+# json_each, not a JSON path: a path cannot name a key holding a quote or a backslash.
+QUEUE_FILTER_METADATA = (
+    " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND CAST(value AS TEXT) = ?)"
+)
 
 MESSAGE_INSERT = (
     "INSERT INTO messages (queue_id, body, created, expires, available, client_id) "

@@ -1,0 +1,116 @@
+"""Shared helpers of the storage conformance suite: interface calls only."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tidings.storage.base import DataDriver, DeadLetterPolicy, Message, NewMessage
+
+CLIENT = "11111111-1111-4111-8111-111111111111"
+OTHER_CLIENT = "22222222-2222-4222-8222-222222222222"
+
+# Ids no driver ever issues; each must read as "not found", never raise.
+_NUMBERED = object()
+
+GARBAGE_IDS = [
+    "",
+    "nope",
+    "0x1",
+    " 1",
+    "-1",
+    "1_0",
+    "ffffffffffffffff",
+    "f" * 200,
+    "00000000-0000-0000-0000-000000000000",
+    "'; DROP TABLE messages; --",
+    "\u00e9\u00e8",
+]
+
+
+async def post(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    n: int = 1,
+    *,
+    ttl: int = 3600,
+    delay: int = 0,
+    client_id: str = CLIENT,
+    body: Any = _NUMBERED,
+) -> list[str]:
+    """Post ``n`` messages; bodies are {"n": i} unless ``body`` is given."""
+    messages = [
+        NewMessage(body={"n": i} if body is _NUMBERED else body, ttl=ttl, delay=delay)
+        for i in range(n)
+    ]
+    return await driver.messages.post(project, queue, messages, client_id)
+
+
+async def list_messages(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    *,
+    marker: str | None = None,
+    limit: int = 20,
+    client_id: str | None = OTHER_CLIENT,
+    echo: bool = False,
+    include_claimed: bool = False,
+    include_delayed: bool = False,
+) -> tuple[list[Message], str | None]:
+    """One page, read by default as a client other than the poster."""
+    return await driver.messages.list(
+        project,
+        queue,
+        marker=marker,
+        limit=limit,
+        client_id=client_id,
+        echo=echo,
+        include_claimed=include_claimed,
+        include_delayed=include_delayed,
+    )
+
+
+async def list_ids(driver: DataDriver, project: str, queue: str, **kwargs: Any) -> list[str]:
+    page, _ = await list_messages(driver, project, queue, **kwargs)
+    return [m.id for m in page]
+
+
+async def all_ids(
+    driver: DataDriver, project: str, queue: str, *, limit: int = 20, **kwargs: Any
+) -> list[str]:
+    """Every id, paging by marker until an empty page."""
+    seen: list[str] = []
+    marker = None
+    for _ in range(10_000):
+        page, marker = await list_messages(
+            driver, project, queue, marker=marker, limit=limit, **kwargs
+        )
+        if not page:
+            return seen
+        seen += [m.id for m in page]
+    raise AssertionError("paging never ended")
+
+
+async def claim(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    *,
+    ttl: int = 300,
+    grace: int = 60,
+    limit: int = 10,
+    dead_letter: DeadLetterPolicy | None = None,
+) -> tuple[str | None, list[Message]]:
+    return await driver.claims.create(
+        project, queue, ttl=ttl, grace=grace, limit=limit, dead_letter=dead_letter
+    )
+
+
+async def claimed_ids(driver: DataDriver, project: str, queue: str, **kwargs: Any) -> list[str]:
+    _, messages = await claim(driver, project, queue, **kwargs)
+    return [m.id for m in messages]
+
+
+def ids(messages: Sequence[Message]) -> list[str]:
+    return [m.id for m in messages]

@@ -1,0 +1,96 @@
+"""Garbage collection of expired messages and claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.storage.helpers import claim, list_ids, post
+from tidings import errors
+
+
+async def test_gc_with_nothing_expired_returns_zero(driver, project):
+    assert await driver.gc() == 0
+    await post(driver, project, "q", 3)
+    assert await driver.gc() == 0
+    assert len(await list_ids(driver, project, "q")) == 3
+
+
+async def test_gc_removes_expired_messages(driver, project, clock):
+    await post(driver, project, "q", 5, ttl=60)
+    clock.advance(60)
+    assert await driver.gc() >= 5
+    assert await driver.gc() == 0
+    assert await list_ids(driver, project, "q") == []
+    assert (await driver.queues.stats(project, "q")).total == 0
+
+
+async def test_gc_leaves_live_messages_alone(driver, project, clock):
+    await post(driver, project, "q", 3, ttl=60)
+    alive = await post(driver, project, "q", 2, ttl=3600)
+    delayed = await post(driver, project, "q", 1, ttl=3600, delay=600)
+    clock.advance(60)
+    claim_id, claimed = await claim(driver, project, "q", limit=1)
+    assert [m.id for m in claimed] == alive[:1]
+
+    assert await driver.gc() > 0
+
+    assert await list_ids(driver, project, "q", include_claimed=True, include_delayed=True) == (
+        alive + delayed
+    )
+    got = await driver.claims.get(project, "q", claim_id)
+    assert [m.id for m in got.messages] == alive[:1]
+    stats = await driver.queues.stats(project, "q")
+    assert (stats.claimed, stats.free) == (1, 2)
+    assert await driver.gc() == 0
+
+
+async def test_gc_removes_expired_claims_and_releases_their_messages(driver, project, clock):
+    posted = await post(driver, project, "q", 2, ttl=3600)
+    claim_id, _ = await claim(driver, project, "q", ttl=60)
+    clock.advance(60)
+    assert await driver.gc() > 0
+    assert await driver.gc() == 0
+    with pytest.raises(errors.ClaimNotFound):
+        await driver.claims.get(project, "q", claim_id)
+    assert await list_ids(driver, project, "q") == posted
+    _, claimed = await claim(driver, project, "q")
+    assert [m.id for m in claimed] == posted
+    assert [m.claim_count for m in claimed] == [2, 2]
+
+
+async def test_gc_keeps_claimed_messages_within_grace(driver, project, clock):
+    [message_id] = await post(driver, project, "q", ttl=60)
+    await claim(driver, project, "q", ttl=300, grace=60)
+    clock.advance(200)
+    await driver.gc()
+    assert (await driver.messages.get(project, "q", message_id)).id == message_id
+
+
+async def test_gc_keeps_queues(driver, project, clock):
+    await driver.queues.create(project, "q", {"a": 1})
+    await post(driver, project, "q", 2, ttl=60)
+    clock.advance(60)
+    await driver.gc()
+    assert await driver.queues.get_metadata(project, "q") == {"a": 1}
+    assert await driver.queues.count(project) == 1
+
+
+async def test_gc_spans_projects_and_queues(driver, project, clock):
+    other = project + "-other"
+    await post(driver, project, "a", 2, ttl=60)
+    await post(driver, other, "b", 3, ttl=60)
+    keep = await post(driver, other, "b", 1, ttl=3600)
+    clock.advance(60)
+    assert await driver.gc() >= 5
+    assert await driver.gc() == 0
+    assert await list_ids(driver, other, "b") == keep
+
+
+async def test_queue_works_normally_after_gc(driver, project, clock):
+    await post(driver, project, "q", 3, ttl=60)
+    clock.advance(60)
+    await driver.gc()
+    posted = await post(driver, project, "q", 2)
+    assert await list_ids(driver, project, "q") == posted
+    _, claimed = await claim(driver, project, "q")
+    assert [m.id for m in claimed] == posted
