@@ -40,11 +40,15 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         env = {**os.environ, "TIDINGS_GC_INTERVAL": "0", **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
-             "--storage", self.storage],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
+                 "--storage", self.storage],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child has its own copy of the descriptor
         self._wait_ready(timeout)
         return self
 

@@ -18,8 +18,11 @@ def claims_path(queue: str) -> str:
 def _ttl_and_grace(ctx: Context, document: Any | None) -> tuple[int, int]:
     limits = ctx.limits
     document = {} if document is None else validate.json_object(document, "claim")
-    ttl = validate.integer(document.get("ttl", limits.default_claim_ttl), "ttl")
-    grace = validate.integer(document.get("grace", limits.default_claim_grace), "grace")
+    # null means "the default": python-zaqarclient sends it for an unset ttl.
+    ttl = document.get("ttl")
+    grace = document.get("grace")
+    ttl = validate.integer(limits.default_claim_ttl if ttl is None else ttl, "ttl")
+    grace = validate.integer(limits.default_claim_grace if grace is None else grace, "grace")
     validate.in_range(ttl, limits.min_claim_ttl, limits.max_claim_ttl, "TTL of a claim")
     validate.in_range(grace, limits.min_claim_grace, limits.max_claim_grace, "grace of a claim")
     return ttl, grace
@@ -43,6 +46,9 @@ async def create(
     ctx.require_client_id()
     limits = ctx.limits
     validate.queue_name(queue, limits)
+    if limit is None and isinstance(document, dict) and "limit" in document:
+        # openstacksdk sends the claim's limit in the body, not the query.
+        limit = validate.integer(document["limit"], "limit")
     size = validate.limit(limit, limits.default_messages_per_claim,
                           limits.max_messages_per_claim_or_pop, "messages")
     ttl, grace = _ttl_and_grace(ctx, document)

@@ -80,11 +80,15 @@ async def patch(ctx: Context, name: str, changes: Any) -> dict[str, Any]:
     if not parsed:
         return meta.with_defaults(stored, ctx.limits)
     updated = dict(stored)
+    # As in Zaqar, the reserved keys always exist (GET shows their defaults):
+    # replacing or removing one that is not stored is no conflict. Clients
+    # such as python-zaqarclient rely on it: they diff against the GET.
+    reserved = meta.reserved_defaults(ctx.limits)
     for op, key, value in parsed:
-        if op in ("replace", "remove") and key not in updated:
+        if op in ("replace", "remove") and key not in updated and key not in reserved:
             raise errors.Conflict(f"Can't {op} non-existent metadata key {key!r}.")
         if op == "remove":
-            del updated[key]
+            updated.pop(key, None)
         else:
             updated[key] = value
     meta.check(updated, ctx.limits)
