@@ -6,21 +6,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Binaries the tests start for real, and the Debian package that has each.
-declare -A DEBIAN_PACKAGE_OF=(
-  [curl]=curl
-)
-
+# What the tests start for real, and the Debian package that provides it.
+# Debian keeps PostgreSQL's initdb and pg_ctl off PATH, under
+# /usr/lib/postgresql/<version>/bin, where the test fixtures look too.
+have_postgres() {
+  command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
 missing=()
-for binary in "${!DEBIAN_PACKAGE_OF[@]}"; do
-  command -v "$binary" >/dev/null 2>&1 || missing+=("${DEBIAN_PACKAGE_OF[$binary]}")
-done
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+have_postgres || missing+=(postgresql)
 if ((${#missing[@]})); then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   echo "installing Debian packages: ${missing[*]}"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 python=${PYTHON:-python3}
