@@ -17,6 +17,7 @@ from tidings.api.context import Service
 from tidings.config import Settings
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.registry import driver_from_url
+from tidings.transport import ws
 from tidings.transport.http.app import create_http_app
 
 log = logging.getLogger(__name__)
@@ -56,4 +57,7 @@ class Lifespan:
 def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.App:
     storage = driver_from_url(settings.storage, sync=settings.sqlite_sync, clock=clock)
     service = Service(storage=storage, limits=settings.limits)
-    return create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval)])
+    app = create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval)],
+                          socket=ws.Endpoint(service, settings.websocket))
+    ws.use_raw_frames(app)
+    return app

@@ -47,6 +47,13 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         # Zaqar clients keep connections open between calls.
         timeout_keep_alive=30,
+        # The WebSocket API shares the port; uvicorn pings each socket and
+        # closes it when the pong is late. Frames up to 16 times the API's
+        # limit reach the app, which answers an oversized one with an error.
+        ws="auto",
+        ws_max_size=16 * settings.websocket.max_frame_size,
+        ws_ping_interval=settings.websocket.ping_interval or None,
+        ws_ping_timeout=settings.websocket.ping_timeout or None,
     )
     return 0
 

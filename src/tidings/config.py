@@ -42,6 +42,18 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     default_queues_per_page: int = 10
 
 
+class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The WebSocket transport, served at ``/`` on the HTTP port."""
+
+    # Seconds between keepalive pings to each open socket; 0 disables them.
+    ping_interval: float = 20.0
+    # Seconds to wait for the pong before the socket is closed.
+    ping_timeout: float = 20.0
+    # The largest request frame answered; a larger one gets an error reply
+    # and the socket stays open. (A frame over 16 times this closes it.)
+    max_frame_size: int = 1024 * 1024
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8888
@@ -54,6 +66,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_interval: float = 30.0
     log_level: str = "info"
     limits: Limits = msgspec.field(default_factory=Limits)
+    websocket: WebSocketSettings = msgspec.field(default_factory=WebSocketSettings)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -157,3 +157,8 @@ async def delete_many(
         return {"messages": [format_message(queue, m) for m in popped]}
     await ctx.storage.messages.bulk_delete(ctx.project, queue, _ids(ids or [], ctx), claim_ids)
     return None
+
+
+def posted_ids(result: dict[str, Any]) -> list[str]:
+    """The ids of the messages a ``post`` created (its hrefs end with them)."""
+    return [href.rsplit("/", 1)[1] for href in result["resources"]]

@@ -16,7 +16,9 @@ _QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
 def queue_name(name: str, limits: Limits) -> str:
-    if not name or len(name) > limits.max_queue_name_length:
+    if not name:
+        raise errors.InvalidQueueName("Queue names may not be empty.")
+    if len(name) > limits.max_queue_name_length:
         raise errors.InvalidQueueName(
             f"Queue names may not be more than {limits.max_queue_name_length} characters long."
         )

@@ -15,9 +15,10 @@ from tidings.transport.http.errors import handle_domain_error, handle_unexpected
 QUEUE = "/v2/queues/{queue_name}"
 
 
-def routes(service: Service) -> list[tuple[str, Any]]:
+def routes(service: Service, socket: r.SocketHandler | None = None
+           ) -> list[tuple[str, Any]]:
     return [
-        ("/", r.Versions(service)),
+        ("/", r.Versions(service, socket)),
         ("/v2", r.Home(service)),
         ("/v2/", r.Home(service)),
         ("/v2/ping", r.Ping(service)),
@@ -33,13 +34,15 @@ def routes(service: Service) -> list[tuple[str, Any]]:
     ]
 
 
-def create_http_app(service: Service, middleware: list[Any] | None = None) -> falcon.asgi.App:
+def create_http_app(service: Service, middleware: list[Any] | None = None,
+                    socket: r.SocketHandler | None = None) -> falcon.asgi.App:
+    """The HTTP API; ``socket``, if given, serves WebSocket upgrades at ``/``."""
     app = falcon.asgi.App(middleware=middleware or [])
     # Query values like ids=a,b stay one string; list_param splits them.
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = False
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(errors.TidingsError, handle_domain_error)
-    for path, resource in routes(service):
+    for path, resource in routes(service, socket):
         app.add_route(path, resource)
     return app

@@ -72,7 +72,7 @@ async def read_body(req: falcon.asgi.Request, cap: int, what: str) -> tuple[Any,
     declared length before reading, and while reading when none is declared.
     """
     validate.body_size(req.content_length, cap, what)
-    if (req.content_type or "").startswith(FORM_TYPE):
+    if (req.content_type or "").strip().lower().startswith(FORM_TYPE):
         raise errors.InvalidContentType(
             "Form-encoded bodies are not accepted; send application/json."
         )
@@ -84,6 +84,11 @@ async def read_body(req: falcon.asgi.Request, cap: int, what: str) -> tuple[Any,
         return msgspec.json.decode(raw), len(raw)
     except msgspec.DecodeError as exc:
         raise errors.InvalidBody(f"The request body is not valid JSON: {exc}.") from None
+    except UnicodeDecodeError:
+        raise errors.InvalidBody("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        # msgspec gives up on very deep nesting ([[[[...]]]]): the client's fault.
+        raise errors.InvalidBody("The request body is nested too deeply.") from None
 
 
 def json_response(resp: falcon.asgi.Response, document: Any, status: str = falcon.HTTP_200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 import falcon
 import falcon.asgi
 
@@ -21,6 +23,7 @@ from tidings.transport.http.request import (
 
 Req = falcon.asgi.Request
 Resp = falcon.asgi.Response
+SocketHandler = Callable[[Req, falcon.asgi.WebSocket], Awaitable[None]]
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 # Small bodies (claims, purge) need no more than this.
@@ -37,8 +40,21 @@ class Resource:
 
 
 class Versions(Resource):
+    """``GET /`` is the versions document; a WebSocket upgrade at ``/`` is
+    the WebSocket API, handed to ``socket`` (refused when there is none)."""
+
+    def __init__(self, service: Service, socket: SocketHandler | None = None) -> None:
+        super().__init__(service)
+        self.socket = socket
+
     async def on_get(self, req: Req, resp: Resp) -> None:
         json_response(resp, system.versions(), falcon.HTTP_300)
+
+    async def on_websocket(self, req: Req, ws: falcon.asgi.WebSocket) -> None:
+        if self.socket is None:
+            await ws.close()  # before accept: the handshake is refused
+            return
+        await self.socket(req, ws)
 
 
 class Home(Resource):
@@ -101,7 +117,7 @@ class QueueItem(Resource):
 
     async def on_patch(self, req: Req, resp: Resp, queue_name: str) -> None:
         ctx = context(req, self.service)
-        if (req.content_type or "").split(";")[0].strip() != JSON_PATCH:
+        if (req.content_type or "").split(";")[0].strip().lower() != JSON_PATCH:
             resp.append_header("Accept-Patch", JSON_PATCH)
             raise errors.UnsupportedMediaType(f"Accepted media type for PATCH: {JSON_PATCH}.")
         document, _ = await read_body(req, 2 * self.limits.max_queue_metadata, "patch")
