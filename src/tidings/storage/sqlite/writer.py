@@ -1,142 +1,180 @@
-"""One writer thread that commits the writes of concurrent requests together.
+"""Group commit: the writes of concurrent requests share one transaction.
 
-SQLite allows one writer at a time, and a durable commit costs an fsync. So
-every write is a job (a function of the connection) handed to this thread;
-the thread takes all jobs waiting, runs each inside its own savepoint, and
-commits them in one transaction: one fsync for the whole group (group
-commit). A job that raises rolls back only its savepoint, so one bad request
-never undoes another's write. A request's future resolves only after COMMIT
-returns, so an acknowledged write is on disk.
+SQLite allows one writer at a time, and a durable commit costs an fsync.
+Each write is a job (a function of the connection). Jobs run on the event
+loop's thread, one after another, inside the open transaction: a job is a
+few microseconds of SQLite calls, and running it here avoids a handoff of
+the GIL per statement. Only COMMIT, which waits for the disk, goes to a
+helper thread; while it runs, new jobs gather for the next transaction, so
+one fsync serves everyone who was waiting (group commit).
+
+Each job runs inside its own savepoint, so a job that raises undoes only
+its own writes. A job's future resolves after COMMIT returns: an
+acknowledged write is on disk. Jobs that may touch many rows (queue
+deletion, purge, garbage collection) are marked heavy and run with their
+commit in the helper thread, so they never stall the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from tidings.errors import ServiceUnavailable, TidingsError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
+Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-# Bounds how long one transaction holds the lock and how much a failed
-# COMMIT can take down with it.
+# Bounds how long one transaction keeps the loop busy, and how much one
+# failed COMMIT takes down with it.
 MAX_GROUP = 512
+# How long BEGIN waits for another process's write lock (a second server on
+# the same file, or `tidings gc`); that wait happens off the event loop.
+LOCK_WAIT_MS = 10_000
 
 
 class Writer:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._run, args=(ready, failure), name="tidings-sqlite-writer", daemon=True
-        )
-        self._thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-commit")
+        self._conn = self._connect()
+        # On the loop thread a lock must never be waited for; see _begin.
+        self._conn.execute("PRAGMA busy_timeout = 0")
 
     async def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._jobs.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job`` in the writer's next transaction; return its result
-        once the transaction is committed."""
-        if self._thread is None:
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> T:
+        """Run ``job`` in the next transaction; return its result once that
+        transaction is committed."""
+        if self._conn is None or self._loop is None:
             raise ServiceUnavailable("The storage is not open.")
-        future: asyncio.Future[T] = self._loop.create_future()  # type: ignore[union-attr]
-        self._jobs.put((job, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((job, future, heavy))
+        if self._flushing is None:
+            self._flushing = self._loop.create_task(self._flush())
         return await future
 
-    # --- the thread -------------------------------------------------------
-
-    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+    async def _flush(self) -> None:
         try:
-            conn = self._connect()
-        except BaseException as exc:  # reported to start()
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        try:
-            while True:
-                first = self._jobs.get()
-                if first is _STOP:
-                    return
-                group = [first]
-                stop_after = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop_after = True
-                        break
-                    group.append(item)
-                outcomes = self._commit_group(conn, group)
-                self._loop.call_soon_threadsafe(_settle, outcomes)  # type: ignore[union-attr]
-                if stop_after:
-                    return
+            while self._pending:
+                group = self._take_group()
+                if group[0][2]:
+                    outcomes = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                        self._thread, self._commit_in_thread, group
+                    )
+                else:
+                    outcomes = await self._commit_on_loop(group)
+                _settle(outcomes)
         finally:
-            conn.close()
+            self._flushing = None
 
-    def _commit_group(self, conn: sqlite3.Connection, group: list[Any]) -> list[Any]:
-        """Run and commit one group; every future gets an outcome, whatever
-        fails, so no request waits forever."""
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    def _take_group(self) -> list[tuple[Job, asyncio.Future[Any], bool]]:
+        """The next run of light jobs, or one heavy job alone."""
+        if self._pending[0][2]:
+            return [self._pending.pop(0)]
+        size = 0
+        while size < len(self._pending) and size < MAX_GROUP and not self._pending[size][2]:
+            size += 1
+        group, self._pending = self._pending[:size], self._pending[size:]
+        return group
+
+    async def _commit_on_loop(self, group: list[tuple[Job, asyncio.Future[Any], bool]]
+                              ) -> list[Outcome]:
+        conn = self._conn
+        assert conn is not None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job, future in group:
-                outcomes.append(self._run_job(conn, job, future))
-            conn.execute("COMMIT")
+            await self._begin(conn)
+            outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+            await self._loop.run_in_executor(  # type: ignore[union-attr]
+                self._thread, conn.execute, "COMMIT"
+            )
         except sqlite3.Error as exc:
-            log.error("sqlite: a group of %d writes failed: %s", len(group), exc)
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            error = ServiceUnavailable("The storage failed to commit the write.")
-            return [(future, None, error) for _, future in group]
+            return _fail_group(conn, group, exc)
         return outcomes
 
-    @staticmethod
-    def _run_job(conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]
-                 ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-        conn.execute("SAVEPOINT job")
+    async def _begin(self, conn: sqlite3.Connection) -> None:
         try:
-            result = job(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            if not isinstance(exc, TidingsError):
-                log.exception("sqlite: a write failed")
-                exc = ServiceUnavailable("The storage failed to write.")
-            return future, None, exc
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            # Another process holds the write lock: wait for it off the loop.
+            await self._loop.run_in_executor(  # type: ignore[union-attr]
+                self._thread, _begin_waiting, conn
+            )
+
+    def _commit_in_thread(self, group: list[tuple[Job, asyncio.Future[Any], bool]]
+                          ) -> list[Outcome]:
+        conn = self._conn
+        assert conn is not None
+        try:
+            _begin_waiting(conn)
+            outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            return _fail_group(conn, group, exc)
+        return outcomes
+
+
+def _begin_waiting(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _run_job(conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]) -> Outcome:
+    conn.execute("SAVEPOINT job")
+    try:
+        result = job(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
         conn.execute("RELEASE job")
-        return future, result, None
+        if not isinstance(exc, TidingsError):
+            log.exception("sqlite: a write failed")
+            exc = ServiceUnavailable("The storage failed to write.")
+        return future, None, exc
+    conn.execute("RELEASE job")
+    return future, result, None
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _fail_group(conn: sqlite3.Connection, group: list[tuple[Job, asyncio.Future[Any], bool]],
+                exc: sqlite3.Error) -> list[Outcome]:
+    """Every request of a failed group gets a 503; none waits forever."""
+    log.error("sqlite: a group of %d writes failed: %s", len(group), exc)
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+    error = ServiceUnavailable("The storage failed to commit the write.")
+    return [(future, None, error) for _, future, _ in group]
+
+
+def _settle(outcomes: list[Outcome]) -> None:
     for future, result, error in outcomes:
         # A client that went away cancelled its future; its write stands.
         if future.done():
