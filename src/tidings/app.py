@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import falcon.asgi
 
 from tidings.api.context import Service
-from tidings.config import Settings
+import msgspec
+
+from tidings.config import WORKER_SETTINGS_ENV, Settings
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.registry import driver_from_url
 from tidings.transport import ws
@@ -61,3 +64,10 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.A
                           socket=ws.Endpoint(service, settings.websocket))
     ws.use_raw_frames(app)
     return app
+
+
+def app_from_environment() -> falcon.asgi.App:
+    """The app of one of several worker processes (``serve --workers N``):
+    the parent hands its resolved settings down through the environment."""
+    settings = msgspec.json.decode(os.environ[WORKER_SETTINGS_ENV], type=Settings)
+    return create_app(settings)

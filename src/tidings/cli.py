@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
+import msgspec
+
 from tidings import __version__
-from tidings.config import Settings, load_settings
+from tidings.config import WORKER_SETTINGS_ENV, Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -17,6 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "storage": getattr(args, "storage", None),
+        "workers": getattr(args, "workers", None),
     }
     try:
         return load_settings(args.config, overrides=overrides)
@@ -33,11 +37,19 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = create_app(settings)
+        app: Any = create_app(settings)
     except ValueError as exc:
         raise SystemExit(f"tidings: {exc}") from None
+    extra: dict[str, Any] = {}
+    if settings.workers > 1:
+        # uvicorn starts each worker from an import string, so the settings
+        # travel in the environment; the app above only checked them.
+        os.environ[WORKER_SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+        app = "tidings.app:app_from_environment"
+        extra = {"factory": True, "workers": settings.workers}
     uvicorn.run(
         app,
+        **extra,
         host=settings.host,
         port=settings.port,
         loop="uvloop" if _has("uvloop") else "asyncio",
@@ -101,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     p = with_config(commands.add_parser("serve", help="run the server"))
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8888)")
+    p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     p.set_defaults(run=serve)
 
     p = with_config(commands.add_parser("gc", help="remove expired messages and claims now"))

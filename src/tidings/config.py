@@ -15,6 +15,9 @@ from typing import Any, Mapping
 import msgspec
 
 ENV_PREFIX = "TIDINGS_"
+# Not settings themselves: where to find them.
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+WORKER_SETTINGS_ENV = ENV_PREFIX + "WORKER_SETTINGS"
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -57,6 +60,8 @@ class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8888
+    # Server processes sharing the port; each holds no state the others need.
+    workers: int = 1
     # Where data lives; the scheme picks the driver (see storage.registry).
     storage: str = "sqlite:///./data/tidings.db"
     # "full": a write is acknowledged only after fsync (the default);
@@ -73,7 +78,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn TIDINGS_A__B=v into {"a": {"b": v}}; values stay strings."""
     tree: dict[str, Any] = {}
     for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+        if not key.startswith(ENV_PREFIX) or key in (CONFIG_ENV, WORKER_SETTINGS_ENV):
             continue
         path = key[len(ENV_PREFIX):].lower().split("__")
         node = tree
@@ -103,7 +108,7 @@ def load_settings(
     Raises ``ValueError`` with a readable message when a value is invalid.
     """
     environ = os.environ if environ is None else environ
-    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    path = path or environ.get(CONFIG_ENV)
     data: dict[str, Any] = {}
     if path:
         with open(path, "rb") as fh:

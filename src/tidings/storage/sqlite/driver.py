@@ -15,6 +15,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -73,6 +74,21 @@ def _message(row: tuple[Any, ...], now: float) -> Message:
     )
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the file to WAL (it stays so). Switching needs a moment alone
+    with the file, and SQLite does not wait for that, so processes starting
+    together on a new file retry."""
+    for attempt in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+        time.sleep(0.05)
+    raise sqlite3.OperationalError("could not switch the database to WAL mode")
+
+
 def _queue_id(conn: sqlite3.Connection, project: str, name: str) -> int | None:
     row = conn.execute(q.QUEUE_ID, (project, name)).fetchone()
     return row[0] if row else None
@@ -125,7 +141,7 @@ class SqliteDriver(base.DataDriver):
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute(f"PRAGMA synchronous = {SYNC_MODES[self.sync]}")
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("PRAGMA cache_size = -65536")

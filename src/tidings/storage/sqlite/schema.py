@@ -50,13 +50,35 @@ VERSION = len(MIGRATIONS)
 
 
 def upgrade(conn: sqlite3.Connection) -> int:
-    """Bring the schema to VERSION; returns the version found before."""
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > VERSION:
-        raise RuntimeError(
-            f"the database schema is version {found}, newer than this Tidings ({VERSION})"
-        )
-    for version in range(found, VERSION):
-        conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[version]
-                           + f";PRAGMA user_version = {version + 1}; COMMIT;")
+    """Bring the schema to VERSION; returns the version found before.
+
+    The version is read under the write lock, so server processes starting
+    together on one file upgrade it once.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > VERSION:
+            raise RuntimeError(
+                f"the database schema is version {found}, newer than this Tidings ({VERSION})"
+            )
+        for version in range(found, VERSION):
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit first)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s.strip(" ;\n")]
