@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.clock import FakeClock
+from tests.support.redis_server import redis_cluster_driver, redis_driver
 from tidings.storage.base import DataDriver
 from tidings.storage.registry import driver_from_url
 
@@ -31,6 +32,8 @@ async def sqlite_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataD
 
 DRIVER_FACTORIES: dict[str, Callable[[Path, FakeClock], Any]] = {
     "sqlite": sqlite_driver,
+    "redis": redis_driver,
+    "redis-cluster": redis_cluster_driver,
 }
 
 

@@ -13,6 +13,10 @@ from tidings.storage.base import Clock, DataDriver, system_clock
 # scheme -> "module:factory"; the factory takes (url, settings, clock).
 DRIVERS: dict[str, str] = {
     "sqlite": "tidings.storage.sqlite.driver:SqliteDriver",
+    **dict.fromkeys(
+        ("redis", "rediss", "redis+cluster", "rediss+cluster"),
+        "tidings.storage.redis.driver:RedisDriver",
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""The Redis driver: redis-py asyncio (hiredis), single server or Cluster."""

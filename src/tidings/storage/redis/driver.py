@@ -1,0 +1,336 @@
+"""The Redis driver: life cycle, URL options, durability guard, health, gc.
+
+The controllers (queues.py, messages.py, claims.py) hold one method per
+operation; each is one Lua script on the queue's keys (scripts.py), so it
+is atomic and needs no lock, on a single server and on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from tidings import errors
+from tidings.storage import base
+from tidings.storage.base import Capability, Clock, system_clock
+from tidings.storage.redis import scripts
+from tidings.storage.redis.keys import Keys
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "tidings:"
+DEFAULT_SOCKET_TIMEOUT = 5.0
+# gc removes at most this many messages (and claims) per queue per script
+# call, so no single script blocks Redis for long.
+GC_BATCH = 1000
+# gc and health walk the global queue set this many queues at a time.
+SCAN_BATCH = 200
+HEALTH_MAX_QUEUES = 1000
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"the Redis URL option {name} must be true or false, not {text!r}")
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"the Redis URL option {name} must be a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"the Redis URL option {name} must be positive, not {text!r}")
+    return value
+
+
+class RedisDriver(base.DataDriver):
+    name = "redis"
+    # DURABILITY joins at open() when the server persists data.
+    capabilities = frozenset(
+        {Capability.FIFO, Capability.CLAIMS, Capability.AT_LEAST_ONCE, Capability.HIGH_THROUGHPUT}
+    )
+
+    def __init__(
+        self,
+        client_url: str,
+        *,
+        cluster: bool = False,
+        prefix: str = DEFAULT_PREFIX,
+        unreliable: bool = False,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        from tidings.storage.redis.claims import RedisClaims
+        from tidings.storage.redis.messages import RedisMessages
+        from tidings.storage.redis.queues import RedisQueues
+
+        self.client_url = client_url
+        self.cluster = cluster
+        self.keys = Keys(prefix)
+        self.unreliable = unreliable
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout or socket_timeout
+        self.clock = clock
+        self.persistence: dict[str, Any] = {}
+        self._client: Any = None
+        parts = urlsplit(client_url)
+        # For messages and health: never the password.
+        self.where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+        self.queues = RedisQueues(self)
+        self.messages = RedisMessages(self)
+        self.claims = RedisClaims(self)
+
+    @classmethod
+    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> RedisDriver:
+        """``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, and
+        ``redis+cluster://host:port`` (or ``?cluster=true``) for Redis Cluster.
+
+        Options: ``unreliable=true`` (run on a Redis that does not persist),
+        ``prefix=`` (key prefix, default ``tidings:``), ``socket_timeout=``
+        and ``socket_connect_timeout=`` (seconds). Other options go to
+        redis-py. ``sync`` is SQLite's and has no meaning here.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        cluster = scheme.endswith("+cluster")
+        plain = scheme.removesuffix("+cluster")
+        if plain not in ("redis", "rediss"):
+            raise ValueError(f"not a Redis URL: {url!r}")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if "cluster" in options:
+            cluster = _flag("cluster", options.pop("cluster")) or cluster
+        unreliable = _flag("unreliable", options.pop("unreliable", "false"))
+        prefix = options.pop("prefix", DEFAULT_PREFIX)
+        timeout = _seconds("socket_timeout",
+                           options.pop("socket_timeout", str(DEFAULT_SOCKET_TIMEOUT)))
+        connect = _seconds("socket_connect_timeout",
+                           options.pop("socket_connect_timeout", str(timeout)))
+        path = "" if cluster else parts.path  # a Cluster has database 0 only
+        client_url = urlunsplit((plain, parts.netloc, path, urlencode(options), ""))
+        return cls(client_url, cluster=cluster, prefix=prefix, unreliable=unreliable,
+                   socket_timeout=timeout, connect_timeout=connect, clock=clock)
+
+    # --- the client -------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        return self._client
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn every Redis failure into ServiceUnavailable.
+
+        Timeouts bound each call (socket_timeout), so a dead or hung server
+        costs a request at most that long; redis-py reconnects by itself on
+        the next call once Redis is back.
+        """
+        try:
+            yield
+        except errors.TidingsError:
+            raise
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
+            # The details (address, reason) go to the log, not to tenants.
+            log.warning("Redis at %s failed: %s: %s", self.where, type(exc).__name__, exc)
+            if isinstance(exc, (RedisTimeoutError, TimeoutError)):
+                reason = "it did not answer in time"
+            elif isinstance(exc, (RedisConnectionError, OSError)):
+                reason = "it cannot be reached"
+            else:
+                reason = f"it refused the command: {type(exc).__name__}"
+            raise errors.ServiceUnavailable(
+                f"The Redis storage is unavailable: {reason}. Try again later."
+            ) from exc
+
+    async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
+        with self.guard():
+            return await script(self.client, keys, args)
+
+    def _make_client(self) -> Any:
+        common: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_keepalive": True,
+            "protocol": 2,
+        }
+        if self.cluster:
+            # Cluster keeps redis-py's own retries: they follow slot moves
+            # and fail-overs.
+            return RedisCluster.from_url(self.client_url, **common)
+        # No blind retries: a retried post could post twice. A pooled
+        # connection that Redis closed is detected and replaced at checkout.
+        return aioredis.Redis.from_url(self.client_url, retry=Retry(NoBackoff(), 0), **common)
+
+    # --- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        client = self._make_client()
+        try:
+            with self.guard():
+                await client.ping()
+                self.persistence = await self._check_persistence(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        if self.persistence["persistent"]:
+            self.capabilities = type(self).capabilities | {Capability.DURABILITY}
+        elif not self.unreliable:
+            await client.aclose()
+            raise RuntimeError(
+                f"The Redis server at {self.where} does not persist data "
+                f"({self.persistence['detail']}): messages would be lost on restart. "
+                "Turn on persistence (appendonly yes, or RDB snapshots with 'save'), "
+                "or add ?unreliable=true to the storage URL to run anyway."
+            )
+        else:
+            log.warning("Redis at %s does not persist data; running unreliable", self.where)
+        self._client = client
+
+    async def _check_persistence(self, client: Any) -> dict[str, Any]:
+        """Whether every (primary) server persists: AOF on, or RDB saves."""
+        nodes = client.get_primaries() if self.cluster else [None]
+        details = []
+        persistent = True
+        for node in nodes:
+            target = {"target_nodes": node} if node is not None else {}
+            try:
+                aof = await client.execute_command("CONFIG", "GET", "appendonly", **target)
+                save = await client.execute_command("CONFIG", "GET", "save", **target)
+                aof_on = _config_value(aof, "appendonly") == "yes"
+                save_rule = _config_value(save, "save").strip()
+                ok = aof_on or bool(save_rule)
+                detail = f"appendonly {'yes' if aof_on else 'no'}, save {save_rule!r}"
+            except ResponseError:
+                # CONFIG is often disabled on managed Redis: INFO still tells
+                # whether AOF is on, though not whether RDB snapshots are.
+                info = await client.execute_command("INFO", "persistence", **target)
+                aof_on = str(info.get("aof_enabled", "0")) == "1"
+                ok = aof_on
+                detail = (
+                    "CONFIG is not available and INFO shows AOF "
+                    + ("on" if aof_on else "off; RDB snapshots cannot be checked")
+                )
+            persistent = persistent and ok
+            details.append(detail if node is None else f"{node.name}: {detail}")
+        return {"persistent": persistent, "detail": "; ".join(details)}
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            except (RedisError, OSError):
+                pass
+
+    async def is_alive(self) -> bool:
+        try:
+            with self.guard():
+                return bool(await self.client.ping())
+        except errors.ServiceUnavailable:
+            return False
+
+    async def index_queue(self, project: str, queue: str) -> None:
+        """Add the queue to its project's index and to the global set.
+
+        Always after the queue's own keys exist (those are the truth); both
+        writes are idempotent, so repeating them repairs an interrupted one.
+        """
+        with self.guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.keys.project_index(project), {queue: 0})
+                pipe.sadd(self.keys.all_queues, self.keys.member(project, queue))
+                await pipe.execute()
+
+    async def _queue_members(self, limit: int | None = None) -> list[str]:
+        """Every queue (encoded member) in the global set, SSCAN-ed."""
+        members: list[str] = []
+        with self.guard():
+            async for raw in self.client.sscan_iter(self.keys.all_queues, count=SCAN_BATCH):
+                members.append(raw.decode())
+                if limit is not None and len(members) >= limit:
+                    break
+        return members
+
+    async def health(self) -> dict[str, Any]:
+        alive = await self.is_alive()
+        report: dict[str, Any] = {
+            "storage_reachable": alive,
+            "url": self.where,
+            "cluster": self.cluster,
+            "prefix": self.keys.prefix,
+            "persistence": self.persistence,
+            "message_counts": [],
+        }
+        if not alive:
+            return report
+        now = str(self.clock())
+        members = sorted(await self._queue_members(HEALTH_MAX_QUEUES))
+        with self.guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.zcount(self.keys.queue_from_member(member) + ":e", f"({now}", "+inf")
+                counts = await pipe.execute() if members else []
+        for member, count in zip(members, counts):
+            project, queue = Keys.names_of_member(member)
+            report["message_counts"].append(
+                {"project": project, "queue": queue, "messages": int(count)}
+            )
+        return report
+
+    async def gc(self) -> int:
+        """Remove expired messages and claims of every queue.
+
+        Each queue's expiry sets say what is due, so gc reads nothing that
+        is still alive; queues go GC_BATCH messages at a time.
+        """
+        now = str(self.clock())
+        members = await self._queue_members()
+        total = 0
+        for start in range(0, len(members), SCAN_BATCH):
+            batch = members[start:start + SCAN_BATCH]
+            counts = await asyncio.gather(*(self._gc_queue(m, now) for m in batch))
+            total += sum(counts)
+        return total
+
+    async def _gc_queue(self, member: str, now: str) -> int:
+        queue_base = self.keys.queue_from_member(member)
+        removed = 0
+        while True:
+            count, more, parked = await self.run(scripts.gc, [queue_base], [now, GC_BATCH])
+            removed += count
+            if parked:
+                # Dead-letter moves interrupted (a crash between the steps).
+                project, _ = Keys.names_of_member(member)
+                await self.claims.finish_dead_letters(project, queue_base)
+            if not more:
+                return removed
+
+
+def _config_value(reply: Any, name: str) -> str:
+    """A CONFIG GET reply (a dict, or a flat list) -> the value as text."""
+    if isinstance(reply, dict):
+        value = reply.get(name, reply.get(name.encode(), ""))
+    else:
+        items = list(reply or [])
+        value = items[1] if len(items) > 1 else ""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,461 @@
+"""What only the Redis driver has: its durability guard, its behaviour when
+Redis goes away and comes back, its URL options, and the two-step
+dead-letter move between Cluster slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.crc import key_slot
+
+from tests.storage.helpers import claim, list_ids, list_messages, post
+from tests.support.redis_server import (
+    RedisServer,
+    session_redis,
+    session_redis_cluster,
+    unique_prefix,
+)
+from tidings import errors
+from tidings.storage.base import Capability, DeadLetterPolicy, NewMessage
+from tidings.storage.redis import scripts
+from tidings.storage.redis.driver import RedisDriver
+from tidings.storage.redis.messages import new_salt, sequence_seed
+from tidings.storage.registry import driver_from_url
+
+TIMEOUT = 1.0  # socket_timeout of the drivers that see failures
+SLACK = 2.0  # what a failure may take beyond the timeout (connect + read)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A persistent redis-server of this test's own: the test stops it."""
+    redis = RedisServer().start()
+    yield redis
+    redis.cleanup()
+
+
+@pytest.fixture(scope="module")
+def volatile() -> Iterator[RedisServer]:
+    """A redis-server that keeps nothing on disk."""
+    redis = RedisServer(persistent=False).start()
+    yield redis
+    redis.cleanup()
+
+
+def url(server: RedisServer, **options: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"prefix": unique_prefix(), **options}.items())
+    return f"{server.url}?{query}"
+
+
+# --- the durability guard ---------------------------------------------------
+
+
+async def test_refuses_a_redis_that_does_not_persist(volatile, clock):
+    driver = driver_from_url(url(volatile), clock=clock)
+    with pytest.raises(RuntimeError) as caught:
+        await driver.open()
+    message = str(caught.value)
+    assert "does not persist" in message
+    assert "appendonly yes" in message and "unreliable=true" in message
+    assert f"127.0.0.1:{volatile.port}" in message
+    assert not await driver.is_alive()
+
+
+async def test_runs_on_a_redis_that_does_not_persist_when_unreliable(volatile, clock, project):
+    driver = driver_from_url(url(volatile, unreliable="true"), clock=clock)
+    await driver.open()
+    try:
+        assert Capability.DURABILITY not in driver.capabilities
+        assert Capability.HIGH_THROUGHPUT in driver.capabilities
+        posted = await post(driver, project, "q", 2)
+        assert await list_ids(driver, project, "q") == posted
+    finally:
+        await driver.close()
+
+
+async def test_durability_capability_on_a_persistent_redis(clock):
+    for where in (session_redis().url, session_redis_cluster().url):
+        driver = driver_from_url(f"{where}?prefix={unique_prefix()}", clock=clock)
+        await driver.open()
+        try:
+            assert Capability.DURABILITY in driver.capabilities
+            assert {Capability.FIFO, Capability.CLAIMS, Capability.AT_LEAST_ONCE} <= (
+                driver.capabilities
+            )
+            assert driver.persistence["persistent"] is True
+        finally:
+            await driver.close()
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+async def test_without_config_command_falls_back_to_info(persistent, clock):
+    """Managed Redis often disables CONFIG: INFO tells whether AOF is on."""
+    redis = RedisServer(persistent=persistent, extra=("--rename-command", "CONFIG", "")).start()
+    try:
+        driver = driver_from_url(url(redis), clock=clock)
+        if persistent:
+            await driver.open()
+            assert Capability.DURABILITY in driver.capabilities
+            assert "INFO shows AOF on" in driver.persistence["detail"]
+            await driver.close()
+        else:
+            with pytest.raises(RuntimeError, match="CONFIG is not available.*unreliable=true"):
+                await driver.open()
+    finally:
+        redis.cleanup()
+
+
+async def test_refuses_to_open_an_unreachable_redis_quickly(clock):
+    from tests.support.redis_server import free_port
+
+    driver = driver_from_url(
+        f"redis://127.0.0.1:{free_port()}/0?socket_timeout={TIMEOUT}", clock=clock
+    )
+    started = time.monotonic()
+    with pytest.raises(errors.ServiceUnavailable):
+        await driver.open()
+    assert time.monotonic() - started < TIMEOUT + SLACK
+
+
+# --- Redis going away and coming back ---------------------------------------
+
+
+def operations(driver, project):
+    """One of each kind of call (not yet called); each must raise
+    ServiceUnavailable while Redis is away."""
+    return [
+        lambda: post(driver, project, "q"),
+        lambda: list_messages(driver, project, "q"),
+        lambda: driver.messages.get(project, "q", "0" * 24),
+        lambda: driver.messages.pop(project, "q", 1),
+        lambda: claim(driver, project, "q"),
+        lambda: driver.claims.get(project, "q", "c"),
+        lambda: driver.queues.create(project, "other", {}),
+        lambda: driver.queues.get_metadata(project, "q"),
+        lambda: driver.queues.list(project, marker=None, limit=10, detailed=True),
+        lambda: driver.queues.count(project),
+        lambda: driver.queues.stats(project, "q"),
+        lambda: driver.gc(),
+    ]
+
+
+async def assert_each_fails_in_time(driver, project):
+    for call in operations(driver, project):
+        started = time.monotonic()
+        with pytest.raises(errors.ServiceUnavailable) as caught:
+            await asyncio.wait_for(call(), TIMEOUT + SLACK + 5)
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert "The Redis storage is unavailable" in caught.value.description
+        assert "127.0.0.1" not in caught.value.description  # no addresses to tenants
+
+
+async def test_stopped_redis_gives_service_unavailable_then_recovers(server, clock, project):
+    driver = driver_from_url(url(server, socket_timeout=str(TIMEOUT)), clock=clock)
+    await driver.open()
+    try:
+        before = await post(driver, project, "q", 3)
+
+        server.stop()
+        await assert_each_fails_in_time(driver, project)
+        assert await driver.is_alive() is False
+        assert (await driver.health())["storage_reachable"] is False
+
+        server.start()  # same port, same directory: the AOF brings the data back
+        assert await list_ids(driver, project, "q") == before
+        assert await driver.is_alive() is True
+        after = await post(driver, project, "q", 1)
+        claim_id, claimed = await claim(driver, project, "q", limit=10)
+        assert [m.id for m in claimed] == before + after
+        await driver.messages.delete(project, "q", before[0], claim_id)
+        assert (await driver.queues.stats(project, "q")).claimed == 3
+    finally:
+        await driver.close()
+
+
+async def test_hung_redis_gives_service_unavailable_within_the_timeout(server, clock, project):
+    driver = driver_from_url(url(server, socket_timeout=str(TIMEOUT)), clock=clock)
+    await driver.open()
+    try:
+        posted = await post(driver, project, "q", 2)
+        server.pause()  # accepts connections, answers nothing
+        # Reads only: a write that times out may still be applied once the
+        # server wakes (an ambiguous outcome, as with any networked store).
+        reads = [driver.queues.stats, driver.queues.get_metadata]
+        try:
+            for call in [*operations(driver, project)[1:3], *(
+                lambda read=read: read(project, "q") for read in reads
+            )]:
+                started = time.monotonic()
+                with pytest.raises(errors.ServiceUnavailable):
+                    await asyncio.wait_for(call(), TIMEOUT + SLACK + 5)
+                assert time.monotonic() - started < TIMEOUT + SLACK
+        finally:
+            server.resume()
+        assert await list_ids(driver, project, "q") == posted
+    finally:
+        await driver.close()
+
+
+# --- URL options --------------------------------------------------------------
+
+
+def test_url_options():
+    driver = RedisDriver.from_url(
+        "redis://user:secret@127.0.0.1:7000/3?prefix=app1:&unreliable=true&socket_timeout=2.5"
+    )
+    assert driver.keys.prefix == "app1:"
+    assert driver.unreliable is True and driver.cluster is False
+    assert driver.socket_timeout == 2.5 and driver.connect_timeout == 2.5
+    assert driver.client_url == "redis://user:secret@127.0.0.1:7000/3"
+    assert "secret" not in driver.where
+
+    cluster = RedisDriver.from_url("redis+cluster://127.0.0.1:7000")
+    assert cluster.cluster is True and cluster.client_url == "redis://127.0.0.1:7000"
+    assert RedisDriver.from_url("redis://127.0.0.1:7000/0?cluster=true").cluster is True
+    tls = RedisDriver.from_url("rediss+cluster://h:7000?ssl_cert_reqs=none")
+    assert tls.cluster and tls.client_url == "rediss://h:7000?ssl_cert_reqs=none"
+    assert RedisDriver.from_url("redis://h").keys.prefix == "tidings:"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "redis://h/0?unreliable=maybe",
+        "redis://h/0?socket_timeout=-1",
+        "redis://h/0?socket_timeout=soon",
+        "redis://h/0?prefix={tag}",
+        "http://h/0",
+    ],
+)
+def test_bad_url_options_are_refused(bad):
+    with pytest.raises(ValueError):
+        RedisDriver.from_url(bad)
+
+
+def test_registry_knows_every_redis_scheme():
+    for scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        assert isinstance(driver_from_url(f"{scheme}://127.0.0.1:1"), RedisDriver)
+
+
+# --- key layout -------------------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def redis_driver(request, clock):
+    where = session_redis().url if request.param == "redis" else session_redis_cluster().url
+    driver = driver_from_url(f"{where}?prefix={unique_prefix()}", clock=clock)
+    await driver.open()
+    yield driver
+    await driver.close()
+
+
+async def test_project_and_queue_names_cannot_collide_or_break_the_hash_tag(redis_driver):
+    pairs = [("a/b", "c"), ("a", "b/c"), ("x}{y", "q"), ("x", "}{y/q"), ("%2F", "q")]
+    posted = {pair: await post(redis_driver, *pair, body=list(pair)) for pair in pairs}
+    for pair, ids in posted.items():
+        page, _ = await list_messages(redis_driver, *pair)
+        assert [(m.id, m.body) for m in page] == [(ids[0], list(pair))]
+        records = await redis_driver.queues.list(pair[0], marker=None, limit=10, detailed=False)
+        assert pair[1] in [r.name for r in records]
+
+
+async def test_health_reports_message_counts(redis_driver, project, clock):
+    await post(redis_driver, project, "a", 2)
+    await post(redis_driver, project, "b", 1, ttl=60)
+    clock.advance(60)
+    report = await redis_driver.health()
+    assert report["storage_reachable"] is True
+    assert report["persistence"]["persistent"] is True
+    counts = {(c["project"], c["queue"]): c["messages"] for c in report["message_counts"]}
+    assert counts == {(project, "a"): 2, (project, "b"): 0}
+
+
+async def test_gc_removes_every_key_of_expired_messages_and_claims(redis_driver, project, clock):
+    await post(redis_driver, project, "q", 3, ttl=60)
+    await claim(redis_driver, project, "q", ttl=60, grace=60)
+    clock.advance(121)
+    assert await redis_driver.gc() == 4  # three messages, one claim
+    base = redis_driver.keys.queue(project, "q")
+    client = redis_driver.client
+    for suffix in (":i", ":e", ":m", ":b", ":c", ":ce"):
+        assert not await client.exists(base + suffix), suffix
+    assert await client.exists(base + ":q")
+
+
+async def test_deleted_queue_made_again_issues_new_ids(redis_driver, project):
+    old = await post(redis_driver, project, "q", 3)
+    _, marker = await list_messages(redis_driver, project, "q")
+    await redis_driver.queues.delete(project, "q")
+    new = await post(redis_driver, project, "q", 2)
+    assert not set(old) & set(new)
+    # A marker from before the delete does not skip the new messages.
+    assert await list_ids(redis_driver, project, "q", marker=marker) == new
+
+
+# --- dead letters across Cluster slots ----------------------------------------
+
+
+def other_slot_queue(driver: RedisDriver, project: str, queue: str) -> str:
+    source = key_slot(driver.keys.queue(project, queue).encode())
+    for i in range(100):
+        name = f"dlq{i}"
+        if key_slot(driver.keys.queue(project, name).encode()) != source:
+            return name
+    raise AssertionError("no queue name in another slot")
+
+
+@pytest.fixture
+async def cluster_driver(clock):
+    driver = driver_from_url(
+        f"{session_redis_cluster().url}?prefix={unique_prefix()}", clock=clock
+    )
+    await driver.open()
+    yield driver
+    await driver.close()
+
+
+async def test_dead_letter_move_to_another_slot(cluster_driver, project):
+    dlq = other_slot_queue(cluster_driver, project, "q")
+    policy = DeadLetterPolicy(max_claim_count=1, queue=dlq, ttl=600)
+    await post(cluster_driver, project, "q", 2, body="poison")
+    claim_id, _ = await claim(cluster_driver, project, "q", dead_letter=policy)
+    await cluster_driver.claims.delete(project, "q", claim_id)
+    fresh = await post(cluster_driver, project, "q", 1, body="fresh")
+
+    _, claimed = await claim(cluster_driver, project, "q", dead_letter=policy)
+    assert [m.id for m in claimed] == fresh
+    page, _ = await list_messages(cluster_driver, project, dlq)
+    assert [(m.body, m.ttl) for m in page] == [("poison", 600), ("poison", 600)]
+    names = await cluster_driver.queues.list(project, marker=None, limit=10, detailed=False)
+    assert sorted(r.name for r in names) == sorted([dlq, "q"])
+    assert not await cluster_driver.client.exists(cluster_driver.keys.queue(project, "q") + ":d")
+
+
+async def test_interrupted_dead_letter_move_is_finished_once(cluster_driver, project, clock):
+    """A crash after step 1 (parked) or step 2 (added to the dead letter
+    queue) must neither lose nor duplicate the message."""
+    driver = cluster_driver
+    dlq = other_slot_queue(driver, project, "q")
+    source = driver.keys.queue(project, "q")
+    [message_id] = await post(driver, project, "q", body="poison")
+    claim_id, _ = await claim(driver, project, "q")
+    await driver.claims.delete(project, "q", claim_id)
+
+    # Step 1 alone, as if the process died right after the claim script.
+    now = clock()
+    await driver.run(scripts.claim, [source], [
+        repr(now), "c" * 24, 60, 60, 10, 1, "remote", dlq, 600, sequence_seed(now), new_salt(),
+    ])
+    with pytest.raises(errors.MessageDoesNotExist):
+        await driver.messages.get(project, "q", message_id)
+    assert (await driver.queues.stats(project, "q")).total == 0
+    assert await list_ids(driver, project, dlq) == []
+
+    # Step 2 alone, twice: the receipt makes the repeat a no-op.
+    flat = await driver.run(scripts.dead_letter_take, [source], [100])
+    assert len(flat) == 3
+    receipt = f"{driver.keys.member(project, 'q')}/{flat[0].decode()}"
+    for _ in range(2):
+        await driver.run(scripts.dead_letter_put, [driver.keys.queue(project, dlq)], [
+            repr(now), sequence_seed(now), new_salt(), receipt, repr(now + 600), "client",
+            flat[2],
+        ])
+    assert len(await list_ids(driver, project, dlq)) == 1
+
+    # gc finds the parked message and finishes: still exactly one copy.
+    await driver.gc()
+    assert not await driver.client.exists(source + ":d")
+    page, _ = await list_messages(driver, project, dlq)
+    assert [m.body for m in page] == ["poison"]
+
+
+# --- the same answers as the reference driver ---------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_operations_match_the_sqlite_driver(redis_driver, tmp_path, seed):
+    """A random mix of posts, claims, renewals, releases, deletes, pops,
+    gc and time passing gives the same visible state as SQLite's driver
+    (bodies name the messages: ids differ between drivers)."""
+    import random
+
+    from tests.storage.conftest import sqlite_driver
+    from tests.support.clock import FakeClock
+
+    rng = random.Random(seed)
+    redis_clock = redis_driver.clock
+    sqlite_clock = FakeClock(redis_clock())
+    project = f"r-{seed}-{unique_prefix()}"
+    async with sqlite_driver(tmp_path, sqlite_clock) as reference:
+        drivers = [redis_driver, reference]
+        claims: list[tuple[str, str]] = []  # (redis claim id, sqlite claim id)
+        ids: dict[int, list[str]] = {}  # body -> [redis id, sqlite id]
+        counter = 0
+
+        async def both(fn):
+            return [await fn(d) for d in drivers]
+
+        def by_body(messages):
+            return sorted(m.body for m in messages)
+
+        for _ in range(150):
+            op = rng.choice(["post", "post", "claim", "claim", "release", "renew",
+                             "delete", "pop", "advance", "gc", "check"])
+            if op == "post":
+                n = rng.randint(1, 4)
+                ttl = rng.choice([60, 120, 3600])
+                delay = rng.choice([0, 0, 30])
+                bodies = list(range(counter, counter + n))
+                counter += n
+                batch = [NewMessage(body=b, ttl=ttl, delay=delay) for b in bodies]
+                got = [await d.messages.post(project, "q", batch, "c") for d in drivers]
+                for i, body in enumerate(bodies):
+                    ids[body] = [got[0][i], got[1][i]]
+            elif op == "claim":
+                ttl, limit = rng.choice([60, 90]), rng.randint(1, 5)
+                got = [await claim(d, project, "q", ttl=ttl, grace=30, limit=limit)
+                       for d in drivers]
+                assert by_body(got[0][1]) == by_body(got[1][1])
+                if got[0][0]:
+                    claims.append((got[0][0], got[1][0]))
+            elif op in ("release", "renew") and claims:
+                pair = rng.choice(claims)
+                for d, cid in zip(drivers, pair):
+                    if op == "release":
+                        await d.claims.delete(project, "q", cid)
+                    else:
+                        try:
+                            await d.claims.update(project, "q", cid, ttl=120, grace=30)
+                        except errors.ClaimNotFound:
+                            pass
+            elif op == "delete" and ids:
+                body = rng.choice(list(ids))
+                outcomes = []
+                for d, mid in zip(drivers, ids[body]):
+                    try:
+                        await d.messages.delete(project, "q", mid, None)
+                        outcomes.append("ok")
+                    except errors.TidingsError as exc:
+                        outcomes.append(type(exc).__name__)
+                assert outcomes[0] == outcomes[1]
+            elif op == "pop":
+                got = await both(lambda d: d.messages.pop(project, "q", 2))
+                assert by_body(got[0]) == by_body(got[1])
+            elif op == "advance":
+                step = rng.choice([10, 30, 61])
+                redis_clock.advance(step)
+                sqlite_clock.advance(step)
+            elif op == "gc":
+                await both(lambda d: d.gc())
+            stats = await both(lambda d: d.queues.stats(project, "q"))
+            assert (stats[0].claimed, stats[0].free) == (stats[1].claimed, stats[1].free)
+            for flags in ({}, {"include_claimed": True, "include_delayed": True}):
+                pages = [await list_messages(d, project, "q", limit=100, **flags)
+                         for d in drivers]
+                assert [m.body for m in pages[0][0]] == [m.body for m in pages[1][0]]
+                assert [(m.claim_id is None, m.claim_count, m.ttl, m.age)
+                        for m in pages[0][0]] == [(m.claim_id is None, m.claim_count, m.ttl,
+                                                   m.age) for m in pages[1][0]]

@@ -1,0 +1,273 @@
+"""Real redis-server processes for the tests, on free loopback ports.
+
+Never the machine's own Redis (6379): every server here is started by the
+test session, keeps its files in a temporary directory, and is stopped at
+exit. The conformance suite's driver factories take no fixtures, so the
+session's servers are process-wide singletons started on first use.
+
+Missing binaries skip the Redis tests on a developer's machine, and fail
+them under CI=true, where a silent skip would hide a broken setup.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.clock import FakeClock
+from tidings.storage.base import DataDriver
+from tidings.storage.registry import driver_from_url
+
+# Redis Cluster talks between nodes on port + 10000.
+CLUSTER_BUS_OFFSET = 10000
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; skip the test when missing, fail under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = (
+            f"{name} is not on PATH: the Redis tests need a real server "
+            "(Debian: apt-get install redis-server redis-tools; scripts/test.sh does it)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, with_bus: bool = False) -> int:
+    """A free 127.0.0.1 port (and its cluster bus port, if asked)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port == 6379:
+            continue
+        if not with_bus:
+            return port
+        if port + CLUSTER_BUS_OFFSET < 65536 and _port_is_free(port + CLUSTER_BUS_OFFSET):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _command(port: int, *args: str, timeout: float = 1.0) -> bytes:
+    """Send one command and read one reply (raw RESP), for readiness polls."""
+    payload = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        data = arg.encode()
+        payload += b"$%d\r\n%s\r\n" % (len(data), data)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return reply
+            reply += chunk
+            head, sep, rest = reply.partition(b"\r\n")
+            if not sep:
+                continue
+            if not head.startswith(b"$"):
+                return reply  # a one-line reply: +PONG, -LOADING ...
+            if len(rest) >= int(head[1:]) + 2:
+                return reply
+
+
+class RedisServer:
+    """One redis-server; ``stop`` and ``start`` keep its port and its data."""
+
+    def __init__(self, *, persistent: bool = True, extra: tuple[str, ...] = (),
+                 port: int | None = None, directory: Path | None = None) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = port or free_port(with_bus="--cluster-enabled" in extra)
+        self.dir = directory or Path(tempfile.mkdtemp(prefix=f"tidings-redis-{self.port}-"))
+        self.persistent = persistent
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def args(self) -> list[str]:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.persistent
+            else ["--save", "", "--appendonly", "no"]
+        )
+        return [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--daemonize", "no", "--protected-mode", "yes",
+            "--logfile", str(self.dir / "redis.log"), *persistence, *self.extra,
+        ]
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        self.process = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                log = (self.dir / "redis.log")
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{tail}")
+            try:
+                # Replies -LOADING while it reads the AOF back: not ready yet.
+                if _command(self.port, "PING").startswith(b"+PONG"):
+                    return
+            except OSError as exc:
+                last = exc
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server on port {self.port} not ready in {timeout}s: {last}")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits, as in a clean restart."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its socket but answers nothing (a hang)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """Three masters, no replicas: the smallest real Redis Cluster."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.cli = require_binary("redis-cli")
+        self.nodes = [
+            RedisServer(extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-node-timeout", "5000"))
+            for _ in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self, timeout: float = 30.0) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO") for n in self.nodes):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+
+_session: dict[str, Any] = {}
+
+
+def _cleanup_session() -> None:
+    for servers in _session.values():
+        servers.cleanup()
+    _session.clear()
+
+
+atexit.register(_cleanup_session)
+
+
+def session_redis() -> RedisServer:
+    """The session's persistent single redis-server, started on first use."""
+    if "single" not in _session:
+        server = RedisServer()
+        _session["single"] = server  # registered before start: cleaned up even if it fails
+        server.start()
+    return _session["single"]
+
+
+def session_redis_cluster() -> RedisClusterServers:
+    """The session's three-master Redis Cluster, started on first use."""
+    if "cluster" not in _session:
+        cluster = RedisClusterServers()
+        _session["cluster"] = cluster
+        cluster.start()
+    return _session["cluster"]
+
+
+def unique_prefix() -> str:
+    """A key prefix per test: fresh storage on a shared server, no FLUSHALL."""
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@asynccontextmanager
+async def _open(url: str, clock: FakeClock) -> AsyncIterator[DataDriver]:
+    driver = driver_from_url(url, clock=clock)
+    await driver.open()
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@asynccontextmanager
+async def redis_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataDriver]:
+    """Conformance factory: the session's redis-server, a fresh key prefix."""
+    server = session_redis()
+    async with _open(f"{server.url}?prefix={unique_prefix()}", clock) as driver:
+        yield driver
+
+
+@asynccontextmanager
+async def redis_cluster_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataDriver]:
+    """Conformance factory: the session's Redis Cluster, a fresh key prefix."""
+    cluster = session_redis_cluster()
+    async with _open(f"{cluster.url}?prefix={unique_prefix()}", clock) as driver:
+        yield driver
