@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.clock import FakeClock
+from tests.support.postgres_server import postgres_driver
 from tests.support.redis_server import redis_cluster_driver, redis_driver
 from tidings.storage.base import DataDriver
 from tidings.storage.registry import driver_from_url
@@ -32,6 +33,7 @@ async def sqlite_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataD
 
 DRIVER_FACTORIES: dict[str, Callable[[Path, FakeClock], Any]] = {
     "sqlite": sqlite_driver,
+    "postgres": postgres_driver,
     "redis": redis_driver,
     "redis-cluster": redis_cluster_driver,
 }

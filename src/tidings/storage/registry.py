@@ -17,6 +17,8 @@ DRIVERS: dict[str, str] = {
         ("redis", "rediss", "redis+cluster", "rediss+cluster"),
         "tidings.storage.redis.driver:RedisDriver",
     ),
+    "postgres": "tidings.storage.postgres.driver:PostgresDriver",
+    "postgresql": "tidings.storage.postgres.driver:PostgresDriver",
 }
 
 

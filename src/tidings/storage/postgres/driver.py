@@ -1,0 +1,853 @@
+"""The PostgreSQL driver (asyncpg, a connection pool).
+
+A thin runner: every statement is in queries.py; this module picks one,
+binds the clock's reading and the arguments, and shapes the rows. Each
+operation is one statement where it can be (posts, claims without a dead
+letter policy, pops, renewals, releases) and one short transaction where
+it must check before it acts (bulk deletes, dead-lettering claims, queue
+deletes).
+
+Failure: anything that goes wrong with the backend (refused or broken
+connections, timeouts, a server shutting down, a statement cancelled)
+becomes errors.ServiceUnavailable, and every operation ends within
+``connect_timeout + command_timeout`` seconds. The pool replaces broken
+connections by itself, so once the server is back the next operations
+succeed without reopening the driver.
+
+URL: ``postgres://user:password@host:port/database?option=value``
+(``postgresql://`` too). Options of Tidings, removed before the URL reaches
+asyncpg (anything else is passed on, e.g. ``sslmode`` or ``search_path``):
+
+- ``min_size`` / ``max_size``: pool size (default 1 / 10)
+- ``connect_timeout``: seconds to connect or wait for a pooled connection (5)
+- ``command_timeout``: seconds per statement, client side (15)
+- ``statement_timeout``: seconds per statement, server side (off)
+- ``migrate=false``: do not create or upgrade the schema at open (the
+  schema must then be current; run ``tidings migrate``)
+- ``notify=false``: no NOTIFY on post (a NOTIFY serialises commits)
+- ``channel``: the LISTEN/NOTIFY channel (default ``tidings``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from tidings import errors
+from tidings.storage import base
+from tidings.storage.base import (
+    Capability,
+    Claim,
+    Clock,
+    DeadLetterPolicy,
+    Message,
+    MessageStat,
+    NewMessage,
+    QueueFilters,
+    QueueRecord,
+    QueueStats,
+    system_clock,
+)
+from tidings.storage.postgres import queries as q
+from tidings.storage.postgres import schema
+from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+GC_BATCH = 5000
+HEALTH_QUEUES = 1000
+HEALTH_COUNT_CAP = 100_000
+# pg_notify refuses payloads of 8000 bytes or more.
+MAX_NOTIFY_PAYLOAD = 7900
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+# What a failing or unreachable backend raises. TimeoutError covers
+# asyncio's timeouts and is an OSError, as are refused and reset sockets.
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+# Conflicts between transactions that are safe to run again from the start.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+RETRIES = 3
+UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+def message_id(rowid: int) -> str:
+    return f"{rowid:016x}"
+
+
+def parse_message_id(text: str) -> int | None:
+    """The row id of a message id, or None for anything we never issued."""
+    # Exactly what message_id() writes: int(text, 16) alone would also take
+    # "0x1", " 1" or "1_0", and values past bigint's range.
+    if len(text) != 16 or not all(c in "0123456789abcdef" for c in text):
+        return None
+    value = int(text, 16)
+    return value if 0 < value < 2**63 else None
+
+
+def _message(row: Sequence[Any], now: float) -> Message:
+    rowid, body, created, expires, claim_id, claim_expires, claim_count = row[:7]
+    claimed = claim_id is not None and claim_expires > now
+    return Message(
+        id=message_id(rowid),
+        ttl=round(expires - created),
+        age=int(now - created),
+        body=_decode(body),
+        claim_id=claim_id if claimed else None,
+        claim_count=claim_count,
+    )
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command tag such as "DELETE 5" or "INSERT 0 5"."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _filter_doc(metadata: dict[str, Any]) -> str:
+    """The jsonb that listing filters match: top-level values as text.
+
+    Strings stand for themselves, other values for their JSON text (1,
+    true, {"a":1}); nulls and anything holding NUL, which jsonb cannot
+    store, are left out and so never match.
+    """
+    doc: dict[str, str] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else _encode(value).decode()
+        if "\x00" in key or "\x00" in text:
+            continue
+        doc[key] = text
+    return _encode(doc).decode()
+
+
+def _filter_args(filters: QueueFilters | None) -> tuple[str | None, str] | None:
+    """(name substring, metadata jsonb) for QUEUE_LIST/QUEUE_COUNT, or None
+    when the filters can match nothing (a NUL never is in a name or doc)."""
+    if filters is None:
+        return None, "{}"
+    wanted = dict(filters.metadata)
+    if len(wanted) < len(filters.metadata):
+        # One key asked for two values at once: only equal values can match.
+        values: dict[str, set[str]] = {}
+        for key, value in filters.metadata:
+            values.setdefault(key, set()).add(value)
+        if any(len(v) > 1 for v in values.values()):
+            return None
+    texts = [filters.name or "", *wanted, *wanted.values()]
+    if any("\x00" in text for text in texts):
+        return None
+    return filters.name or None, _encode(wanted).decode()
+
+
+def _parse_bool(value: str, option: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"postgres URL option {option} must be true or false, not {value!r}")
+
+
+def _parse_seconds(value: str, option: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"postgres URL option {option} must be seconds, not {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"postgres URL option {option} must be positive, not {value!r}")
+    return seconds
+
+
+def _parse_count(value: str, option: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"postgres URL option {option} must be a number, not {value!r}") from None
+    if count < 0:
+        raise ValueError(f"postgres URL option {option} must not be negative")
+    return count
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and the health report."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresDriver(base.DataDriver):
+    name = "postgres"
+    capabilities = frozenset(
+        {Capability.FIFO, Capability.CLAIMS, Capability.DURABILITY, Capability.AT_LEAST_ONCE}
+    )
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: Clock = system_clock,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 15.0,
+        statement_timeout: float | None = None,
+        migrate: bool = True,
+        notify: bool = True,
+        channel: str = "tidings",
+    ) -> None:
+        if max_size < 1 or min_size > max_size:
+            raise ValueError(f"postgres pool sizes must satisfy 0 <= min_size <= max_size, "
+                             f"max_size >= 1 (got {min_size}, {max_size})")
+        if not channel or len(channel.encode()) > 63:
+            raise ValueError("postgres channel must be 1 to 63 bytes long")
+        self.dsn = dsn
+        self.clock = clock
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.statement_timeout = statement_timeout
+        self.migrate_on_open = migrate
+        self.notify = notify
+        self.channel = channel
+        # The longest any operation may take, whatever happens underneath.
+        self.deadline = connect_timeout + command_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._listener: Listener | None = None
+        self.queues = PostgresQueues(self)
+        self.messages = PostgresMessages(self)
+        self.claims = PostgresClaims(self)
+
+    @classmethod
+    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock
+                 ) -> PostgresDriver:
+        """See the module docstring for the options; ``sync`` is SQLite's
+        and ignored here (PostgreSQL's own synchronous_commit applies)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"not a postgres URL: {redact(url)!r}")
+        kwargs: dict[str, Any] = {}
+        passed_on: list[tuple[str, str]] = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in ("min_size", "max_size"):
+                kwargs[key] = _parse_count(value, key)
+            elif key in ("connect_timeout", "command_timeout", "statement_timeout"):
+                kwargs[key] = _parse_seconds(value, key)
+            elif key in ("migrate", "notify"):
+                kwargs[key] = _parse_bool(value, key)
+            elif key == "channel":
+                kwargs[key] = value
+            else:
+                passed_on.append((key, value))
+        dsn = urlunsplit(parts._replace(query=urlencode(passed_on)))
+        return cls(dsn, clock=clock, **kwargs)
+
+    # --- connections ------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        settings = {"application_name": "tidings"}
+        if self.statement_timeout is not None:
+            settings["statement_timeout"] = str(int(self.statement_timeout * 1000))
+        return {
+            "timeout": self.connect_timeout,
+            "command_timeout": self.command_timeout,
+            "server_settings": settings,
+        }
+
+    def _unavailable(self, exc: BaseException) -> errors.ServiceUnavailable:
+        """The client-facing error for a backend failure; details go to the log."""
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            description = "The storage backend cancelled a statement that ran too long."
+        elif isinstance(exc, asyncio.TimeoutError):
+            description = (f"The storage backend (PostgreSQL) did not answer within "
+                           f"{self.deadline:g} seconds.")
+        elif isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                              asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+                              asyncpg.InsufficientResourcesError)):
+            description = "The storage backend (PostgreSQL) cannot be reached."
+        else:
+            description = "The storage backend (PostgreSQL) failed."
+            log.error("postgres operation failed", exc_info=exc)
+            return errors.ServiceUnavailable(description)
+        log.warning("postgres unavailable: %s: %s", type(exc).__name__, exc)
+        return errors.ServiceUnavailable(description)
+
+    async def run(self, job: Callable[[asyncpg.Connection], Awaitable[T]], *,
+                  transaction: bool = False) -> T:
+        """Run ``job`` on a pooled connection (in a transaction if asked),
+        within the deadline, with backend failures as ServiceUnavailable."""
+        pool = self._pool
+        if pool is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        try:
+            async with asyncio.timeout(self.deadline):
+                conn = await pool.acquire(timeout=self.connect_timeout)
+                try:
+                    return await self._attempt(conn, job, transaction)
+                except BaseException as exc:
+                    if not isinstance(exc, (errors.TidingsError, asyncpg.PostgresError)):
+                        # A timeout, a cancellation or a broken socket leaves
+                        # the connection mid-conversation. Dropping it is
+                        # immediate; a reset would wait for a server that
+                        # may never answer. The pool makes a new one.
+                        conn.terminate()
+                    raise
+                finally:
+                    await pool.release(conn)
+        except errors.TidingsError:
+            raise
+        except UNSTORABLE_TEXT as exc:
+            # A NUL in a project or queue name or a client id: PostgreSQL's
+            # text cannot hold one (bodies and metadata are bytea). The
+            # request is at fault, not the backend.
+            raise errors.ValidationFailed(
+                "Names and ids may not contain the NUL character.") from exc
+        except BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    @staticmethod
+    async def _attempt(conn: asyncpg.Connection, job: Callable[[asyncpg.Connection], Awaitable[T]],
+                       transaction: bool) -> T:
+        if not transaction:
+            return await job(conn)
+        for attempt in itertools.count(1):
+            try:
+                async with conn.transaction():
+                    return await job(conn)
+            except RETRYABLE:
+                # A deadlock or serialisation conflict rolled the whole
+                # transaction back: running it again is safe.
+                if attempt >= RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.run(lambda conn: conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self.run(lambda conn: conn.fetchrow(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.run(lambda conn: conn.fetchval(sql, *args))
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return await self.run(lambda conn: conn.execute(sql, *args))
+
+    # --- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            async with asyncio.timeout(self.deadline):
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.min_size, max_size=self.max_size,
+                    **self._connect_kwargs(),
+                )
+        except BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            if self.migrate_on_open:
+                await self.migrate()
+            else:
+                await self.run(schema.check)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def migrate(self) -> int:
+        """Create or upgrade the schema (idempotent, safe to run from several
+        processes at once); returns the version found before."""
+        now = self.clock()
+        return await self.run(lambda conn: schema.upgrade(conn, now))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.deadline)
+            except Exception:  # a dead server or a stuck connection: just drop them
+                pool.terminate()
+
+    async def is_alive(self) -> bool:
+        try:
+            await self.fetchval(q.PING)
+        except errors.ServiceUnavailable:
+            return False
+        return True
+
+    async def health(self) -> dict[str, Any]:
+        pool = self._pool
+        details: dict[str, Any] = {
+            "storage_reachable": False,
+            "url": redact(self.dsn),
+            "schema_version": schema.VERSION,
+            "pool": {
+                "size": pool.get_size() if pool else 0,
+                "idle": pool.get_idle_size() if pool else 0,
+                "min_size": self.min_size,
+                "max_size": self.max_size,
+            },
+            "message_counts": [],
+        }
+        try:
+            rows = await self.fetch(
+                q.MESSAGE_COUNTS_BY_QUEUE, self.clock(), HEALTH_QUEUES, HEALTH_COUNT_CAP
+            )
+        except errors.ServiceUnavailable:
+            return details
+        details["storage_reachable"] = True
+        details["message_counts"] = [
+            {"project": project, "queue": name, "messages": total,
+             **({"at_least": True} if total >= HEALTH_COUNT_CAP else {})}
+            for project, name, total in rows
+        ]
+        return details
+
+    async def gc(self) -> int:
+        now = self.clock()
+        total = 0
+        while True:
+            # Batches keep each statement short, so requests keep flowing.
+            messages = _rowcount(await self.execute(q.GC_EXPIRED_MESSAGES, now, GC_BATCH))
+            claims = await self.fetchval(q.GC_EXPIRED_CLAIMS, now, GC_BATCH)
+            total += messages + claims
+            if messages < GC_BATCH and claims < GC_BATCH:
+                return total
+
+    # --- wake-ups ---------------------------------------------------------
+
+    async def subscribe(self, callback: Callback) -> Subscription:
+        """Call ``callback(project, queue)`` after each post commits, in this
+        or any other process using the same database and channel.
+
+        LISTEN is active when this returns. ``callback`` may be a plain or
+        an async function; it is called with (None, None) after the
+        listening connection was lost and restored, since wake-ups may
+        have been missed meanwhile. Stop with ``await subscription.close()``
+        or ``async with await driver.subscribe(cb):``. Raises
+        ServiceUnavailable when the server cannot be reached.
+        """
+        if self._pool is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        if self._listener is None:
+            self._listener = Listener(
+                lambda: asyncpg.connect(self.dsn, **self._connect_kwargs()),
+                self.channel,
+                ping_timeout=self.command_timeout,
+            )
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._listener.subscribe(callback)
+        except BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    def _notify_args(self, project: str, queue: str) -> tuple[str | None, str | None]:
+        if not self.notify:
+            return None, None
+        payload = encode_payload(project, queue)
+        if len(payload.encode()) > MAX_NOTIFY_PAYLOAD:
+            return None, None  # too long to announce; pollers still find the messages
+        return self.channel, payload
+
+
+async def _lock_queue(conn: asyncpg.Connection, project: str, name: str, now: float) -> int:
+    """The queue's id with its row locked (see queries.py), creating it if
+    needed. Inside a transaction: the lock lasts until it ends."""
+    for _ in range(10):
+        queue_id = await conn.fetchval(q.QUEUE_LOCK, project, name)
+        if queue_id is not None:
+            return queue_id
+        # Our own new row is locked until commit; a conflict means another
+        # transaction created it, and the next QUEUE_LOCK sees (and waits for) it.
+        queue_id = await conn.fetchval(q.QUEUE_INSERT, project, name, b"{}", "{}", now)
+        if queue_id is not None:
+            return queue_id
+    raise errors.ServiceUnavailable(f"Queue {name} was deleted and created repeatedly; try again.")
+
+
+class PostgresQueues(base.QueueController):
+    def __init__(self, driver: PostgresDriver) -> None:
+        self.d = driver
+
+    async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        queue_id = await self.d.fetchval(
+            q.QUEUE_INSERT, project, name, _encode(metadata), _filter_doc(metadata), self.d.clock()
+        )
+        return queue_id is not None
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
+        raw = await self.d.fetchval(q.QUEUE_METADATA, project, name)
+        if raw is None:
+            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+        return _decode(raw)
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
+        status = await self.d.execute(
+            q.QUEUE_SET_METADATA, project, name, _encode(metadata), _filter_doc(metadata)
+        )
+        if _rowcount(status) == 0:
+            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+
+    async def delete(self, project: str, name: str) -> None:
+        async def job(conn: asyncpg.Connection) -> None:
+            queue_id = await conn.fetchval(q.QUEUE_LOCK_FOR_DELETE, project, name)
+            if queue_id is not None:
+                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
+                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+                await conn.execute(q.QUEUE_DELETE, queue_id)
+
+        await self.d.run(job, transaction=True)
+
+    async def list(
+        self,
+        project: str,
+        *,
+        marker: str | None,
+        limit: int,
+        detailed: bool,
+        filters: QueueFilters | None = None,
+    ) -> list[QueueRecord]:
+        args = _filter_args(filters)
+        if args is None:
+            return []
+        rows = await self.d.fetch(q.QUEUE_LIST, project, marker or "", detailed, *args, limit)
+        return [
+            QueueRecord(name=row[0], metadata=_decode(row[1]) if detailed else None)
+            for row in rows
+        ]
+
+    async def count(self, project: str, filters: QueueFilters | None = None) -> int:
+        args = _filter_args(filters)
+        if args is None:
+            return 0
+        return await self.d.fetchval(q.QUEUE_COUNT, project, *args)
+
+    async def stats(self, project: str, name: str) -> QueueStats:
+        now = self.d.clock()
+        row = await self.d.fetchrow(q.QUEUE_STATS, project, name, now)
+        if row is None or row["total"] == 0:
+            return QueueStats()
+        return QueueStats(
+            claimed=row["claimed"],
+            free=row["total"] - row["claimed"],
+            oldest=_stat(row["oldest_id"], row["oldest_created"], now),
+            newest=_stat(row["newest_id"], row["newest_created"], now),
+        )
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        async def job(conn: asyncpg.Connection) -> None:
+            # The row lock keeps posts out while the queue empties.
+            queue_id = await conn.fetchval(q.QUEUE_LOCK, project, name)
+            if queue_id is not None:
+                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
+                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+
+        await self.d.run(job, transaction=True)
+
+
+def _stat(rowid: int | None, created: float | None, now: float) -> MessageStat | None:
+    if rowid is None or created is None:
+        return None
+    return MessageStat(id=message_id(rowid), age=int(now - created), created=created)
+
+
+class PostgresMessages(base.MessageController):
+    def __init__(self, driver: PostgresDriver) -> None:
+        self.d = driver
+
+    async def post(
+        self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
+    ) -> list[str]:
+        now = self.d.clock()
+        if not messages:
+            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
+            return []
+        bodies = [_encode(m.body) for m in messages]
+        ttls = [int(m.ttl) for m in messages]
+        delays = [int(m.delay) for m in messages]
+        channel, payload = self.d._notify_args(project, queue)
+        for _ in range(10):
+            rows = await self.d.fetch(
+                q.MESSAGE_POST, project, queue, now, client_id, bodies, ttls, delays,
+                channel, payload,
+            )
+            if rows:
+                # Ids are drawn in the batch's order, so ascending ids are
+                # the messages in the order given.
+                return [message_id(row[0]) for row in rows]
+            # No such queue yet: create it (lazily, as Zaqar does) and post
+            # again; the post itself stays one all-or-nothing statement.
+            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
+        raise errors.ServiceUnavailable(
+            f"Queue {queue} was deleted and created repeatedly; try again.")
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None,
+        limit: int,
+        client_id: str | None,
+        echo: bool,
+        include_claimed: bool,
+        include_delayed: bool,
+    ) -> tuple[list[Message], str | None]:
+        now = self.d.clock()
+        after = (parse_message_id(marker) if marker else None) or 0
+        exclude = client_id if (not echo and client_id is not None) else None
+        rows = await self.d.fetch(
+            q.MESSAGE_PAGE, project, queue, after, now, include_claimed, include_delayed,
+            exclude, limit,
+        )
+        page = [_message(row, now) for row in rows]
+        return page, (page[-1].id if page else None)
+
+    async def get(self, project: str, queue: str, message_id_: str) -> Message:
+        rowid = parse_message_id(message_id_)
+        now = self.d.clock()
+        rows = []
+        if rowid is not None:
+            rows = await self.d.fetch(q.MESSAGES_GET, [rowid], now, project, queue)
+        if not rows:
+            raise errors.MessageDoesNotExist(
+                f"Message {message_id_} does not exist in queue {queue}."
+            )
+        return _message(rows[0], now)
+
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        if not rowids:
+            return []
+        now = self.d.clock()
+        rows = await self.d.fetch(q.MESSAGES_GET, rowids, now, project, queue)
+        found = {row[0]: row for row in rows}
+        # In the order asked for, as the SQLite driver answers.
+        return [_message(found[r], now) for r in rowids if r in found]
+
+    async def delete(
+        self, project: str, queue: str, message_id_: str, claim_id: str | None
+    ) -> None:
+        rowid = parse_message_id(message_id_)
+        if rowid is None:
+            return
+        now = self.d.clock()
+        allowed = set() if claim_id is None else {claim_id}
+
+        async def job(conn: asyncpg.Connection) -> None:
+            for _ in range(RETRIES):
+                # The common case in one statement: it deletes only what
+                # may go. When nothing went, the message's state says why.
+                deleted = await conn.fetchval(
+                    q.MESSAGE_DELETE_CHECKED, rowid, now, project, queue, claim_id
+                )
+                if deleted is not None:
+                    return
+                row = await conn.fetchrow(q.MESSAGE_CLAIM_STATE, [rowid], now, project, queue)
+                if row is None:
+                    return  # deleting what is gone is not an error
+                _check_delete_allowed(row[1], row[2], allowed, claim_id is not None, now)
+                # Allowed now: its claim changed between the two statements.
+            raise errors.ServiceUnavailable("The message kept changing; try again.")
+
+        await self.d.run(job)
+
+    async def bulk_delete(
+        self, project: str, queue: str, ids: Sequence[str], claim_ids: Sequence[str] | None
+    ) -> None:
+        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        if not rowids:
+            return
+        allowed = set(claim_ids or ())
+        now = self.d.clock()
+
+        async def job(conn: asyncpg.Connection) -> None:
+            # Locked, so no claim lands between the check and the delete.
+            rows = await conn.fetch(
+                q.MESSAGE_CLAIM_STATE_FOR_DELETE, rowids, now, project, queue
+            )
+            for row in rows:
+                _check_delete_allowed(row[1], row[2], allowed, False, now)
+            if rows:
+                await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in rows])
+
+        await self.d.run(job, transaction=True)
+
+    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+        now = self.d.clock()
+        rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)
+        return [_message(row, now) for row in sorted(rows, key=lambda row: row[0])]
+
+
+def _check_delete_allowed(
+    current: str | None, claim_expires: float, allowed: set[str], strict: bool, now: float
+) -> None:
+    """Raise unless the message may be deleted with the claim ids given.
+
+    ``strict`` (a single delete with a claim id) also refuses a claim id for
+    a message that is not claimed, as Zaqar does.
+    """
+    active = current is not None and claim_expires > now
+    if not active:
+        if strict:
+            raise errors.MessageNotClaimed(
+                "A claim was specified, but the message is not currently claimed."
+            )
+        return
+    if current in allowed:
+        return
+    if strict:
+        raise errors.ClaimDoesNotExist("The specified claim does not exist or has expired.")
+    raise errors.MessageIsClaimed(
+        "This message is claimed; it cannot be deleted without a valid claim ID."
+    )
+
+
+class PostgresClaims(base.ClaimController):
+    def __init__(self, driver: PostgresDriver) -> None:
+        self.d = driver
+
+    async def create(
+        self,
+        project: str,
+        queue: str,
+        *,
+        ttl: int,
+        grace: int,
+        limit: int,
+        dead_letter: DeadLetterPolicy | None,
+    ) -> tuple[str | None, list[Message]]:
+        now = self.d.clock()
+        claim_id = secrets.token_hex(12)
+        claim_expires = now + ttl
+        keep_until = claim_expires + grace
+        if limit <= 0:
+            return None, []
+        if dead_letter is None:
+            # Pick, mark and record in one statement.
+            rows = await self.d.fetch(
+                q.CLAIM_CREATE, project, queue, now, limit, claim_id, claim_expires,
+                keep_until, ttl, grace,
+            )
+        else:
+            rows = await self.d.run(
+                lambda conn: self._create_with_dead_letter(
+                    conn, project, queue, now, limit, claim_id, ttl, grace, dead_letter
+                ),
+                transaction=True,
+            )
+        if not rows:
+            return None, []
+        messages = [_message(row, now) for row in sorted(rows, key=lambda row: row[0])]
+        for message in messages:
+            message.claim_id = claim_id
+        return claim_id, messages
+
+    async def _create_with_dead_letter(
+        self,
+        conn: asyncpg.Connection,
+        project: str,
+        queue: str,
+        now: float,
+        limit: int,
+        claim_id: str,
+        ttl: int,
+        grace: int,
+        policy: DeadLetterPolicy,
+    ) -> list[asyncpg.Record]:
+        claim_expires = now + ttl
+        claimed: list[asyncpg.Record] = []
+        queue_id = None
+        # Dead-lettered messages free their slot, so look again until the
+        # claim is full or the queue has nothing left to offer.
+        while len(claimed) < limit:
+            want = limit - len(claimed)
+            rows = await conn.fetch(q.MESSAGES_CLAIMABLE, project, queue, now, want)
+            if not rows:
+                break
+            queue_id = rows[0]["queue_id"]
+            dead = [row[0] for row in rows if row["claim_count"] >= policy.max_claim_count]
+            taken = [row[0] for row in rows if row["claim_count"] < policy.max_claim_count]
+            if dead:
+                await _dead_letter(conn, project, dead, policy, now)
+            if taken:
+                # Marked now, so the next look skips them.
+                claimed += await conn.fetch(
+                    q.MESSAGES_MARK_CLAIMED, claim_id, claim_expires, claim_expires + grace, taken
+                )
+            if len(rows) < want:
+                break
+        if claimed:
+            await conn.execute(q.CLAIM_INSERT, claim_id, queue_id, ttl, grace, now, claim_expires)
+        return claimed
+
+    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
+        now = self.d.clock()
+        rows = await self.d.fetch(q.CLAIM_GET, claim_id, now, project, queue)
+        if not rows:
+            raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
+        first = rows[0]
+        return Claim(
+            id=first["claim_id_"],
+            ttl=first["ttl"],
+            grace=first["grace"],
+            age=int(now - first["claim_created"]),
+            messages=[_message(tuple(row)[4:], now) for row in rows if row["id"] is not None],
+        )
+
+    async def update(
+        self, project: str, queue: str, claim_id: str, *, ttl: int, grace: int
+    ) -> None:
+        now = self.d.clock()
+        renewed = await self.d.fetchval(
+            q.CLAIM_RENEW, claim_id, ttl, grace, now, now + ttl, now + ttl + grace, project, queue
+        )
+        if not renewed:
+            raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
+
+    async def delete(self, project: str, queue: str, claim_id: str) -> None:
+        await self.d.execute(q.CLAIM_DELETE, claim_id, project, queue)
+
+
+async def _dead_letter(
+    conn: asyncpg.Connection,
+    project: str,
+    rowids: list[int],
+    policy: DeadLetterPolicy,
+    now: float,
+) -> None:
+    """Move messages to the dead letter queue under new ids (so observers
+    paging the DLQ by marker see them), or drop them if none is set."""
+    if policy.queue:
+        dlq_id = await _lock_queue(conn, project, policy.queue, now)
+        expires = now + policy.ttl if policy.ttl else None
+        await conn.execute(q.MESSAGES_MOVE, dlq_id, now, expires, rowids)
+    else:
+        await conn.execute(q.MESSAGES_DELETE_IDS, rowids)
+
+
+__all__: Iterable[str] = ["PostgresDriver", "Subscription"]

@@ -1,0 +1,318 @@
+"""Every SQL statement of the PostgreSQL driver, named.
+
+Conventions:
+
+- Time is never read in SQL (no now(), no clock_timestamp()): the driver
+  passes its clock's reading as a parameter, so a test's fake clock rules
+  expiry exactly as it does for every other driver. Times are float8 Unix
+  seconds, as in the SQLite driver.
+- Bodies and metadata are bytea holding their exact JSON encoding: jsonb
+  (and the json operators) reject the \\u0000 escape, which a message body
+  may carry. Queue metadata also keeps a jsonb copy of its top-level values
+  as text, made by the driver, for listing filters.
+- Queue rows are the per-queue lock: whoever adds messages to a queue
+  (a post, a dead-letter move) first takes its row FOR NO KEY UPDATE, so
+  message ids, drawn from one sequence, become visible in id order within
+  a queue and a reader's marker never skips a message committed late.
+"""
+
+# --- schema ---------------------------------------------------------------
+
+# Serialises concurrent migrations (two servers starting at once). The key
+# is arbitrary but fixed: the first eight bytes of sha1("tidings.schema").
+SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(6158302154946373127)"
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    "version integer PRIMARY KEY, applied double precision NOT NULL)"
+)
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
+SCHEMA_VERSION_EXISTS = "SELECT to_regclass('schema_version') IS NOT NULL"
+SCHEMA_VERSION_INSERT = "INSERT INTO schema_version (version, applied) VALUES ($1, $2)"
+
+# Each entry upgrades the schema from version i to i + 1, in one transaction.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE queues (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        -- COLLATE "C": names sort by code point, whatever the database locale.
+        project text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        metadata bytea NOT NULL,
+        metadata_filter jsonb NOT NULL DEFAULT '{}',
+        created double precision NOT NULL,
+        UNIQUE (project, name)
+    );
+    -- Identity ids are never reused, so a marker never skips a message that
+    -- would take the id of a deleted one.
+    CREATE TABLE messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        queue_id bigint NOT NULL,
+        body bytea NOT NULL,
+        created double precision NOT NULL,
+        expires double precision NOT NULL,
+        available double precision NOT NULL,
+        client_id text NOT NULL,
+        claim_id text,
+        claim_expires double precision NOT NULL DEFAULT 0,
+        claim_count integer NOT NULL DEFAULT 0
+    );
+    -- Listing and claiming walk one queue in id order: an index range scan
+    -- that stops after LIMIT rows, however long the queue is.
+    CREATE INDEX messages_by_queue ON messages (queue_id, id);
+    -- Garbage collection finds expired rows without a scan.
+    CREATE INDEX messages_by_expiry ON messages (expires);
+    -- A claim's messages (get, renew, release) without a queue scan.
+    CREATE INDEX messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
+    CREATE TABLE claims (
+        id text PRIMARY KEY,
+        queue_id bigint NOT NULL,
+        ttl integer NOT NULL,
+        grace integer NOT NULL,
+        created double precision NOT NULL,
+        expires double precision NOT NULL
+    );
+    CREATE INDEX claims_by_queue ON claims (queue_id);
+    CREATE INDEX claims_by_expiry ON claims (expires);
+    """,
+]
+
+# --- queues ---------------------------------------------------------------
+
+QUEUE_ID = "SELECT id FROM queues WHERE project = $1 AND name = $2"
+# Taken before adding messages to the queue (see the module docstring).
+QUEUE_LOCK = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY UPDATE"
+# Taken before deleting the queue: waits for posts in flight, so their
+# messages are deleted too rather than left behind without a queue.
+QUEUE_LOCK_FOR_DELETE = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR UPDATE"
+QUEUE_INSERT = (
+    "INSERT INTO queues (project, name, metadata, metadata_filter, created) "
+    "VALUES ($1::text, $2::text, $3::bytea, $4::jsonb, $5::float8) ON CONFLICT (project, name) DO NOTHING RETURNING id"
+)
+QUEUE_METADATA = "SELECT metadata FROM queues WHERE project = $1 AND name = $2"
+QUEUE_SET_METADATA = (
+    "UPDATE queues SET metadata = $3, metadata_filter = $4::jsonb "
+    "WHERE project = $1 AND name = $2"
+)
+QUEUE_DELETE = "DELETE FROM queues WHERE id = $1"
+# $4: a name substring or NULL (strpos, not LIKE: "_" and "%" are literal);
+# $5: the metadata filters as a jsonb object, '{}' matching every queue.
+QUEUE_LIST = (
+    "SELECT name, CASE WHEN $3::boolean THEN metadata END FROM queues "
+    "WHERE project = $1 AND name > $2::text "
+    "AND ($4::text IS NULL OR strpos(name, $4) > 0) AND metadata_filter @> $5::jsonb "
+    "ORDER BY name LIMIT $6::integer"
+)
+QUEUE_COUNT = (
+    "SELECT count(*) FROM queues WHERE project = $1 "
+    "AND ($2::text IS NULL OR strpos(name, $2) > 0) AND metadata_filter @> $3::jsonb"
+)
+# One statement, so the counts and the oldest/newest share one snapshot.
+QUEUE_STATS = """
+    WITH live AS MATERIALIZED (
+        SELECT m.id, m.created, m.claim_expires FROM messages m
+        WHERE m.queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+        AND m.expires > $3::float8
+    )
+    SELECT (SELECT count(*) FROM live) AS total,
+           (SELECT count(*) FROM live WHERE claim_expires > $3::float8) AS claimed,
+           o.id AS oldest_id, o.created AS oldest_created,
+           n.id AS newest_id, n.created AS newest_created
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (SELECT id, created FROM live ORDER BY id LIMIT 1) o ON true
+    LEFT JOIN LATERAL (SELECT id, created FROM live ORDER BY id DESC LIMIT 1) n ON true
+"""
+
+# --- messages -------------------------------------------------------------
+
+_MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_count"
+
+# A whole batch in one statement (all or none), behind the queue's row lock
+# (see the module docstring); no row when the queue does not exist yet.
+# pg_notify ($8 NULL: notifications off) is delivered at commit, and
+# repeats of one payload in a transaction are delivered once.
+MESSAGE_POST = """
+    WITH q AS (
+        SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY UPDATE
+    ), ins AS (
+        INSERT INTO messages (queue_id, body, created, expires, available, client_id)
+        SELECT q.id, m.body, $3::float8, $3::float8 + m.ttl, $3::float8 + m.delay, $4::text
+        FROM q, unnest($5::bytea[], $6::integer[], $7::integer[])
+                WITH ORDINALITY AS m(body, ttl, delay, n)
+        ORDER BY m.n
+        RETURNING id
+    )
+    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified
+    FROM ins ORDER BY id
+"""
+# $5/$6/$7: include claimed / include delayed / a client id to leave out.
+MESSAGE_PAGE = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+    "WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2) "
+    "AND id > $3::bigint AND expires > $4::float8 "
+    "AND ($5::boolean OR claim_expires <= $4) "
+    "AND ($6::boolean OR available <= $4) "
+    "AND ($7::text IS NULL OR client_id <> $7) "
+    "ORDER BY id LIMIT $8::integer"
+)
+MESSAGES_GET = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+    "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "
+    "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4)"
+)
+# A single delete in one statement when it is allowed: without a claim id
+# the message must not be under an active claim; with one, it must be under
+# exactly that claim. When no row goes, MESSAGE_CLAIM_STATE says why.
+MESSAGE_DELETE_CHECKED = (
+    "DELETE FROM messages WHERE id = $1::bigint AND expires > $2::float8 "
+    "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4) "
+    "AND CASE WHEN $5::text IS NULL THEN claim_expires <= $2 "
+    "ELSE claim_id = $5 AND claim_expires > $2 END "
+    "RETURNING id"
+)
+MESSAGE_CLAIM_STATE = (
+    "SELECT id, claim_id, claim_expires FROM messages "
+    "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "
+    "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4)"
+)
+# Bulk delete locks the rows it checks, so no claim lands between the
+# check and the delete (all or none).
+MESSAGE_CLAIM_STATE_FOR_DELETE = MESSAGE_CLAIM_STATE + " ORDER BY id FOR UPDATE"
+MESSAGES_DELETE_IDS = "DELETE FROM messages WHERE id = ANY($1::bigint[])"
+MESSAGES_DELETE_OF_QUEUE = "DELETE FROM messages WHERE queue_id = $1"
+MESSAGES_POP = f"""
+    DELETE FROM messages WHERE id IN (
+        SELECT id FROM messages
+        WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+        AND claim_expires <= $3::float8 AND available <= $3::float8 AND expires > $3::float8
+        ORDER BY id LIMIT $4::integer
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING {_MESSAGE_COLUMNS}
+"""
+
+# --- claims ---------------------------------------------------------------
+
+# Claimable messages, oldest first; rows other transactions are claiming
+# or deleting are skipped rather than waited for.
+MESSAGES_CLAIMABLE = f"""
+    SELECT {_MESSAGE_COLUMNS}, queue_id FROM messages
+    WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+    AND claim_expires <= $3::float8 AND available <= $3::float8 AND expires > $3::float8
+    ORDER BY id LIMIT $4::integer
+    FOR UPDATE SKIP LOCKED
+"""
+# $1 claim id, $2 claim expiry, $3 keep messages alive until, $4 ids.
+MESSAGES_MARK_CLAIMED = f"""
+    UPDATE messages
+    SET claim_id = $1::text, claim_expires = $2::float8, claim_count = claim_count + 1,
+        expires = greatest(expires, $3::float8)
+    WHERE id = ANY($4::bigint[])
+    RETURNING {_MESSAGE_COLUMNS}
+"""
+# The whole claim in one statement, for claims without a dead-letter
+# policy: pick (SKIP LOCKED, FIFO), mark, record the claim. $1/$2 queue,
+# $3 now, $4 limit, $5 claim id, $6 claim expiry, $7 keep-alive, $8 ttl,
+# $9 grace.
+CLAIM_CREATE = f"""
+    WITH picked AS MATERIALIZED (
+        SELECT id, queue_id FROM messages
+        WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+        AND claim_expires <= $3::float8 AND available <= $3::float8 AND expires > $3::float8
+        ORDER BY id LIMIT $4::integer
+        FOR UPDATE SKIP LOCKED
+    ), claim AS (
+        INSERT INTO claims (id, queue_id, ttl, grace, created, expires)
+        SELECT $5::text, queue_id, $8::integer, $9::integer, $3::float8, $6::float8
+        FROM picked LIMIT 1
+    )
+    UPDATE messages m
+    SET claim_id = $5::text, claim_expires = $6::float8, claim_count = m.claim_count + 1,
+        expires = greatest(m.expires, $7::float8)
+    FROM picked WHERE m.id = picked.id
+    RETURNING m.id, m.body, m.created, m.expires, m.claim_id, m.claim_expires, m.claim_count
+"""
+CLAIM_INSERT = (
+    "INSERT INTO claims (id, queue_id, ttl, grace, created, expires) "
+    "VALUES ($1::text, $2::bigint, $3::integer, $4::integer, $5::float8, $6::float8)"
+)
+# A dead-letter move: the message leaves its queue and joins the dead
+# letter queue ($1) under a new id, so observers paging the DLQ by marker
+# see it. $3 NULL keeps the message's own expiry.
+MESSAGES_MOVE = """
+    WITH gone AS (
+        DELETE FROM messages WHERE id = ANY($4::bigint[])
+        RETURNING id, body, expires, client_id
+    )
+    INSERT INTO messages (queue_id, body, created, expires, available, client_id)
+    SELECT $1::bigint, body, $2::float8, coalesce($3::float8, expires), $2::float8, client_id
+    FROM gone ORDER BY id
+"""
+# The claim and its live messages in one statement (one snapshot); a claim
+# without messages yields one row with NULL message columns.
+CLAIM_GET = """
+    SELECT c.id AS claim_id_, c.ttl, c.grace, c.created AS claim_created,
+           m.id, m.body, m.created, m.expires, m.claim_id, m.claim_expires, m.claim_count
+    FROM claims c
+    LEFT JOIN messages m
+        ON m.claim_id = c.id AND m.claim_expires > $2::float8 AND m.expires > $2::float8
+    WHERE c.id = $1::text AND c.expires > $2::float8
+    AND c.queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4)
+    ORDER BY m.id
+"""
+# Renew a live claim and its messages from now ($4); no row: no such claim.
+CLAIM_RENEW = """
+    WITH c AS (
+        UPDATE claims SET ttl = $2::integer, grace = $3::integer, created = $4::float8,
+            expires = $5::float8
+        WHERE id = $1::text AND expires > $4::float8
+        AND queue_id = (SELECT id FROM queues WHERE project = $7 AND name = $8)
+        RETURNING id
+    ), m AS (
+        UPDATE messages SET claim_expires = $5::float8, expires = greatest(expires, $6::float8)
+        WHERE claim_id = $1::text AND claim_expires > $4::float8 AND EXISTS (SELECT 1 FROM c)
+    )
+    SELECT count(*) FROM c
+"""
+# Release: live or expired, the claim goes and its messages are free.
+CLAIM_DELETE = """
+    WITH c AS (
+        DELETE FROM claims WHERE id = $1::text
+        AND queue_id = (SELECT id FROM queues WHERE project = $2 AND name = $3)
+        RETURNING id
+    )
+    UPDATE messages SET claim_id = NULL, claim_expires = 0
+    WHERE claim_id = $1 AND EXISTS (SELECT 1 FROM c)
+"""
+CLAIMS_DELETE_OF_QUEUE = "DELETE FROM claims WHERE queue_id = $1"
+
+# --- garbage collection and health -----------------------------------------
+
+GC_EXPIRED_MESSAGES = """
+    DELETE FROM messages WHERE id IN (
+        SELECT id FROM messages WHERE expires <= $1::float8 LIMIT $2::integer
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+GC_EXPIRED_CLAIMS = """
+    WITH c AS (
+        DELETE FROM claims WHERE id IN (
+            SELECT id FROM claims WHERE expires <= $1::float8 LIMIT $2::integer
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id
+    ), m AS (
+        UPDATE messages SET claim_id = NULL, claim_expires = 0
+        WHERE claim_id = ANY(ARRAY(SELECT id FROM c))
+    )
+    SELECT count(*) FROM c
+"""
+PING = "SELECT 1"
+# At most $2 queues, each counted up to $3 messages: a health check must
+# stay cheap with millions of messages.
+MESSAGE_COUNTS_BY_QUEUE = """
+    SELECT q.project, q.name,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM messages m WHERE m.queue_id = q.id AND m.expires > $1::float8 LIMIT $3::integer
+            ) s) AS messages
+    FROM queues q ORDER BY q.project, q.name LIMIT $2::integer
+"""

@@ -1,0 +1,473 @@
+"""What only the PostgreSQL driver has: migrations, LISTEN/NOTIFY wake-ups,
+behaviour when the server goes away, and plans that stay indexed.
+
+The conformance suite covers the interface; these tests need a real
+server (tests/support/pg_server.py) and skip without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.storage.helpers import CLIENT, claim, list_ids, list_messages, post
+from tests.support.clock import FakeClock
+from tests.support.postgres_server import PostgresServer, new_server, shared_server
+from tidings import errors
+from tidings.storage.base import NewMessage
+from tidings.storage.postgres import queries as q
+from tidings.storage.postgres import schema
+from tidings.storage.postgres.driver import PostgresDriver, redact
+from tidings.storage.registry import driver_from_url
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PostgresServer:
+    """The session's shared server (the conformance suite's too)."""
+    return shared_server()
+
+
+@pytest.fixture
+def database(pg_server: PostgresServer) -> Iterator[str]:
+    """A new, empty database of the shared server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name}")
+    yield name
+    pg_server.psql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def open_driver(url: str, clock: FakeClock | None = None) -> PostgresDriver:
+    driver = driver_from_url(url, clock=clock or FakeClock())
+    assert isinstance(driver, PostgresDriver)
+    return driver
+
+
+async def schema_versions(driver: PostgresDriver) -> list[int]:
+    rows = await driver.fetch("SELECT version FROM schema_version ORDER BY version")
+    return [row[0] for row in rows]
+
+
+# --- URL ----------------------------------------------------------------------
+
+
+def test_url_options_are_taken_and_the_rest_passed_on() -> None:
+    driver = PostgresDriver.from_url(
+        "postgresql://u:secret@db:6543/tid?max_size=4&min_size=0&connect_timeout=1.5"
+        "&command_timeout=2&statement_timeout=3&migrate=false&notify=off&channel=jobs"
+        "&sslmode=disable"
+    )
+    assert (driver.min_size, driver.max_size) == (0, 4)
+    assert (driver.connect_timeout, driver.command_timeout, driver.statement_timeout) == (
+        1.5, 2.0, 3.0)
+    assert driver.deadline == 3.5
+    assert (driver.migrate_on_open, driver.notify, driver.channel) == (False, False, "jobs")
+    assert driver.dsn == "postgresql://u:secret@db:6543/tid?sslmode=disable"
+    assert redact(driver.dsn) == "postgresql://u:***@db:6543/tid?sslmode=disable"
+
+
+@pytest.mark.parametrize("query", ["max_size=0", "min_size=5&max_size=2", "migrate=maybe",
+                                   "command_timeout=0", "connect_timeout=x", "channel="])
+def test_bad_url_options_are_refused(query: str) -> None:
+    with pytest.raises(ValueError):
+        PostgresDriver.from_url(f"postgres://localhost/db?{query}")
+
+
+def test_both_schemes_are_registered() -> None:
+    for scheme in ("postgres", "postgresql"):
+        assert isinstance(driver_from_url(f"{scheme}://localhost/db"), PostgresDriver)
+
+
+# --- migrations ---------------------------------------------------------------
+
+
+async def test_migrate_is_idempotent(pg_server: PostgresServer, database: str) -> None:
+    driver = open_driver(pg_server.url(database))
+    await driver.open()  # creates the schema
+    try:
+        assert await schema_versions(driver) == list(range(1, schema.VERSION + 1))
+        assert await driver.migrate() == schema.VERSION
+        assert await driver.migrate() == schema.VERSION
+        assert await schema_versions(driver) == list(range(1, schema.VERSION + 1))
+        await post(driver, "p", "q", 2)
+    finally:
+        await driver.close()
+    # Reopening migrates again: nothing to do, nothing lost.
+    driver = open_driver(pg_server.url(database))
+    await driver.open()
+    try:
+        assert len(await list_ids(driver, "p", "q")) == 2
+    finally:
+        await driver.close()
+
+
+async def test_concurrent_opens_migrate_once(pg_server: PostgresServer, database: str
+                                             ) -> None:
+    drivers = [open_driver(pg_server.url(database)) for _ in range(6)]
+    try:
+        await asyncio.gather(*(driver.open() for driver in drivers))
+        assert await schema_versions(drivers[0]) == list(range(1, schema.VERSION + 1))
+    finally:
+        await asyncio.gather(*(driver.close() for driver in drivers))
+
+
+def test_concurrent_migrate_processes(pg_server: PostgresServer, database: str
+                                      ) -> None:
+    """`tidings migrate` from several processes at once: all succeed."""
+    url = pg_server.url(database)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tidings", "migrate", "--storage", url],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=60)[0].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, outputs
+    versions = pg_server.psql("SELECT version FROM schema_version ORDER BY version",
+                                    database=database)
+    assert versions.split() == [str(v) for v in range(1, schema.VERSION + 1)]
+
+
+async def test_migrate_false_refuses_an_outdated_schema(pg_server: PostgresServer,
+                                                        database: str) -> None:
+    driver = open_driver(pg_server.url(database, migrate="false"))
+    with pytest.raises(schema.SchemaOutdated, match="tidings migrate"):
+        await driver.open()
+    assert pg_server.psql("SELECT to_regclass('messages') IS NULL", database=database
+                                ).strip() == "t"
+
+
+async def test_schema_newer_than_the_code_is_refused(pg_server: PostgresServer,
+                                                     database: str) -> None:
+    driver = open_driver(pg_server.url(database))
+    await driver.open()
+    await driver.execute(q.SCHEMA_VERSION_INSERT, schema.VERSION + 1, 0.0)
+    await driver.close()
+    for options in ({}, {"migrate": "false"}):
+        with pytest.raises(schema.SchemaTooNew):
+            await open_driver(pg_server.url(database, **options)).open()
+
+
+# --- ordering ------------------------------------------------------------------
+
+
+async def test_a_later_post_waits_for_an_earlier_uncommitted_one(
+    pg_server: PostgresServer, database: str,
+    two_drivers: tuple[PostgresDriver, PostgresDriver],
+) -> None:
+    """Ids come from one sequence, so without care a post that drew its ids
+    first could commit last, and an observer whose marker already passed
+    them would never see its messages. A post holds its queue's row lock
+    until it commits, so the next post to that queue waits, and ids become
+    visible in order."""
+    import asyncpg
+
+    driver, _ = two_drivers
+    await post(driver, "p", "q")  # the queue exists
+    slow = await asyncpg.connect(pg_server.url(database))
+    try:
+        transaction = slow.transaction()
+        await transaction.start()
+        # The first post draws its id, then stalls before committing.
+        [first] = await slow.fetch(q.MESSAGE_POST, "p", "q", driver.clock(), CLIENT,
+                                   [b'"first"'], [3600], [0], None, None)
+        second = asyncio.create_task(post(driver, "p", "q", body="second"))
+        other_queue = await post(driver, "p", "elsewhere")  # other queues do not wait
+        await asyncio.sleep(0.3)
+        assert not second.done()
+        page, marker = await list_messages(driver, "p", "q", limit=10)
+        assert len(page) == 1  # only the message posted before the test began
+        await transaction.commit()
+        [second_id] = await asyncio.wait_for(second, 5)
+        later, _ = await list_messages(driver, "p", "q", marker=marker)
+        assert [m.body for m in later] == ["first", "second"]
+        assert later[1].id == second_id and other_queue
+    finally:
+        await slow.close()
+
+
+# --- LISTEN/NOTIFY ----------------------------------------------------------
+
+
+@pytest.fixture
+async def two_drivers(pg_server: PostgresServer, database: str
+                      ) -> AsyncIterator[tuple[PostgresDriver, PostgresDriver]]:
+    """Two drivers on one database, as two server processes would be."""
+    first = open_driver(pg_server.url(database))
+    second = open_driver(pg_server.url(database, migrate="false"))
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_post_notifies_subscribers(two_drivers: tuple[PostgresDriver, PostgresDriver]
+                                         ) -> None:
+    listening, posting = two_drivers
+    heard: asyncio.Queue[tuple[str | None, str | None]] = asyncio.Queue()
+
+    async def on_post(project: str | None, queue: str | None) -> None:
+        await heard.put((project, queue))
+
+    subscription = await listening.subscribe(on_post)
+    await posting.messages.post("team/a", "jobs", [NewMessage(body=1, ttl=60)], CLIENT)
+    assert await asyncio.wait_for(heard.get(), 5) == ("team/a", "jobs")
+
+    # A plain function works too, and a batch is announced once.
+    plain: list[tuple[str | None, str | None]] = []
+    async with await listening.subscribe(lambda p, q: plain.append((p, q))):
+        await posting.messages.post("p", "q", [NewMessage(body=i, ttl=60) for i in range(3)],
+                                    CLIENT)
+        assert await asyncio.wait_for(heard.get(), 5) == ("p", "q")
+        assert plain == [("p", "q")]
+
+    await subscription.close()
+    await posting.messages.post("p", "q", [NewMessage(body=1, ttl=60)], CLIENT)
+    await asyncio.sleep(0.3)
+    assert heard.empty() and plain == [("p", "q")]
+
+
+async def test_notify_false_posts_silently(pg_server: PostgresServer, database: str,
+                                           two_drivers: tuple[PostgresDriver, PostgresDriver]
+                                           ) -> None:
+    listening, _ = two_drivers
+    quiet = open_driver(pg_server.url(database, notify="false"))
+    await quiet.open()
+    try:
+        heard: list[tuple[str | None, str | None]] = []
+        await listening.subscribe(lambda p, q: heard.append((p, q)))
+        await post(quiet, "p", "q")
+        await asyncio.sleep(0.3)
+        assert heard == []
+        assert len(await list_ids(listening, "p", "q")) == 1
+    finally:
+        await quiet.close()
+
+
+# --- the server goes away ------------------------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A server of this test's own, free to be killed."""
+    server = new_server()
+    yield server
+    server.destroy()
+
+
+async def test_server_crash_gives_service_unavailable_then_recovers(
+    own_server: PostgresServer,
+) -> None:
+    clock = FakeClock()
+    driver = open_driver(own_server.url(connect_timeout=2, command_timeout=3), clock)
+    await driver.open()
+    try:
+        posted = await post(driver, "p", "q", 3)
+        heard: asyncio.Queue[tuple[str | None, str | None]] = asyncio.Queue()
+        await driver.subscribe(lambda p, q: heard.put_nowait((p, q)))
+
+        operations = [
+            lambda: post(driver, "p", "q"),
+            lambda: list_ids(driver, "p", "q"),
+            lambda: claim(driver, "p", "q", limit=1),
+            lambda: driver.messages.get("p", "q", posted[0]),
+            lambda: driver.messages.bulk_delete("p", "q", posted[2:], None),
+            lambda: driver.queues.stats("p", "q"),
+            lambda: driver.queues.create("p", "other", {}),
+            lambda: driver.gc(),
+        ]
+
+        # Requests in flight while the server dies: each succeeds or fails
+        # with ServiceUnavailable, nothing else.
+        stopped = asyncio.Event()
+
+        async def hammer() -> list[BaseException | None]:
+            outcomes: list[BaseException | None] = []
+            for op in itertools.cycle(operations):
+                if stopped.is_set() and len(outcomes) > len(operations):
+                    return outcomes
+                try:
+                    await op()
+                    outcomes.append(None)
+                except BaseException as exc:  # noqa: BLE001 - we check the type below
+                    outcomes.append(exc)
+            raise AssertionError("unreachable")
+
+        in_flight = [asyncio.create_task(hammer()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(own_server.stop, "immediate")
+        stopped.set()
+        outcomes = [o for task in in_flight for o in await asyncio.wait_for(task, 60)]
+        for outcome in outcomes:
+            assert outcome is None or isinstance(outcome, errors.ServiceUnavailable), outcome
+        assert None in outcomes and any(o is not None for o in outcomes)
+
+        for op in operations:
+            started = time.monotonic()
+            with pytest.raises(errors.ServiceUnavailable) as raised:
+                await op()
+            assert time.monotonic() - started < driver.deadline + 1
+            assert "PostgreSQL" in raised.value.description
+        assert await driver.is_alive() is False
+        assert (await driver.health())["storage_reachable"] is False
+
+        await asyncio.to_thread(own_server.start)
+        # The same driver, never reopened: the pool replaced its connections.
+        assert await driver.is_alive() is True
+        for op in operations:
+            await op()
+        assert posted[0] in await list_ids(driver, "p", "q", include_claimed=True)
+        assert (await driver.health())["storage_reachable"] is True
+
+        # The listener reconnected by itself and says so, then hears posts again.
+        deadline = time.monotonic() + 15
+        seen: set[tuple[str | None, str | None]] = set()
+        while (None, None) not in seen and time.monotonic() < deadline:
+            seen.add(await asyncio.wait_for(heard.get(), 15))
+        assert (None, None) in seen
+        while not heard.empty():
+            heard.get_nowait()
+        await post(driver, "p", "after")
+        assert await asyncio.wait_for(heard.get(), 5) == ("p", "after")
+    finally:
+        await driver.close()
+
+
+def _server_pids(server: PostgresServer) -> list[int]:
+    """The postmaster and its children (from /proc: no procps needed)."""
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The parent pid is the 2nd field after the ")" closing the name.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+async def test_unresponsive_server_times_out_instead_of_hanging(
+    own_server: PostgresServer,
+) -> None:
+    """A server that accepts but never answers (SIGSTOP: like a hung host):
+    every operation fails within the deadline, and works once it resumes."""
+    driver = open_driver(own_server.url(connect_timeout=1, command_timeout=1, max_size=3))
+    await driver.open()
+    pids = _server_pids(own_server)
+    try:
+        await post(driver, "p", "q", 2)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        operations = [
+            lambda: post(driver, "p", "q"),
+            lambda: claim(driver, "p", "q"),
+            lambda: driver.queues.delete("p", "q"),
+            lambda: list_ids(driver, "p", "q"),
+        ]
+        for op in operations:
+            started = time.monotonic()
+            with pytest.raises(errors.ServiceUnavailable):
+                await op()
+            assert time.monotonic() - started < driver.deadline + 0.5
+        assert await driver.is_alive() is False
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        recovered = False
+        for _ in range(50):  # connections broken by the timeouts are replaced
+            try:
+                await post(driver, "p", "q")
+                recovered = True
+                break
+            except errors.ServiceUnavailable:
+                await asyncio.sleep(0.1)
+        assert recovered
+        assert len(await list_ids(driver, "p", "q")) >= 3
+    finally:
+        await driver.close()
+
+
+async def test_open_against_a_stopped_server_is_service_unavailable(
+    own_server: PostgresServer,
+) -> None:
+    own_server.stop("immediate")
+    driver = open_driver(own_server.url(connect_timeout=1, command_timeout=1))
+    started = time.monotonic()
+    with pytest.raises(errors.ServiceUnavailable):
+        await driver.open()
+    assert time.monotonic() - started < driver.deadline + 1
+
+
+async def test_nul_in_a_name_is_a_validation_error(
+    two_drivers: tuple[PostgresDriver, PostgresDriver],
+) -> None:
+    """PostgreSQL text cannot hold NUL: a bad request, not a backend failure."""
+    driver, _ = two_drivers
+    with pytest.raises(errors.ValidationFailed):
+        await post(driver, "a\x00b", "q")
+    # Bodies and metadata are bytes and keep it.
+    await driver.queues.create("p", "q", {"k\x00": "v\x00"})
+    assert await driver.queues.get_metadata("p", "q") == {"k\x00": "v\x00"}
+
+
+# --- health and plans ---------------------------------------------------------
+
+
+async def test_health_reports_counts_per_queue(two_drivers: tuple[PostgresDriver, PostgresDriver]
+                                               ) -> None:
+    driver, _ = two_drivers
+    await post(driver, "p", "a", 2)
+    await post(driver, "p", "b", 1)
+    await driver.queues.create("p", "empty", {})
+    details = await driver.health()
+    assert details["storage_reachable"] is True
+    assert details["message_counts"] == [
+        {"project": "p", "queue": "a", "messages": 2},
+        {"project": "p", "queue": "b", "messages": 1},
+        {"project": "p", "queue": "empty", "messages": 0},
+    ]
+    assert "***" not in details["url"] and details["pool"]["max_size"] >= 1
+
+
+async def test_big_queue_is_read_and_claimed_through_indexes(
+    two_drivers: tuple[PostgresDriver, PostgresDriver],
+) -> None:
+    """With many messages, listing, claiming, popping and gc use an index
+    rather than scanning the queue."""
+    driver, _ = two_drivers
+    clock = driver.clock
+    await post(driver, "p", "big")
+    await post(driver, "p", "small")
+    # Bulk load straight into the table: 200k messages in well under a second.
+    await driver.execute(
+        "INSERT INTO messages (queue_id, body, created, expires, available, client_id) "
+        "SELECT (SELECT id FROM queues WHERE name = 'big'), '1'::bytea, $1::float8, "
+        "$1::float8 + 3600, $1::float8, 'c' FROM generate_series(1, 200000)", clock())
+    await driver.execute("ANALYZE messages")
+
+    async def plan(sql: str, *args: object) -> str:
+        rows = await driver.fetch("EXPLAIN " + sql, *args)
+        return "\n".join(row[0] for row in rows)
+
+    now = clock()
+    plans = {
+        "page": await plan(q.MESSAGE_PAGE, "p", "big", 0, now, False, False, None, 20),
+        "claim": await plan(q.CLAIM_CREATE, "p", "big", now, 10, "c", now + 60, now + 120,
+                            60, 60),
+        "pop": await plan(q.MESSAGES_POP, "p", "big", now, 10),
+        "gc": await plan(q.GC_EXPIRED_MESSAGES, now, 5000),
+        "get": await plan(q.MESSAGES_GET, [1, 2], now, "p", "big"),
+    }
+    for name, text in plans.items():
+        assert "Seq Scan on messages" not in text, f"{name}:\n{text}"
