@@ -108,6 +108,14 @@ class ClaimNotFound(NotFound):
     pass
 
 
+class SubscriptionDoesNotExist(NotFound):
+    pass
+
+
+class DeliveryDoesNotExist(NotFound):
+    pass
+
+
 # --- 409 ------------------------------------------------------------------
 
 

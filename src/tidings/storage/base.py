@@ -16,7 +16,8 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Callable, Protocol, Sequence
 
 Clock = Callable[[], float]
 
@@ -102,6 +103,66 @@ class DeadLetterPolicy:
     max_claim_count: int
     queue: str | None
     ttl: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class NewSubscription:
+    subscriber: str
+    ttl: int
+    options: dict[str, Any]
+    # False while the subscriber has yet to confirm (require_confirmation).
+    confirmed: bool = True
+
+
+@dataclass(slots=True)
+class Subscription:
+    id: str
+    queue: str
+    subscriber: str
+    ttl: int
+    age: int
+    options: dict[str, Any]
+    confirmed: bool
+
+
+class DeliveryKind(enum.Enum):
+    MESSAGE = "message"
+    CONFIRMATION = "confirmation"
+
+
+class DeliveryStatus(enum.Enum):
+    PENDING = "pending"
+    DEAD = "dead"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One notification owed to one subscriber: an outbox record.
+
+    A message delivery carries a copy of the message as posted, so it can
+    be sent even after the message was claimed and deleted.
+    """
+
+    id: str
+    project: str
+    queue: str
+    subscription_id: str
+    subscriber: str
+    options: dict[str, Any]
+    kind: DeliveryKind
+    # For MESSAGE: {"id", "body", "ttl"}; for CONFIRMATION: what the
+    # operation layer enqueued (the signed confirmation URL and so on).
+    payload: dict[str, Any]
+    attempts: int
+    created: float
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    last_error: str | None = None
+
+
+class PostWatch(Protocol):
+    async def wait(self, timeout: float) -> bool:
+        """True once a message was posted since the watch began (at once if
+        one already was), False after ``timeout`` seconds without one."""
 
 
 class QueueController(ABC):
@@ -235,6 +296,115 @@ class ClaimController(ABC):
         """Release the claim's messages; idempotent."""
 
 
+class SubscriptionController(ABC):
+    """Subscriptions of a queue (topics are queues of a shadow project).
+
+    Expired subscriptions (age >= ttl) are never returned and get no
+    deliveries, whether or not gc has run.
+    """
+
+    @abstractmethod
+    async def create(self, project: str, queue: str, subscription: NewSubscription) -> str | None:
+        """The new subscription's id; None when the queue already has a
+        live subscription with this subscriber (the caller answers 409)."""
+
+    @abstractmethod
+    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
+        """Raises SubscriptionDoesNotExist."""
+
+    @abstractmethod
+    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
+        """The live subscription of ``subscriber`` on the queue, if any."""
+
+    @abstractmethod
+    async def list(
+        self, project: str, queue: str, *, marker: str | None, limit: int
+    ) -> list[Subscription]:
+        """Live subscriptions in creation order, strictly after ``marker``
+        (a subscription id)."""
+
+    @abstractmethod
+    async def update(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """Change the given fields; a new ttl counts from now. Raises
+        SubscriptionDoesNotExist, or Conflict when another live subscription
+        of the queue has the new subscriber."""
+
+    @abstractmethod
+    async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
+                      ) -> None:
+        """Raises SubscriptionDoesNotExist."""
+
+    @abstractmethod
+    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        """Idempotent. Pending deliveries of the subscription are dropped."""
+
+
+class DeliveryController(ABC):
+    """The notification outbox.
+
+    ``MessageController.post`` writes one MESSAGE delivery per live,
+    confirmed subscription of the queue in the same transaction as the
+    messages, so an acknowledged post never loses a notification. Workers
+    lease due deliveries; a worker that dies leaves its lease to expire and
+    the delivery is leased again (at-least-once).
+    """
+
+    @abstractmethod
+    async def enqueue(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: dict[str, Any],
+    ) -> str:
+        """Add one delivery due now (e.g. a confirmation request); returns its
+        id. Raises SubscriptionDoesNotExist."""
+
+    @abstractmethod
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Up to ``limit`` pending deliveries that are due and not leased,
+        oldest due first, leased until now + ``lease_seconds``. Deliveries of
+        subscriptions that expired or were deleted are not returned."""
+
+    @abstractmethod
+    async def delivered(self, delivery_id: str) -> None:
+        """The subscriber has it: remove the delivery."""
+
+    @abstractmethod
+    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
+        """Count a failed attempt, release the lease, and make the delivery
+        due again at ``at``."""
+
+    @abstractmethod
+    async def dead(self, delivery_id: str, *, error: str) -> None:
+        """Count a failed attempt and give up: status DEAD, kept for
+        inspection until the subscription is deleted or gc removes it."""
+
+    @abstractmethod
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        status: DeliveryStatus,
+        marker: str | None,
+        limit: int,
+        subscription_id: str | None = None,
+    ) -> list[Delivery]:
+        """A queue's deliveries with the given status, oldest first, strictly
+        after ``marker`` (a delivery id)."""
+
+
 class DataDriver(ABC):
     """One backend: its controllers plus life-cycle and health."""
 
@@ -243,6 +413,8 @@ class DataDriver(ABC):
     queues: QueueController
     messages: MessageController
     claims: ClaimController
+    subscriptions: SubscriptionController
+    deliveries: DeliveryController
 
     @abstractmethod
     async def open(self) -> None:
@@ -262,4 +434,21 @@ class DataDriver(ABC):
 
     @abstractmethod
     async def gc(self) -> int:
-        """Remove expired messages and claims; returns how many rows went."""
+        """Remove expired messages, claims and subscriptions (with their
+        deliveries); returns how many records went."""
+
+    def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
+        """Watch a queue for posts by any process on this backend.
+
+        Enter it before reading, so a post that lands between the read and
+        the wait still wakes the waiter:
+
+            async with driver.watch(project, queue) as watch:
+                page = await read()
+                if not page and await watch.wait(timeout):
+                    page = await read()
+
+        Woken by the backend's own signal (in-process for SQLite, pub/sub
+        for Redis, LISTEN/NOTIFY for PostgreSQL), never by polling.
+        """
+        raise NotImplementedError(f"{self.name} cannot watch queues yet")
