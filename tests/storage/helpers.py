@@ -114,3 +114,57 @@ async def claimed_ids(driver: DataDriver, project: str, queue: str, **kwargs: An
 
 def ids(messages: Sequence[Message]) -> list[str]:
     return [m.id for m in messages]
+
+
+# --- notifications ------------------------------------------------------------
+
+
+async def subscribe(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    subscriber: str = "http://example.com/hook",
+    *,
+    ttl: int = 3600,
+    options: dict[str, Any] | None = None,
+    confirmed: bool = True,
+) -> str:
+    """Create a subscription that must not be a duplicate; its id."""
+    from tidings.storage.base import NewSubscription
+
+    subscription_id = await driver.subscriptions.create(
+        project,
+        queue,
+        NewSubscription(
+            subscriber=subscriber, ttl=ttl, options=options or {}, confirmed=confirmed
+        ),
+    )
+    assert subscription_id is not None, "unexpected duplicate subscription"
+    return subscription_id
+
+
+async def lease(driver: DataDriver, *, limit: int = 100, lease_seconds: float = 30) -> list[Any]:
+    return await driver.deliveries.lease(limit=limit, lease_seconds=lease_seconds)
+
+
+async def list_deliveries(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    *,
+    status: Any = None,
+    marker: str | None = None,
+    limit: int = 100,
+    subscription_id: str | None = None,
+) -> list[Any]:
+    """A page of deliveries, PENDING ones unless ``status`` is given."""
+    from tidings.storage.base import DeliveryStatus
+
+    return await driver.deliveries.list(
+        project,
+        queue,
+        status=DeliveryStatus.PENDING if status is None else status,
+        marker=marker,
+        limit=limit,
+        subscription_id=subscription_id,
+    )

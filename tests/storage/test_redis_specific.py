@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from tests.storage.helpers import claim, list_ids, list_messages, post
@@ -459,3 +460,174 @@ async def test_random_operations_match_the_sqlite_driver(redis_driver, tmp_path,
                 assert [(m.claim_id is None, m.claim_count, m.ttl, m.age)
                         for m in pages[0][0]] == [(m.claim_id is None, m.claim_count, m.ttl,
                                                    m.age) for m in pages[1][0]]
+
+
+# --- the notification outbox across queues (and Cluster slots) ---------------
+
+
+def queues_in_distinct_slots(driver: RedisDriver, project: str, n: int) -> list[str]:
+    names, slots = [], set()
+    for i in range(1000):
+        slot = key_slot(driver.keys.queue(project, f"q{i}").encode())
+        if slot not in slots:
+            slots.add(slot)
+            names.append(f"q{i}")
+            if len(names) == n:
+                return names
+    raise AssertionError("not enough slots")
+
+
+async def _subscribe(driver, project, queue, subscriber="http://example.com/hook"):
+    from tidings.storage.base import NewSubscription
+
+    return await driver.subscriptions.create(
+        project, queue, NewSubscription(subscriber=subscriber, ttl=3600, options={})
+    )
+
+
+async def test_lease_merges_queues_of_other_slots_oldest_due_first(redis_driver, project, clock):
+    a, b, c = queues_in_distinct_slots(redis_driver, project, 3)
+    for queue in (a, b, c):
+        await _subscribe(redis_driver, project, queue)
+    order = []
+    for queue in (a, b, c, a, c, b):
+        [message_id] = await post(redis_driver, project, queue)
+        order.append(message_id)
+        clock.advance(1)
+    # One at a time and in pairs: the oldest due across queues each time;
+    # what a lease took beyond its limit went back at once.
+    got = [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=1, lease_seconds=60)]
+    got += [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=2, lease_seconds=60)]
+    got += [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=10, lease_seconds=60)]
+    assert got == order
+    assert await redis_driver.deliveries.lease(limit=10, lease_seconds=60) == []
+
+
+async def test_outbox_hint_lost_in_a_crash_is_restored_by_gc(redis_driver, project, clock):
+    """A process dying between the post script and the hint update leaves
+    deliveries no lease sees; gc finds them through the subscribed set."""
+    await _subscribe(redis_driver, project, "q")
+    [message_id] = await post(redis_driver, project, "q")
+    await redis_driver.client.delete(redis_driver.keys.outbox)
+    assert await redis_driver.deliveries.lease(limit=10, lease_seconds=60) == []
+    assert await redis_driver.gc() == 0
+    [delivery] = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    assert delivery.payload["id"] == message_id
+
+
+async def test_outbox_hints_never_hide_due_deliveries(redis_driver, project, clock):
+    keys = redis_driver.keys
+    member = keys.member(project, "q")
+    await _subscribe(redis_driver, project, "q")
+    await post(redis_driver, project, "q")
+    [leased] = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    # Leased: the hint is the lease's end.
+    assert await redis_driver.client.zscore(keys.outbox, member) == clock() + 60
+    [fresh] = await post(redis_driver, project, "q")
+    assert await redis_driver.client.zscore(keys.outbox, member) == clock()
+    [again] = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    assert again.payload["id"] == fresh
+    await redis_driver.deliveries.delivered(leased.id)
+    await redis_driver.deliveries.delivered(again.id)
+    # Nothing pending: the queue leaves the outbox.
+    assert await redis_driver.client.zscore(keys.outbox, member) is None
+
+
+async def test_stale_outbox_hints_are_dropped_by_lease(redis_driver, project):
+    keys = redis_driver.keys
+    await _subscribe(redis_driver, project, "q")
+    await post(redis_driver, project, "q")
+    await redis_driver.queues.delete(project, "q")
+    await redis_driver.client.zadd(keys.outbox, {keys.member(project, "ghost"): 0})
+    assert await redis_driver.deliveries.lease(limit=10, lease_seconds=60) == []
+    assert await redis_driver.client.zcard(keys.outbox) == 0
+
+
+async def test_delivery_ids_name_their_queue_and_nothing_else(redis_driver, project):
+    await _subscribe(redis_driver, project, "a/b}{")
+    await post(redis_driver, project, "a/b}{")
+    [delivery] = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    assert (delivery.project, delivery.queue) == (project, "a/b}{")
+    head, _, tag = delivery.id.partition(".")
+    for forged in (head, f"{head}.", f"{head}.{tag}x", f"{head}.{tag[:-1]}", f"{head}.!{tag}"):
+        await redis_driver.deliveries.delivered(forged)
+        await redis_driver.deliveries.dead(forged, error="x")
+    assert [d.id for d in await redis_driver.deliveries.list(
+        project, "a/b}{", status=base_status("pending"), marker=None, limit=10)] == [delivery.id]
+
+
+def base_status(name: str):
+    from tidings.storage.base import DeliveryStatus
+
+    return DeliveryStatus(name)
+
+
+async def test_gc_drops_dead_deliveries_after_the_retention(redis_driver, project, clock):
+    from tidings.storage.base import NewSubscription
+
+    forever = 10 * int(redis_driver.dead_retention)
+    await redis_driver.subscriptions.create(
+        project, "q", NewSubscription(subscriber="http://example.com/", ttl=forever, options={})
+    )
+    await post(redis_driver, project, "q", 2, ttl=forever)
+    first, second = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    await redis_driver.deliveries.dead(first.id, error="x")
+    clock.advance(redis_driver.dead_retention - 1)
+    await redis_driver.deliveries.dead(second.id, error="x")
+    assert await redis_driver.gc() == 0
+    clock.advance(1)
+    assert await redis_driver.gc() == 1
+    dead = await redis_driver.deliveries.list(project, "q", status=base_status("dead"),
+                                              marker=None, limit=10)
+    assert [d.id for d in dead] == [second.id]
+
+
+async def test_gc_forgets_queues_whose_subscriptions_are_gone(redis_driver, project, clock):
+    keys = redis_driver.keys
+    subscription_id = await _subscribe(redis_driver, project, "q")
+    await post(redis_driver, project, "q")
+    await redis_driver.subscriptions.delete(project, "q", subscription_id)
+    assert await redis_driver.client.zcard(keys.outbox) == 0
+    await redis_driver.gc()
+    assert await redis_driver.client.scard(keys.subscribed) == 0
+    base = keys.queue(project, "q")
+    for suffix in (":ns", ":no", ":ne", ":nu", ":nq", ":nd", ":nw", ":np", ":nx", ":nk"):
+        assert not await redis_driver.client.exists(base + suffix), suffix
+
+
+# --- watches over pub/sub -------------------------------------------------------
+
+
+async def test_a_post_through_another_driver_wakes_a_watch(redis_driver, project, clock):
+    """Another process posting: the pub/sub signal crosses connections (and
+    Cluster nodes: the queues are spread over slots)."""
+    where = redis_driver.client_url if not redis_driver.cluster else session_redis_cluster().url
+    prefix = redis_driver.keys.prefix
+    other = driver_from_url(f"{where}{'&' if '?' in where else '?'}prefix={prefix}", clock=clock)
+    await other.open()
+    try:
+        for queue in queues_in_distinct_slots(redis_driver, project, 3):
+            async with redis_driver.watch(project, queue) as watch:
+                await post(other, project, queue)
+                assert await watch.wait(5) is True
+    finally:
+        await other.close()
+
+
+async def test_a_lost_pubsub_connection_wakes_watches_and_recovers(redis_driver, project):
+    async with redis_driver.watch(project, "q") as watch:
+        waiter = asyncio.ensure_future(watch.wait(30))
+        await asyncio.sleep(0.05)
+        # Kill the pub/sub connections from the server's side.
+        if redis_driver.cluster:
+            for node in redis_driver.client.get_nodes():
+                direct = aioredis.Redis(host=node.host, port=node.port)
+                await direct.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                await direct.aclose()
+        else:
+            await redis_driver.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert await asyncio.wait_for(waiter, 5) is True
+    async with redis_driver.watch(project, "q") as watch:
+        assert await watch.wait(0.05) is False
+        await post(redis_driver, project, "q")
+        assert await watch.wait(5) is True

@@ -26,17 +26,25 @@ asyncpg (anything else is passed on, e.g. ``sslmode`` or ``search_path``):
   schema must then be current; run ``tidings migrate``)
 - ``notify=false``: no NOTIFY on post (a NOTIFY serialises commits)
 - ``channel``: the LISTEN/NOTIFY channel (default ``tidings``)
+- ``dead_retention``: seconds gc keeps a DEAD delivery after it died
+  (default 14 days; it also goes with its subscription)
+
+Notifications: subscriptions and the delivery outbox are tables of their
+own; a post writes its MESSAGE deliveries in the posting statement (see
+queries.MESSAGE_POST). Subscription and delivery ids are a row's sequence
+number (16 hex digits, so ids order by creation) and 8 random hex digits.
+``watch`` rides on the LISTEN/NOTIFY listener: one listener callback per
+driver dispatches to the in-process watches keyed by (project, queue).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -49,9 +57,13 @@ from tidings.storage.base import (
     Claim,
     Clock,
     DeadLetterPolicy,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     Message,
     MessageStat,
     NewMessage,
+    NewSubscription,
     QueueFilters,
     QueueRecord,
     QueueStats,
@@ -67,6 +79,7 @@ T = TypeVar("T")
 GC_BATCH = 5000
 HEALTH_QUEUES = 1000
 HEALTH_COUNT_CAP = 100_000
+DEAD_RETENTION = 14 * 86400.0  # as the SQLite driver
 # pg_notify refuses payloads of 8000 bytes or more.
 MAX_NOTIFY_PAYLOAD = 7900
 _encode = msgspec.json.encode
@@ -102,6 +115,67 @@ def parse_message_id(text: str) -> int | None:
         return None
     value = int(text, 16)
     return value if 0 < value < 2**63 else None
+
+
+def public_id(seq: int, token: str) -> str:
+    """A subscription's or a delivery's id: its row's sequence number (so
+    ids sort in creation order and a marker keeps its place after the row
+    is gone) and the row's random token."""
+    return f"{seq:016x}{token}"
+
+
+def parse_public_id(text: str) -> tuple[int, str] | None:
+    """(seq, token) of an id public_id() wrote, or None for anything else."""
+    if len(text) != 24 or not all(c in "0123456789abcdef" for c in text):
+        return None
+    seq = int(text[:16], 16)
+    return (seq, text[16:]) if 0 < seq < 2**63 else None
+
+
+def _marker_seq(marker: str | None) -> int:
+    parsed = parse_public_id(marker) if marker else None
+    return parsed[0] if parsed else 0
+
+
+def _subscription(row: Sequence[Any], now: float) -> base.Subscription:
+    seq, token, queue, subscriber, ttl, options, confirmed, started = row[:8]
+    return base.Subscription(
+        id=public_id(seq, token),
+        queue=queue,
+        subscriber=subscriber,
+        ttl=ttl,
+        age=int(now - started),
+        options=_decode(options),
+        confirmed=confirmed,
+    )
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    kind = DeliveryKind(row["kind"])
+    if kind is DeliveryKind.MESSAGE:
+        payload = {"id": message_id(row["message_id"]), "body": _decode(row["body"]),
+                   "ttl": row["ttl"]}
+    else:
+        payload = _decode(row["body"])
+    return Delivery(
+        id=public_id(row["seq"], row["token"]),
+        project=row["project"],
+        queue=row["queue"],
+        subscription_id=public_id(row["subscription_seq"], row["subscription_token"]),
+        subscriber=row["subscriber"],
+        options=_decode(row["options"]),
+        kind=kind,
+        payload=payload,
+        attempts=row["attempts"],
+        created=row["created"],
+        status=DeliveryStatus(row["status"]),
+        last_error=row["last_error"],
+    )
+
+
+def _error_text(error: str) -> str:
+    # PostgreSQL's text cannot hold NUL; an error message may.
+    return error.replace("\x00", "\ufffd")
 
 
 def _message(row: Sequence[Any], now: float) -> Message:
@@ -216,6 +290,7 @@ class PostgresDriver(base.DataDriver):
         migrate: bool = True,
         notify: bool = True,
         channel: str = "tidings",
+        dead_retention: float = DEAD_RETENTION,
     ) -> None:
         if max_size < 1 or min_size > max_size:
             raise ValueError(f"postgres pool sizes must satisfy 0 <= min_size <= max_size, "
@@ -232,6 +307,7 @@ class PostgresDriver(base.DataDriver):
         self.migrate_on_open = migrate
         self.notify = notify
         self.channel = channel
+        self.dead_retention = dead_retention
         # The longest any operation may take, whatever happens underneath.
         self.deadline = connect_timeout + command_timeout
         self._pool: asyncpg.Pool | None = None
@@ -239,6 +315,13 @@ class PostgresDriver(base.DataDriver):
         self.queues = PostgresQueues(self)
         self.messages = PostgresMessages(self)
         self.claims = PostgresClaims(self)
+        self.subscriptions = PostgresSubscriptions(self)
+        self.deliveries = PostgresDeliveries(self)
+        # watch(): the open watches by (project, queue), and the one
+        # listener callback that wakes them.
+        self._watches: dict[tuple[str, str], set[PostgresWatch]] = {}
+        self._watch_subscription: Subscription | None = None
+        self._watch_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock
@@ -253,7 +336,8 @@ class PostgresDriver(base.DataDriver):
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key in ("min_size", "max_size"):
                 kwargs[key] = _parse_count(value, key)
-            elif key in ("connect_timeout", "command_timeout", "statement_timeout"):
+            elif key in ("connect_timeout", "command_timeout", "statement_timeout",
+                         "dead_retention"):
                 kwargs[key] = _parse_seconds(value, key)
             elif key in ("migrate", "notify"):
                 kwargs[key] = _parse_bool(value, key)
@@ -382,6 +466,8 @@ class PostgresDriver(base.DataDriver):
         return await self.run(lambda conn: schema.upgrade(conn, now))
 
     async def close(self) -> None:
+        self._watch_subscription = None
+        self._wake_watches(None, None)
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
@@ -434,8 +520,12 @@ class PostgresDriver(base.DataDriver):
             # Batches keep each statement short, so requests keep flowing.
             messages = _rowcount(await self.execute(q.GC_EXPIRED_MESSAGES, now, GC_BATCH))
             claims = await self.fetchval(q.GC_EXPIRED_CLAIMS, now, GC_BATCH)
-            total += messages + claims
-            if messages < GC_BATCH and claims < GC_BATCH:
+            subscriptions, deliveries = await self.run(
+                lambda conn: _gc_subscriptions(conn, now), transaction=True)
+            dead = _rowcount(await self.execute(
+                q.GC_DEAD_DELIVERIES, now - self.dead_retention, GC_BATCH))
+            total += messages + claims + subscriptions + deliveries + dead
+            if max(messages, claims, subscriptions, dead) < GC_BATCH:
                 return total
 
     # --- wake-ups ---------------------------------------------------------
@@ -465,6 +555,41 @@ class PostgresDriver(base.DataDriver):
         except BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
+    def watch(self, project: str, queue: str) -> PostgresWatch:
+        """See DataDriver.watch: LISTEN is active once ``async with`` has
+        entered (ServiceUnavailable if the server cannot be reached)."""
+        return PostgresWatch(self, (project, queue))
+
+    async def _watch_start(self, watch: PostgresWatch) -> None:
+        # Registered first: a post by this process while LISTEN starts
+        # wakes the watch directly (see PostgresMessages.post).
+        self._watches.setdefault(watch.key, set()).add(watch)
+        try:
+            if self._watch_subscription is None:
+                async with self._watch_lock:
+                    if self._watch_subscription is None:
+                        self._watch_subscription = await self.subscribe(self._wake_watches)
+        except BaseException:
+            self._watch_stop(watch)
+            raise
+
+    def _watch_stop(self, watch: PostgresWatch) -> None:
+        watches = self._watches.get(watch.key)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[watch.key]
+
+    def _wake_watches(self, project: str | None, queue: str | None) -> None:
+        """The listener's callback; (None, None) after a reconnect (or at
+        close) wakes every watch, since posts may have gone unheard."""
+        if project is None or queue is None:
+            woken = [w for watches in self._watches.values() for w in watches]
+        else:
+            woken = list(self._watches.get((project, queue), ()))
+        for watch in woken:
+            watch.event.set()
+
     def _notify_args(self, project: str, queue: str) -> tuple[str | None, str | None]:
         if not self.notify:
             return None, None
@@ -472,6 +597,44 @@ class PostgresDriver(base.DataDriver):
         if len(payload.encode()) > MAX_NOTIFY_PAYLOAD:
             return None, None  # too long to announce; pollers still find the messages
         return self.channel, payload
+
+
+class PostgresWatch:
+    """What ``driver.watch(project, queue)`` returns (a base.PostWatch)."""
+
+    def __init__(self, driver: PostgresDriver, key: tuple[str, str]) -> None:
+        self.driver = driver
+        self.key = key
+        self.event = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        await self.driver._watch_start(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.driver._watch_stop(self)
+
+    async def wait(self, timeout: float) -> bool:
+        if self.event.is_set():
+            return True
+        if timeout <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+async def _gc_subscriptions(conn: asyncpg.Connection, now: float) -> tuple[int, int]:
+    """A batch of expired subscriptions and their deliveries (in a
+    transaction): (subscriptions, deliveries) removed."""
+    seqs = [row[0] for row in await conn.fetch(q.GC_EXPIRED_SUBSCRIPTIONS, now, GC_BATCH)]
+    if not seqs:
+        return 0, 0
+    status = await conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTIONS, seqs)
+    return len(seqs), _rowcount(status)
 
 
 async def _lock_queue(conn: asyncpg.Connection, project: str, name: str, now: float) -> int:
@@ -519,6 +682,10 @@ class PostgresQueues(base.QueueController):
                 await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
                 await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
                 await conn.execute(q.QUEUE_DELETE, queue_id)
+            # Its subscriptions too (they may exist without the queue's
+            # row), then their deliveries: see queries.SUBSCRIPTION_DELETE.
+            await conn.execute(q.SUBSCRIPTIONS_DELETE_OF_QUEUE, project, name)
+            await conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, project, name)
 
         await self.d.run(job, transaction=True)
 
@@ -596,6 +763,9 @@ class PostgresMessages(base.MessageController):
                 channel, payload,
             )
             if rows:
+                # This process's watches need not wait for the NOTIFY
+                # (nor for one at all under notify=false).
+                self.d._wake_watches(project, queue)
                 # Ids are drawn in the batch's order, so ascending ids are
                 # the messages in the order given.
                 return [message_id(row[0]) for row in rows]
@@ -848,6 +1018,164 @@ async def _dead_letter(
         await conn.execute(q.MESSAGES_MOVE, dlq_id, now, expires, rowids)
     else:
         await conn.execute(q.MESSAGES_DELETE_IDS, rowids)
+
+
+class PostgresSubscriptions(base.SubscriptionController):
+    def __init__(self, driver: PostgresDriver) -> None:
+        self.d = driver
+
+    async def create(self, project: str, queue: str, subscription: NewSubscription
+                     ) -> str | None:
+        row = await self.d.fetchrow(
+            q.SUBSCRIPTION_CREATE, project, queue, subscription.subscriber,
+            int(subscription.ttl), _encode(subscription.options), subscription.confirmed,
+            self.d.clock(),
+        )
+        return None if row is None else public_id(row[0], row[1])
+
+    async def get(self, project: str, queue: str, subscription_id: str) -> base.Subscription:
+        parsed = parse_public_id(subscription_id)
+        now = self.d.clock()
+        row = None
+        if parsed is not None:
+            row = await self.d.fetchrow(q.SUBSCRIPTION_GET, *parsed, project, queue, now)
+        if row is None:
+            raise _no_subscription(subscription_id)
+        return _subscription(row, now)
+
+    async def find(self, project: str, queue: str, subscriber: str
+                   ) -> base.Subscription | None:
+        now = self.d.clock()
+        row = await self.d.fetchrow(q.SUBSCRIPTION_FIND, project, queue, subscriber, now)
+        return None if row is None else _subscription(row, now)
+
+    async def list(
+        self, project: str, queue: str, *, marker: str | None, limit: int
+    ) -> list[base.Subscription]:
+        now = self.d.clock()
+        rows = await self.d.fetch(
+            q.SUBSCRIPTION_LIST, project, queue, _marker_seq(marker), now, limit)
+        return [_subscription(row, now) for row in rows]
+
+    async def update(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            raise _no_subscription(subscription_id)
+        now = self.d.clock()
+        args = (*parsed, project, queue, now, subscriber, None if ttl is None else int(ttl),
+                None if options is None else _encode(options))
+
+        async def job(conn: asyncpg.Connection) -> Any:
+            try:
+                return await conn.fetchval(q.SUBSCRIPTION_UPDATE, *args)
+            except asyncpg.UniqueViolationError:
+                raise errors.Conflict(
+                    f"Queue {queue} already has a subscription for this subscriber.") from None
+
+        if await self.d.run(job) is None:
+            raise _no_subscription(subscription_id)
+
+    async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
+                      ) -> None:
+        parsed = parse_public_id(subscription_id)
+        row = None
+        if parsed is not None:
+            row = await self.d.fetchval(
+                q.SUBSCRIPTION_CONFIRM, *parsed, project, queue, self.d.clock(), confirmed)
+        if row is None:
+            raise _no_subscription(subscription_id)
+
+    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            return
+
+        async def job(conn: asyncpg.Connection) -> None:
+            seq = await conn.fetchval(q.SUBSCRIPTION_DELETE, *parsed, project, queue)
+            if seq is not None:
+                await conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTIONS, [seq])
+
+        await self.d.run(job, transaction=True)
+
+
+def _no_subscription(subscription_id: str) -> errors.SubscriptionDoesNotExist:
+    return errors.SubscriptionDoesNotExist(f"Subscription {subscription_id} does not exist.")
+
+
+class PostgresDeliveries(base.DeliveryController):
+    def __init__(self, driver: PostgresDriver) -> None:
+        self.d = driver
+
+    async def enqueue(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: dict[str, Any],
+    ) -> str:
+        parsed = parse_public_id(subscription_id)
+        row = None
+        if parsed is not None:
+            row = await self.d.fetchrow(
+                q.DELIVERY_ENQUEUE, *parsed, project, queue, self.d.clock(), kind.value,
+                _encode(payload))
+        if row is None:
+            raise _no_subscription(subscription_id)
+        return public_id(row[0], row[1])
+
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        now = self.d.clock()
+        rows = await self.d.fetch(q.DELIVERY_LEASE, now, limit, now + lease_seconds)
+        rows.sort(key=lambda row: (row["next_attempt"], row["seq"]))
+        return [_delivery(row) for row in rows]
+
+    async def delivered(self, delivery_id: str) -> None:
+        parsed = parse_public_id(delivery_id)
+        if parsed is not None:
+            await self.d.execute(q.DELIVERY_DELIVERED, *parsed)
+
+    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
+        parsed = parse_public_id(delivery_id)
+        if parsed is not None:
+            await self.d.execute(q.DELIVERY_RETRY, *parsed, at, _error_text(error))
+
+    async def dead(self, delivery_id: str, *, error: str) -> None:
+        parsed = parse_public_id(delivery_id)
+        if parsed is not None:
+            await self.d.execute(q.DELIVERY_DEAD, *parsed, self.d.clock(), _error_text(error))
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        status: DeliveryStatus,
+        marker: str | None,
+        limit: int,
+        subscription_id: str | None = None,
+    ) -> list[Delivery]:
+        after = _marker_seq(marker)
+        if subscription_id is None:
+            rows = await self.d.fetch(q.DELIVERY_LIST, project, queue, status.value, after, limit)
+        else:
+            parsed = parse_public_id(subscription_id)
+            if parsed is None:
+                return []
+            rows = await self.d.fetch(q.DELIVERY_LIST_OF_SUBSCRIPTION, project, queue,
+                                      status.value, after, limit, *parsed)
+        return [_delivery(row) for row in rows]
 
 
 __all__: Iterable[str] = ["PostgresDriver", "Subscription"]

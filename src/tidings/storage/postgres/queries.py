@@ -16,6 +16,9 @@ Conventions:
   a queue and a reader's marker never skips a message committed late.
 """
 
+# A random part of public subscription and delivery ids (8 hex digits).
+_TOKEN = "substr(md5(random()::text), 1, 8)"
+
 # --- schema ---------------------------------------------------------------
 
 # Serialises concurrent migrations (two servers starting at once). The key
@@ -74,6 +77,62 @@ MIGRATIONS: list[str] = [
     CREATE INDEX claims_by_queue ON claims (queue_id);
     CREATE INDEX claims_by_expiry ON claims (expires);
     """,
+    # 2: notifications. Subscriptions name their queue by (project, name),
+    # not by queue row: a subscription may come before its queue, and the
+    # queue's row may be deleted and created again by posts.
+    """
+    CREATE TABLE subscriptions (
+        -- The public id is seq (ordering: creation order, and a marker that
+        -- no longer resolves still marks a place) plus a random token.
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        token text NOT NULL,
+        project text COLLATE "C" NOT NULL,
+        queue text COLLATE "C" NOT NULL,
+        subscriber text COLLATE "C" NOT NULL,
+        ttl integer NOT NULL,
+        options bytea NOT NULL,
+        confirmed boolean NOT NULL,
+        -- When the current lifetime began (creation, or the last new ttl):
+        -- age counts from here and the subscription expires at started + ttl.
+        started double precision NOT NULL,
+        expires double precision NOT NULL
+    );
+    -- One row per subscriber of a queue, live or expired: the statements
+    -- that would collide with an expired row (create, update) delete it
+    -- first, so an expired duplicate never blocks. This index also finds a
+    -- queue's subscriptions (its first two columns) for posts, cheaply
+    -- when there are none.
+    CREATE UNIQUE INDEX subscriptions_by_subscriber ON subscriptions (project, queue, subscriber);
+    CREATE INDEX subscriptions_by_queue ON subscriptions (project, queue, seq);
+    CREATE INDEX subscriptions_by_expiry ON subscriptions (expires);
+    -- The outbox. No foreign key: deleting a subscription deletes its
+    -- deliveries in the next statement of the same transaction.
+    CREATE TABLE deliveries (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        token text NOT NULL,
+        subscription_seq bigint NOT NULL,
+        project text COLLATE "C" NOT NULL,
+        queue text COLLATE "C" NOT NULL,
+        kind text NOT NULL,
+        -- MESSAGE: the message's row id, body (as stored) and ttl;
+        -- other kinds: the payload's JSON in body, message_id and ttl NULL.
+        message_id bigint,
+        body bytea NOT NULL,
+        ttl integer,
+        attempts integer NOT NULL DEFAULT 0,
+        created double precision NOT NULL,
+        -- PENDING: when the delivery is due; DEAD: when it died (gc's
+        -- retention counts from there, through the same index).
+        next_attempt double precision NOT NULL,
+        lease_until double precision NOT NULL DEFAULT 0,
+        status text NOT NULL DEFAULT 'pending',
+        last_error text
+    );
+    -- Leasing walks due pending deliveries in due order (seq breaks ties).
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt, seq);
+    CREATE INDEX deliveries_by_queue ON deliveries (project, queue, status, seq);
+    CREATE INDEX deliveries_by_subscription ON deliveries (subscription_seq, status, seq);
+    """,
 ]
 
 # --- queues ---------------------------------------------------------------
@@ -130,7 +189,7 @@ _MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_c
 # (see the module docstring); no row when the queue does not exist yet.
 # pg_notify ($8 NULL: notifications off) is delivered at commit, and
 # repeats of one payload in a transaction are delivered once.
-MESSAGE_POST = """
+MESSAGE_POST = f"""
     WITH q AS (
         SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY UPDATE
     ), ins AS (
@@ -139,7 +198,23 @@ MESSAGE_POST = """
         FROM q, unnest($5::bytea[], $6::integer[], $7::integer[])
                 WITH ORDINALITY AS m(body, ttl, delay, n)
         ORDER BY m.n
-        RETURNING id
+        RETURNING id, body, round(expires - created)::integer AS ttl
+    ), subs AS MATERIALIZED (
+        -- The outbox, in the same statement: one delivery per live,
+        -- confirmed subscription and message. FOR KEY SHARE holds off a
+        -- concurrent delete of the subscription until we commit, so it
+        -- then deletes our deliveries too. No subscription: one index
+        -- probe that finds nothing.
+        SELECT seq FROM subscriptions
+        WHERE project = $1 AND queue = $2 AND confirmed AND expires > $3::float8
+        FOR KEY SHARE
+    ), outbox AS (
+        INSERT INTO deliveries (token, subscription_seq, project, queue, kind, message_id, body,
+                                ttl, created, next_attempt)
+        SELECT {_TOKEN}, subs.seq, $1, $2, 'message', ins.id, ins.body, ins.ttl,
+               $3::float8, $3::float8
+        FROM ins CROSS JOIN subs
+        ORDER BY ins.id, subs.seq
     )
     SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified
     FROM ins ORDER BY id
@@ -285,6 +360,170 @@ CLAIM_DELETE = """
 """
 CLAIMS_DELETE_OF_QUEUE = "DELETE FROM claims WHERE queue_id = $1"
 
+# --- subscriptions --------------------------------------------------------
+
+# Public ids are (seq, token): every statement that takes one matches both,
+# and the project and queue, so an id never resolves anywhere else.
+_SUBSCRIPTION_COLUMNS = "seq, token, queue, subscriber, ttl, options, confirmed, started"
+
+# $1 project, $2 queue, $3 subscriber, $4 ttl, $5 options, $6 confirmed,
+# $7 now. An expired row of the same subscriber goes first (with its
+# deliveries), so only a live one makes the insert a duplicate (no row).
+# The insert reads `stale`, so the delete has run when it checks the index.
+SUBSCRIPTION_CREATE = f"""
+    WITH stale AS (
+        DELETE FROM subscriptions
+        WHERE project = $1 AND queue = $2 AND subscriber = $3 AND expires <= $7::float8
+        RETURNING seq
+    ), stale_deliveries AS (
+        DELETE FROM deliveries WHERE subscription_seq IN (SELECT seq FROM stale)
+    )
+    INSERT INTO subscriptions (token, project, queue, subscriber, ttl, options, confirmed,
+                               started, expires)
+    SELECT {_TOKEN}, $1::text, $2::text, $3::text, $4::integer, $5::bytea, $6::boolean,
+           $7::float8, $7::float8 + $4::integer
+    FROM (SELECT count(*) FROM stale) AS made_room
+    ON CONFLICT (project, queue, subscriber) DO NOTHING
+    RETURNING seq, token
+"""
+# $1 seq, $2 token, $3 project, $4 queue, $5 now.
+SUBSCRIPTION_GET = f"""
+    SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions
+    WHERE seq = $1::bigint AND token = $2::text AND project = $3 AND queue = $4
+    AND expires > $5::float8
+"""
+SUBSCRIPTION_FIND = f"""
+    SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions
+    WHERE project = $1 AND queue = $2 AND subscriber = $3 AND expires > $4::float8
+"""
+# $3: the marker's seq (0 for none); whether or not it still exists, it
+# marks a place.
+SUBSCRIPTION_LIST = f"""
+    SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions
+    WHERE project = $1 AND queue = $2 AND seq > $3::bigint AND expires > $4::float8
+    ORDER BY seq LIMIT $5::integer
+"""
+# $6 subscriber, $7 ttl, $8 options: NULL leaves the field as it is. A new
+# subscriber first clears an expired row holding it (as in create); one
+# held by a live row raises unique_violation (Conflict). No row: no such
+# live subscription.
+SUBSCRIPTION_UPDATE = """
+    WITH stale AS (
+        DELETE FROM subscriptions
+        WHERE $6::text IS NOT NULL AND project = $3 AND queue = $4 AND subscriber = $6::text
+        AND expires <= $5::float8 AND seq <> $1::bigint
+        RETURNING seq
+    ), stale_deliveries AS (
+        DELETE FROM deliveries WHERE subscription_seq IN (SELECT seq FROM stale)
+    )
+    UPDATE subscriptions SET
+        subscriber = coalesce($6::text, subscriber),
+        ttl = coalesce($7::integer, ttl),
+        started = CASE WHEN $7::integer IS NULL THEN started ELSE $5::float8 END,
+        expires = CASE WHEN $7::integer IS NULL THEN expires ELSE $5::float8 + $7::integer END,
+        options = coalesce($8::bytea, options)
+    WHERE seq = $1::bigint AND token = $2::text AND project = $3 AND queue = $4
+    AND expires > $5::float8 AND (SELECT count(*) FROM stale) >= 0
+    RETURNING seq
+"""
+SUBSCRIPTION_CONFIRM = """
+    UPDATE subscriptions SET confirmed = $6::boolean
+    WHERE seq = $1::bigint AND token = $2::text AND project = $3 AND queue = $4
+    AND expires > $5::float8
+    RETURNING seq
+"""
+# Live or expired. Its deliveries go in the next statement of the same
+# transaction: the DELETE waits for posts holding the row (FOR KEY SHARE),
+# and the next statement's snapshot sees the deliveries they committed.
+SUBSCRIPTION_DELETE = """
+    DELETE FROM subscriptions
+    WHERE seq = $1::bigint AND token = $2::text AND project = $3 AND queue = $4
+    RETURNING seq
+"""
+DELIVERIES_DELETE_OF_SUBSCRIPTIONS = (
+    "DELETE FROM deliveries WHERE subscription_seq = ANY($1::bigint[])"
+)
+# Deleting a queue deletes its subscriptions and their deliveries.
+SUBSCRIPTIONS_DELETE_OF_QUEUE = (
+    "DELETE FROM subscriptions WHERE project = $1 AND queue = $2 RETURNING seq"
+)
+DELIVERIES_DELETE_OF_QUEUE = "DELETE FROM deliveries WHERE project = $1 AND queue = $2"
+
+# --- deliveries -------------------------------------------------------------
+
+_DELIVERY_COLUMNS = (
+    "d.seq, d.token, d.project, d.queue, d.subscription_seq, s.token AS subscription_token, "
+    "s.subscriber, s.options, d.kind, d.message_id, d.body, d.ttl, d.attempts, d.created, "
+    "d.status, d.last_error, d.next_attempt"
+)
+
+# $1 seq, $2 token, $3 project, $4 queue (the live subscription), $5 now,
+# $6 kind, $7 payload. No row: no such live subscription. FOR KEY SHARE,
+# as in MESSAGE_POST, so a concurrent delete also deletes this delivery.
+DELIVERY_ENQUEUE = f"""
+    INSERT INTO deliveries (token, subscription_seq, project, queue, kind, body, created,
+                            next_attempt)
+    SELECT {_TOKEN}, s.seq, s.project, s.queue, $6::text, $7::bytea, $5::float8, $5::float8
+    FROM (
+        SELECT seq, project, queue FROM subscriptions
+        WHERE seq = $1::bigint AND token = $2::text AND project = $3 AND queue = $4
+        AND expires > $5::float8
+        FOR KEY SHARE
+    ) AS s
+    RETURNING seq, token
+"""
+# $1 now, $2 limit, $3 lease until. Due, pending, unleased deliveries of
+# live subscriptions, oldest due first; rows another worker is leasing are
+# skipped rather than waited for, and one whose lease it has just
+# committed no longer qualifies when rechecked.
+DELIVERY_LEASE = f"""
+    WITH picked AS MATERIALIZED (
+        SELECT d.seq FROM deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt <= $1::float8
+        AND d.lease_until <= $1::float8
+        AND EXISTS (
+            SELECT 1 FROM subscriptions s
+            WHERE s.seq = d.subscription_seq AND s.expires > $1::float8
+        )
+        ORDER BY d.status, d.next_attempt, d.seq
+        LIMIT $2::integer
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE deliveries d SET lease_until = $3::float8
+    FROM picked, subscriptions s
+    WHERE d.seq = picked.seq AND s.seq = d.subscription_seq
+    RETURNING {_DELIVERY_COLUMNS}
+"""
+DELIVERY_DELIVERED = "DELETE FROM deliveries WHERE seq = $1::bigint AND token = $2::text"
+# $3 due at, $4 error. The lease is released.
+DELIVERY_RETRY = """
+    UPDATE deliveries SET attempts = attempts + 1, next_attempt = $3::float8, lease_until = 0,
+        last_error = $4::text
+    WHERE seq = $1::bigint AND token = $2::text AND status = 'pending'
+"""
+# $3 now (kept in next_attempt: when it died), $4 error.
+DELIVERY_DEAD = """
+    UPDATE deliveries SET attempts = attempts + 1, status = 'dead', next_attempt = $3::float8,
+        lease_until = 0, last_error = $4::text
+    WHERE seq = $1::bigint AND token = $2::text AND status = 'pending'
+"""
+# $1 project, $2 queue, $3 status, $4 after seq, $5 limit.
+DELIVERY_LIST = f"""
+    SELECT {_DELIVERY_COLUMNS} FROM deliveries d
+    JOIN subscriptions s ON s.seq = d.subscription_seq
+    WHERE d.project = $1 AND d.queue = $2 AND d.status = $3::text AND d.seq > $4::bigint
+    ORDER BY d.seq LIMIT $5::integer
+"""
+# The same for one subscription: $6 its seq, $7 its token.
+DELIVERY_LIST_OF_SUBSCRIPTION = f"""
+    SELECT {_DELIVERY_COLUMNS} FROM deliveries d
+    JOIN subscriptions s ON s.seq = d.subscription_seq
+    WHERE d.subscription_seq = $6::bigint AND s.token = $7::text
+    AND s.project = $1 AND s.queue = $2
+    AND d.status = $3::text AND d.seq > $4::bigint
+    ORDER BY d.seq LIMIT $5::integer
+"""
+
 # --- garbage collection and health -----------------------------------------
 
 GC_EXPIRED_MESSAGES = """
@@ -305,6 +544,23 @@ GC_EXPIRED_CLAIMS = """
         WHERE claim_id = ANY(ARRAY(SELECT id FROM c))
     )
     SELECT count(*) FROM c
+"""
+# Expired subscriptions, a batch at a time; their deliveries follow in
+# the next statement (DELIVERIES_DELETE_OF_SUBSCRIPTIONS), as for a delete.
+GC_EXPIRED_SUBSCRIPTIONS = """
+    DELETE FROM subscriptions WHERE seq IN (
+        SELECT seq FROM subscriptions WHERE expires <= $1::float8 LIMIT $2::integer
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq
+"""
+# Dead deliveries that died at or before $1 (a dead one's next_attempt).
+GC_DEAD_DELIVERIES = """
+    DELETE FROM deliveries WHERE seq IN (
+        SELECT seq FROM deliveries WHERE status = 'dead' AND next_attempt <= $1::float8
+        LIMIT $2::integer
+        FOR UPDATE SKIP LOCKED
+    )
 """
 PING = "SELECT 1"
 # At most $2 queues, each counted up to $3 messages: a health check must

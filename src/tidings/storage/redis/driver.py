@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +38,8 @@ GC_BATCH = 1000
 # gc and health walk the global queue set this many queues at a time.
 SCAN_BATCH = 200
 HEALTH_MAX_QUEUES = 1000
+# How long gc keeps dead deliveries (seconds), for inspection through the API.
+DEAD_RETENTION = 7 * 86400
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -78,10 +80,13 @@ class RedisDriver(base.DataDriver):
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         connect_timeout: float | None = None,
         clock: Clock = system_clock,
+        dead_retention: float = DEAD_RETENTION,
     ) -> None:
         from tidings.storage.redis.claims import RedisClaims
         from tidings.storage.redis.messages import RedisMessages
+        from tidings.storage.redis.notify import RedisDeliveries, RedisSubscriptions
         from tidings.storage.redis.queues import RedisQueues
+        from tidings.storage.redis.watch import WatchHub
 
         self.client_url = client_url
         self.cluster = cluster
@@ -90,6 +95,7 @@ class RedisDriver(base.DataDriver):
         self.socket_timeout = socket_timeout
         self.connect_timeout = connect_timeout or socket_timeout
         self.clock = clock
+        self.dead_retention = dead_retention
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
         parts = urlsplit(client_url)
@@ -98,6 +104,9 @@ class RedisDriver(base.DataDriver):
         self.queues = RedisQueues(self)
         self.messages = RedisMessages(self)
         self.claims = RedisClaims(self)
+        self.subscriptions = RedisSubscriptions(self)
+        self.deliveries = RedisDeliveries(self)
+        self.watches = WatchHub(self)
 
     @classmethod
     def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> RedisDriver:
@@ -106,7 +115,8 @@ class RedisDriver(base.DataDriver):
 
         Options: ``unreliable=true`` (run on a Redis that does not persist),
         ``prefix=`` (key prefix, default ``tidings:``), ``socket_timeout=``
-        and ``socket_connect_timeout=`` (seconds). Other options go to
+        and ``socket_connect_timeout=`` (seconds), ``dead_retention=``
+        (seconds gc keeps dead deliveries, default 7 days). Other options go to
         redis-py. ``sync`` is SQLite's and has no meaning here.
         """
         parts = urlsplit(url)
@@ -124,10 +134,13 @@ class RedisDriver(base.DataDriver):
                            options.pop("socket_timeout", str(DEFAULT_SOCKET_TIMEOUT)))
         connect = _seconds("socket_connect_timeout",
                            options.pop("socket_connect_timeout", str(timeout)))
+        retention = _seconds("dead_retention",
+                             options.pop("dead_retention", str(DEAD_RETENTION)))
         path = "" if cluster else parts.path  # a Cluster has database 0 only
         client_url = urlunsplit((plain, parts.netloc, path, urlencode(options), ""))
         return cls(client_url, cluster=cluster, prefix=prefix, unreliable=unreliable,
-                   socket_timeout=timeout, connect_timeout=connect, clock=clock)
+                   socket_timeout=timeout, connect_timeout=connect, clock=clock,
+                   dead_retention=retention)
 
     # --- the client -------------------------------------------------------
 
@@ -235,6 +248,7 @@ class RedisDriver(base.DataDriver):
         return {"persistent": persistent, "detail": "; ".join(details)}
 
     async def close(self) -> None:
+        await self.watches.close()
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -297,20 +311,28 @@ class RedisDriver(base.DataDriver):
             )
         return report
 
+    def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[base.PostWatch]:
+        """Redis pub/sub on the queue's channel (see watch.py)."""
+        return self.watches.watch(project, queue)
+
     async def gc(self) -> int:
-        """Remove expired messages and claims of every queue.
+        """Remove expired messages and claims of every queue, expired
+        subscriptions with their deliveries, and dead deliveries older than
+        ``dead_retention``.
 
         Each queue's expiry sets say what is due, so gc reads nothing that
         is still alive; queues go GC_BATCH messages at a time.
         """
-        now = str(self.clock())
+        clock_now = self.clock()
+        notified = await self.deliveries.gc(clock_now, clock_now - self.dead_retention, GC_BATCH)
+        now = str(clock_now)
         members = await self._queue_members()
         total = 0
         for start in range(0, len(members), SCAN_BATCH):
             batch = members[start:start + SCAN_BATCH]
             counts = await asyncio.gather(*(self._gc_queue(m, now) for m in batch))
             total += sum(counts)
-        return total
+        return total + notified
 
     async def _gc_queue(self, member: str, now: str) -> int:
         queue_base = self.keys.queue_from_member(member)

@@ -24,19 +24,49 @@ Per queue (suffix after the base):
   :dd  zset   dead-letter moves already received, by expiry (makes moves
               safe to repeat)
 
+Notifications, under the same tag so a post writes its deliveries in the
+same script as its messages (records: scripts.py):
+  :ns  hash   subscription id -> record
+  :no  zset   subscription id by sequence (creation order, listing)
+  :ne  zset   subscription id by expiry (gc)
+  :nu  hash   subscriber -> subscription id (one live one per subscriber)
+  :nq  string the notification sequence (subscription and delivery ids)
+  :nd  hash   delivery id -> record
+  :nw  zset   pending delivery id by due time; a lease moves the score to
+              the lease's end, so "due and not leased" is score <= now
+  :np  zset   pending delivery id by sequence (listing)
+  :nx  zset   dead delivery id by sequence (listing)
+  :nk  zset   dead delivery id by time of death (gc retention)
+  :nb:<subscription id>  zset  the subscription's delivery ids by sequence
+  :w   the pub/sub channel a post publishes on (watch)
+
+Subscription ids are 16 hex digits of :nq and 8 random ones, looked up in
+the queue's own hash: they never resolve in another queue. Delivery ids
+are the same followed by "." and the queue's member in base64url, so
+``delivered(id)`` and friends find the queue's slot from the id alone.
+
 Outside the queues (each on its own slot):
   <prefix>p:<project>  zset, score 0, member queue name: the per-project
                        index, listed in name order with ZRANGEBYLEX
   <prefix>queues       set of "<project>/<queue>" (encoded): every queue,
                        for gc and health
+  <prefix>outbox       zset, member -> the earliest due time of the queue's
+                       pending deliveries (a hint, never later than the
+                       truth; see notify.py): what lease() walks
+  <prefix>subscribed   set of members that have subscriptions: gc walks it
+                       (a queue may have subscriptions without existing)
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
-QUEUE_SUFFIXES = (":q", ":i", ":f", ":e", ":m", ":b", ":c", ":ce", ":cl", ":d", ":dd")
+NOTIFY_SUFFIXES = (":ns", ":no", ":ne", ":nu", ":nq", ":nd", ":nw", ":np", ":nx", ":nk")
+QUEUE_SUFFIXES = (":q", ":i", ":f", ":e", ":m", ":b", ":c", ":ce", ":cl", ":d", ":dd",
+                  *NOTIFY_SUFFIXES)
 # Purge keeps the queue (:q), its sequence and the dead-letter receipts.
 MESSAGE_SUFFIXES = (":i", ":f", ":e", ":m", ":b", ":c", ":ce", ":cl", ":d")
 # How long (seconds) a deleted queue's sequence outlives it: a queue made
@@ -55,6 +85,8 @@ class Keys:
             raise ValueError(f"the Redis key prefix must not hold braces: {prefix!r}")
         self.prefix = prefix
         self.all_queues = prefix + "queues"
+        self.outbox = prefix + "outbox"
+        self.subscribed = prefix + "subscribed"
 
     def member(self, project: str, queue: str) -> str:
         """The queue's name in the global set (and inside its hash tag)."""
@@ -74,3 +106,22 @@ class Keys:
     def names_of_member(member: str) -> tuple[str, str]:
         project, _, queue = member.partition("/")
         return unquote(project), unquote(queue)
+
+
+@lru_cache(maxsize=65536)
+def member_tag(member: str) -> str:
+    """The member in base64url (no padding): the tail of delivery ids."""
+    return base64.urlsafe_b64encode(member.encode()).rstrip(b"=").decode()
+
+
+def member_of_tag(tag: str) -> str | None:
+    """The member a delivery id's tail names; None for anything else."""
+    if not tag or len(tag) > 4096:
+        return None
+    try:
+        member = base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    if "/" not in member or member_tag(member) != tag:
+        return None
+    return member

@@ -12,6 +12,7 @@ from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import Message, NewMessage
 from tidings.storage.redis import scripts
+from tidings.storage.redis.keys import member_tag
 
 if TYPE_CHECKING:
     from tidings.storage.redis.driver import RedisDriver
@@ -82,9 +83,16 @@ class RedisMessages(base.MessageController):
         args: list[Any] = [repr(now), sequence_seed(now), new_salt(), client_id, len(messages)]
         for m in messages:
             args += [m.ttl, m.delay, _encode(m.body)]
-        created, first, salt = await self.d.run(scripts.post, [self.d.keys.queue(project, queue)], args)
+        member = self.d.keys.member(project, queue)
+        # For the deliveries of the queue's subscriptions, if it has any.
+        args += [sequence_seed(now), new_salt(), member_tag(member)]
+        created, first, salt, written = await self.d.run(
+            scripts.post, [self.d.keys.queue_from_member(member)], args
+        )
         if created:
             await self.d.index_queue(project, queue)
+        if written:
+            await self.d.deliveries.lower(member, now)
         # One script: the sequence numbers of the batch are consecutive.
         return [message_id(first + i, salt.decode()) for i in range(len(messages))]
 

@@ -72,6 +72,8 @@ class RedisQueues(base.QueueController):
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
 
     async def delete(self, project: str, name: str) -> None:
+        """With its subscriptions and their deliveries (the outbox hint and
+        the subscribed set catch up lazily: lease and gc drop stale ones)."""
         # The index first, so no listing shows a queue that is going away.
         with self.d.guard():
             async with self.d.client.pipeline(transaction=False) as pipe:
@@ -80,7 +82,7 @@ class RedisQueues(base.QueueController):
                 await pipe.execute()
         await self.d.run(
             scripts.delete_queue, [self.d.keys.queue(project, name)],
-            [SEQUENCE_GRACE, *QUEUE_SUFFIXES],
+            [SEQUENCE_GRACE, 1, *QUEUE_SUFFIXES],
         )
 
     async def _names(self, project: str, marker: str | None, limit: int) -> list[str]:
@@ -162,7 +164,7 @@ class RedisQueues(base.QueueController):
 
     async def purge_messages(self, project: str, name: str) -> None:
         await self.d.run(
-            scripts.delete_queue, [self.d.keys.queue(project, name)], [0, *MESSAGE_SUFFIXES]
+            scripts.delete_queue, [self.d.keys.queue(project, name)], [0, 0, *MESSAGE_SUFFIXES]
         )
 
 

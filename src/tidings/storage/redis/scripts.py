@@ -149,10 +149,108 @@ end
 local function body(base, id)
   return redis.call('HGET', base .. ':b', id)
 end
+
+"""
+
+# The notification helpers: only in the scripts that use them (every
+# function a script defines costs time on each run), and in POST only
+# on the branch of a queue with subscriptions.
+NOTIFY_LIB = r"""
+-- --- notifications (see keys.py: the :n* keys) ---------------------------
+local S_CREATED, S_EXPIRES, S_TTL, S_CONFIRMED, S_SUBSCRIBER, S_OPTIONS, S_SEQ = 1, 2, 3, 4, 5, 6, 7
+local D_SUB, D_KIND, D_PAYLOAD, D_ATTEMPTS, D_CREATED, D_STATUS, D_ERROR, D_SEQ, D_DIED =
+  1, 2, 3, 4, 5, 6, 7, 8, 9
+
+-- The first of n numbers of the queue's notification sequence (subscription
+-- and delivery ids); seeded like the message sequence.
+local function nseqs(base, n, seed)
+  redis.call('SET', base .. ':nq', seed, 'NX')
+  return redis.call('INCRBY', base .. ':nq', n) - n + 1
+end
+
+local function get_sub(base, id)
+  local raw = redis.call('HGET', base .. ':ns', id)
+  if not raw then return nil, nil end
+  return cmsgpack.unpack(raw), raw
+end
+
+local function live_sub(base, id, now)
+  local rec, raw = get_sub(base, id)
+  if rec and rec[S_EXPIRES] > now then return rec, raw end
+  return nil, nil
+end
+
+local function put_sub(base, id, rec)
+  redis.call('HSET', base .. ':ns', id, cmsgpack.pack(rec))
+  redis.call('ZADD', base .. ':ne', rec[S_EXPIRES], id)
+end
+
+local function get_delivery(base, id)
+  local raw = redis.call('HGET', base .. ':nd', id)
+  if not raw then return nil, nil end
+  return cmsgpack.unpack(raw), raw
+end
+
+local function drop_delivery(base, id, rec)
+  redis.call('HDEL', base .. ':nd', id)
+  redis.call('ZREM', base .. ':nw', id)
+  redis.call('ZREM', base .. ':np', id)
+  redis.call('ZREM', base .. ':nx', id)
+  redis.call('ZREM', base .. ':nk', id)
+  redis.call('ZREM', base .. ':nb:' .. rec[D_SUB], id)
+end
+
+-- Forgets a subscription and every delivery of it; how many records went.
+local function drop_sub(base, id)
+  local rec = get_sub(base, id)
+  local set = base .. ':nb:' .. id
+  local n = 0
+  for _, did in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+    redis.call('HDEL', base .. ':nd', did)
+    redis.call('ZREM', base .. ':nw', did)
+    redis.call('ZREM', base .. ':np', did)
+    redis.call('ZREM', base .. ':nx', did)
+    redis.call('ZREM', base .. ':nk', did)
+    n = n + 1
+  end
+  redis.call('DEL', set)
+  redis.call('HDEL', base .. ':ns', id)
+  redis.call('ZREM', base .. ':no', id)
+  redis.call('ZREM', base .. ':ne', id)
+  if rec then
+    if redis.call('HGET', base .. ':nu', rec[S_SUBSCRIBER]) == id then
+      redis.call('HDEL', base .. ':nu', rec[S_SUBSCRIBER])
+    end
+    n = n + 1
+  end
+  return n
+end
+
+-- A pending delivery due now. The id: the sequence (16 hex digits), the
+-- caller's salt, '.', the queue's tag (so a bare id finds its queue).
+local function new_delivery(base, seq, salt, tag, sub_id, kind, payload, now)
+  local id = string.format('%016x', seq) .. salt .. '.' .. tag
+  redis.call('HSET', base .. ':nd', id,
+             cmsgpack.pack({sub_id, kind, payload, 0, now, 'p', false, seq, 0}))
+  redis.call('ZADD', base .. ':nw', now, id)
+  redis.call('ZADD', base .. ':np', seq, id)
+  redis.call('ZADD', base .. ':nb:' .. sub_id, seq, id)
+  return id
+end
+
+-- The earliest score of the due set (due time, or lease end), or false.
+local function due_head(base)
+  local head = redis.call('ZRANGE', base .. ':nw', 0, 0, 'WITHSCORES')
+  if #head == 0 then return false end
+  return head[2]
+end
 """
 
 # ARGV: now, seed, salt for a new queue, client_id, n, then n times (ttl,
-# delay, body). Returns {created (0/1), first sequence, the queue's salt}.
+# delay, body), then the notification sequence's seed, a delivery salt and
+# the queue's tag. Writes one MESSAGE delivery per message and live,
+# confirmed subscription, and publishes on the queue's watch channel.
+# Returns {created (0/1), first sequence, the queue's salt, deliveries}.
 POST = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local created = ensure_queue(base, ARGV[1], ARGV[3])
@@ -164,7 +262,37 @@ for k = 0, n - 1 do
   local rec = {now, now + tonumber(ARGV[j]), now + tonumber(ARGV[j + 1]), 0, '', 0, ARGV[4]}
   store(base, first + k, rec, ARGV[j + 2], salt)
 end
-return {created, first, salt}
+local written = 0
+-- One EXISTS for a queue nobody subscribed to.
+if redis.call('EXISTS', base .. ':no') == 1 then
+"""
+
+POST_NOTIFY = r"""
+  local targets = {}
+  for _, sid in ipairs(redis.call('ZRANGE', base .. ':no', 0, -1)) do
+    local sub = get_sub(base, sid)
+    if sub and sub[S_EXPIRES] > now and sub[S_CONFIRMED] == 1 then
+      targets[#targets + 1] = sid
+    end
+  end
+  if #targets > 0 then
+    local j0 = 6 + 3 * n
+    local dsalt, tag = ARGV[j0 + 1], ARGV[j0 + 2]
+    local seq = nseqs(base, n * #targets, ARGV[j0])
+    for k = 0, n - 1 do
+      local j = 6 + 3 * k
+      local payload = '{"id":"' .. string.format('%016x', first + k) .. salt .. '","body":'
+                      .. ARGV[j + 2] .. ',"ttl":' .. ARGV[j] .. '}'
+      for _, sid in ipairs(targets) do
+        new_delivery(base, seq, dsalt, tag, sid, 'message', payload, now)
+        seq = seq + 1
+      end
+    end
+    written = n * #targets
+  end
+end
+redis.call('PUBLISH', base .. ':w', '')
+return {created, first, salt, written}
 """
 
 # ARGV: now, after (a sequence), limit, include_claimed, include_delayed,
@@ -430,11 +558,17 @@ redis.call('HSET', KEYS[1] .. ':q', 'meta', ARGV[1])
 return 1
 """
 
-# ARGV: how long (seconds) the sequence outlives the queue, then suffixes.
+# ARGV: how long (seconds) the sequence outlives the queue, whether the
+# subscriptions go too (0/1), then suffixes.
 # The sequence stays a while so a queue made again soon after goes on with
 # higher ids (markers held by clients never skip its new messages).
 DELETE_QUEUE = r"""
-for i = 2, #ARGV do redis.call('UNLINK', KEYS[1] .. ARGV[i]) end
+if ARGV[2] == '1' then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[1] .. ':no', 0, -1)) do
+    redis.call('UNLINK', KEYS[1] .. ':nb:' .. sid)
+  end
+end
+for i = 3, #ARGV do redis.call('UNLINK', KEYS[1] .. ARGV[i]) end
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1] .. ':s', ARGV[1]) end
 return 1
 """
@@ -504,6 +638,283 @@ return #ARGV
 """
 
 
+# --- subscriptions ----------------------------------------------------------
+#
+# A subscription record (:ns) is a msgpack array
+#   {created (start of its ttl), expires, ttl, confirmed (0/1), subscriber,
+#    options (JSON), sequence}
+# and it is live while expires > now.
+
+# ARGV: now, ttl, subscriber, options JSON, confirmed (0/1), seed, salt.
+# Returns the new id, or false when the subscriber has a live subscription.
+SUB_CREATE = r"""
+local base, now = KEYS[1], tonumber(ARGV[1])
+local old = redis.call('HGET', base .. ':nu', ARGV[3])
+if old then
+  if live_sub(base, old, now) then return false end
+  drop_sub(base, old)
+end
+local seq = nseqs(base, 1, ARGV[6])
+local id = string.format('%016x', seq) .. ARGV[7]
+local ttl = tonumber(ARGV[2])
+put_sub(base, id, {now, now + ttl, ttl, tonumber(ARGV[5]), ARGV[3], ARGV[4], seq})
+redis.call('ZADD', base .. ':no', seq, id)
+redis.call('HSET', base .. ':nu', ARGV[3], id)
+return id
+"""
+
+# ARGV: now, id. Returns the live record or false.
+SUB_GET = r"""
+local rec, raw = live_sub(KEYS[1], ARGV[2], tonumber(ARGV[1]))
+return raw or false
+"""
+
+# ARGV: now, subscriber. Returns {id, record} or false.
+SUB_FIND = r"""
+local base, now = KEYS[1], tonumber(ARGV[1])
+local id = redis.call('HGET', base .. ':nu', ARGV[2])
+if not id then return false end
+local rec, raw = live_sub(base, id, now)
+if not rec then return false end
+return {id, raw}
+"""
+
+# ARGV: now, after (a sequence), limit. Returns flat {id, record}*.
+SUB_LIST = r"""
+local base, now = KEYS[1], tonumber(ARGV[1])
+local limit = tonumber(ARGV[3])
+local out, found, low = {}, 0, '(' .. ARGV[2]
+while found < limit do
+  local page = redis.call('ZRANGEBYSCORE', base .. ':no', low, '+inf',
+                          'WITHSCORES', 'LIMIT', 0, 100)
+  for i = 1, #page, 2 do
+    local rec, raw = live_sub(base, page[i], now)
+    if rec then
+      out[#out + 1] = page[i]
+      out[#out + 1] = raw
+      found = found + 1
+      if found >= limit then break end
+    end
+  end
+  if #page < 200 then break end
+  low = '(' .. page[#page]
+end
+return out
+"""
+
+# ARGV: now, id, has subscriber (0/1), subscriber, has ttl, ttl, has
+# options, options JSON. Returns 0 (done), 1 (no live subscription), 2
+# (another live subscription has the subscriber: nothing changed).
+SUB_UPDATE = r"""
+local base, now, id = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local rec = live_sub(base, id, now)
+if not rec then return 1 end
+if ARGV[3] == '1' and ARGV[4] ~= rec[S_SUBSCRIBER] then
+  local holder = redis.call('HGET', base .. ':nu', ARGV[4])
+  if holder and holder ~= id then
+    if live_sub(base, holder, now) then return 2 end
+    drop_sub(base, holder)
+  end
+  if redis.call('HGET', base .. ':nu', rec[S_SUBSCRIBER]) == id then
+    redis.call('HDEL', base .. ':nu', rec[S_SUBSCRIBER])
+  end
+  redis.call('HSET', base .. ':nu', ARGV[4], id)
+  rec[S_SUBSCRIBER] = ARGV[4]
+end
+if ARGV[5] == '1' then
+  local ttl = tonumber(ARGV[6])
+  rec[S_CREATED], rec[S_TTL], rec[S_EXPIRES] = now, ttl, now + ttl
+end
+if ARGV[7] == '1' then rec[S_OPTIONS] = ARGV[8] end
+put_sub(base, id, rec)
+return 0
+"""
+
+# ARGV: now, id, confirmed (0/1). Returns 0 when there is no live one.
+SUB_CONFIRM = r"""
+local base = KEYS[1]
+local rec = live_sub(base, ARGV[2], tonumber(ARGV[1]))
+if not rec then return 0 end
+rec[S_CONFIRMED] = tonumber(ARGV[3])
+put_sub(base, ARGV[2], rec)
+return 1
+"""
+
+# ARGV: id. Drops the subscription (live or not) with its deliveries.
+# Returns {records removed, due head}.
+SUB_DELETE = r"""
+local base = KEYS[1]
+local removed = 0
+if redis.call('HEXISTS', base .. ':ns', ARGV[1]) == 1 then removed = drop_sub(base, ARGV[1]) end
+return {removed, due_head(base)}
+"""
+
+# --- deliveries -------------------------------------------------------------
+#
+# A delivery record (:nd) is a msgpack array
+#   {subscription id, kind, payload (JSON), attempts, created,
+#    status ('p' pending, 'd' dead), last error (false: none), sequence,
+#    time of death (0 while pending)}
+
+# ARGV: now, subscription id, kind, payload JSON, seed, salt, tag.
+# Returns the id, or false when there is no live subscription.
+DELIVERY_ENQUEUE = r"""
+local base, now = KEYS[1], tonumber(ARGV[1])
+if not live_sub(base, ARGV[2], now) then return false end
+return new_delivery(base, nseqs(base, 1, ARGV[5]), ARGV[6], ARGV[7], ARGV[2], ARGV[3],
+                    ARGV[4], now)
+"""
+
+# ARGV: now, lease end, limit. Leases up to limit due, unleased deliveries
+# of live subscriptions, oldest due first; drops those whose subscription
+# expired or is gone. Returns {flat {id, record, subscription record, due}*,
+# due head}.
+DELIVERY_LEASE = r"""
+local base, now, lease_end = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local limit = tonumber(ARGV[3])
+local out, taken, rounds = {}, 0, 0
+-- Each round leases or drops what it reads (the lease end is in the
+-- future), so the next round reads on; the bound is a safety net.
+while taken < limit and rounds < 100 do
+  rounds = rounds + 1
+  local page = redis.call('ZRANGEBYSCORE', base .. ':nw', '-inf', ARGV[1],
+                          'WITHSCORES', 'LIMIT', 0, 100)
+  for i = 1, #page, 2 do
+    local id = page[i]
+    local rec, raw = get_delivery(base, id)
+    if not rec then
+      redis.call('ZREM', base .. ':nw', id)
+    else
+      local sub, sub_raw = live_sub(base, rec[D_SUB], now)
+      if not sub then
+        drop_delivery(base, id, rec)
+      else
+        redis.call('ZADD', base .. ':nw', lease_end, id)
+        out[#out + 1] = id
+        out[#out + 1] = raw
+        out[#out + 1] = sub_raw
+        out[#out + 1] = page[i + 1]
+        taken = taken + 1
+        if taken >= limit then break end
+      end
+    end
+  end
+  if #page < 200 then break end
+end
+return {out, due_head(base)}
+"""
+
+# Gives back deliveries a lease took but the caller does not want (it
+# leased several queues and keeps the oldest). ARGV: lease end, then
+# (id, due)*: each goes back to its due time if that lease still holds it.
+DELIVERY_RELEASE = r"""
+local base, lease_end = KEYS[1], tonumber(ARGV[1])
+for j = 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', base .. ':nw', ARGV[j])
+  if score and tonumber(score) == lease_end then
+    redis.call('ZADD', base .. ':nw', ARGV[j + 1], ARGV[j])
+  end
+end
+return due_head(base)
+"""
+
+# ARGV: id. Returns {1 if it was there, due head}.
+DELIVERY_DONE = r"""
+local base = KEYS[1]
+local rec = get_delivery(base, ARGV[1])
+if not rec then return {0, false} end
+drop_delivery(base, ARGV[1], rec)
+return {1, due_head(base)}
+"""
+
+# ARGV: now, id, due again at, error. A pending delivery only.
+# Returns 1 if retried.
+DELIVERY_RETRY = r"""
+local base = KEYS[1]
+local rec = get_delivery(base, ARGV[2])
+if not rec or rec[D_STATUS] ~= 'p' then return 0 end
+rec[D_ATTEMPTS] = rec[D_ATTEMPTS] + 1
+rec[D_ERROR] = ARGV[4]
+redis.call('HSET', base .. ':nd', ARGV[2], cmsgpack.pack(rec))
+redis.call('ZADD', base .. ':nw', ARGV[3], ARGV[2])
+return 1
+"""
+
+# ARGV: now, id, error. A pending delivery only. Returns {1 if it died,
+# due head}.
+DELIVERY_DEAD = r"""
+local base, now, id = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local rec = get_delivery(base, id)
+if not rec or rec[D_STATUS] ~= 'p' then return {0, false} end
+rec[D_ATTEMPTS] = rec[D_ATTEMPTS] + 1
+rec[D_ERROR] = ARGV[3]
+rec[D_STATUS] = 'd'
+rec[D_DIED] = now
+redis.call('HSET', base .. ':nd', id, cmsgpack.pack(rec))
+redis.call('ZREM', base .. ':nw', id)
+redis.call('ZREM', base .. ':np', id)
+redis.call('ZADD', base .. ':nx', rec[D_SEQ], id)
+redis.call('ZADD', base .. ':nk', now, id)
+return {1, due_head(base)}
+"""
+
+# ARGV: status ('p' or 'd'), after (a sequence), limit, subscription id
+# ('' for all). Returns flat {id, record, subscription record}* in creation
+# order.
+DELIVERY_LIST = r"""
+local base, status, limit, sid = KEYS[1], ARGV[1], tonumber(ARGV[3]), ARGV[4]
+local set = ':np'
+if status == 'd' then set = ':nx' end
+if sid ~= '' then set = ':nb:' .. sid end
+local out, found, low = {}, 0, '(' .. ARGV[2]
+while found < limit do
+  local page = redis.call('ZRANGEBYSCORE', base .. set, low, '+inf',
+                          'WITHSCORES', 'LIMIT', 0, 100)
+  for i = 1, #page, 2 do
+    local rec, raw = get_delivery(base, page[i])
+    if rec and rec[D_STATUS] == status then
+      local sub, sub_raw = get_sub(base, rec[D_SUB])
+      if sub then
+        out[#out + 1] = page[i]
+        out[#out + 1] = raw
+        out[#out + 1] = sub_raw
+        found = found + 1
+        if found >= limit then break end
+      end
+    end
+  end
+  if #page < 200 then break end
+  low = '(' .. page[#page]
+end
+return out
+"""
+
+# ARGV: now, dead deliveries older than this go, batch. Removes expired
+# subscriptions (with their deliveries) and old dead deliveries.
+# Returns {removed, more (0/1), due head, nothing left (0/1)}.
+NOTIFY_GC = r"""
+local base, batch = KEYS[1], tonumber(ARGV[3])
+local removed = 0
+local subs = redis.call('ZRANGEBYSCORE', base .. ':ne', '-inf', ARGV[1], 'LIMIT', 0, batch)
+for _, sid in ipairs(subs) do removed = removed + drop_sub(base, sid) end
+local dead = redis.call('ZRANGEBYSCORE', base .. ':nk', '-inf', ARGV[2], 'LIMIT', 0, batch)
+for _, id in ipairs(dead) do
+  local rec = get_delivery(base, id)
+  if rec then drop_delivery(base, id, rec) else redis.call('ZREM', base .. ':nk', id) end
+  removed = removed + 1
+end
+local more = 0
+if #subs == batch or #dead == batch then more = 1 end
+local empty = 0
+if redis.call('EXISTS', base .. ':ns') == 0 and redis.call('EXISTS', base .. ':nd') == 0 then
+  -- A later sequence starts again from the clock, past every id issued.
+  redis.call('DEL', base .. ':nq')
+  empty = 1
+end
+return {removed, more, due_head(base), empty}
+"""
+
+
 class Script:
     """One Lua script, run by EVALSHA with a fallback to EVAL.
 
@@ -528,7 +939,7 @@ def _script(name: str, *parts: str) -> Script:
     return Script(name, "\n".join(parts))
 
 
-post = _script("post", LIB, POST)
+post = _script("post", LIB, POST, NOTIFY_LIB, POST_NOTIFY)
 list_messages = _script("list", LIB, LIST)
 get = _script("get", LIB, GET)
 delete = _script("delete", LIB, DELETE)
@@ -545,3 +956,18 @@ gc = _script("gc", LIB, GC)
 dead_letter_take = _script("dead_letter_take", LIB, DEAD_LETTER_TAKE)
 dead_letter_put = _script("dead_letter_put", LIB, DEAD_LETTER_PUT)
 dead_letter_done = _script("dead_letter_done", DEAD_LETTER_DONE)
+sub_create = _script("sub_create", NOTIFY_LIB, SUB_CREATE)
+sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET)
+sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND)
+sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST)
+sub_update = _script("sub_update", NOTIFY_LIB, SUB_UPDATE)
+sub_confirm = _script("sub_confirm", NOTIFY_LIB, SUB_CONFIRM)
+sub_delete = _script("sub_delete", NOTIFY_LIB, SUB_DELETE)
+delivery_enqueue = _script("delivery_enqueue", NOTIFY_LIB, DELIVERY_ENQUEUE)
+delivery_lease = _script("delivery_lease", NOTIFY_LIB, DELIVERY_LEASE)
+delivery_release = _script("delivery_release", NOTIFY_LIB, DELIVERY_RELEASE)
+delivery_done = _script("delivery_done", NOTIFY_LIB, DELIVERY_DONE)
+delivery_retry = _script("delivery_retry", NOTIFY_LIB, DELIVERY_RETRY)
+delivery_dead = _script("delivery_dead", NOTIFY_LIB, DELIVERY_DEAD)
+delivery_list = _script("delivery_list", NOTIFY_LIB, DELIVERY_LIST)
+notify_gc = _script("notify_gc", NOTIFY_LIB, NOTIFY_GC)

@@ -16,6 +16,8 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,12 +31,17 @@ from tidings.storage.base import (
     Claim,
     Clock,
     DeadLetterPolicy,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     Message,
     MessageStat,
     NewMessage,
+    NewSubscription,
     QueueFilters,
     QueueRecord,
     QueueStats,
+    Subscription,
     system_clock,
 )
 from tidings.storage.sqlite import queries as q
@@ -43,6 +50,8 @@ from tidings.storage.sqlite.writer import Writer
 
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 GC_BATCH = 5000
+# How long gc keeps a dead delivery for inspection.
+DEAD_RETENTION = 14 * 86400
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -59,6 +68,94 @@ def parse_message_id(text: str) -> int | None:
         return None
     value = int(text, 16)
     return value if 0 < value < 2**63 else None
+
+
+def public_id(rowid: int, token: int) -> str:
+    """A subscription's or delivery's id: its row id (order, markers) and a
+    random token, so an id is never guessed from another."""
+    return f"{rowid:016x}{token:08x}"
+
+
+def parse_public_id(text: str) -> tuple[int, int] | None:
+    """(row id, token) of an id public_id() wrote, else None."""
+    if len(text) != 24 or not all(c in "0123456789abcdef" for c in text):
+        return None
+    rowid = int(text[:16], 16)
+    return (rowid, int(text[16:], 16)) if 0 < rowid < 2**63 else None
+
+
+def _marker_rowid(marker: str | None) -> int:
+    """The row id a listing continues after; 0 (the start) for nonsense."""
+    parsed = parse_public_id(marker) if marker else None
+    return parsed[0] if parsed else 0
+
+
+def _new_token() -> int:
+    return secrets.randbits(32)
+
+
+_KIND_CODES = {DeliveryKind.MESSAGE: 0, DeliveryKind.CONFIRMATION: 1}
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_STATUS_CODES = {DeliveryStatus.PENDING: 0, DeliveryStatus.DEAD: 1}
+_STATUSES = {code: status for status, code in _STATUS_CODES.items()}
+
+
+def _subscription(row: tuple[Any, ...], now: float) -> Subscription:
+    rowid, token, queue, subscriber, ttl, created, options, confirmed = row
+    return Subscription(
+        id=public_id(rowid, token),
+        queue=queue,
+        subscriber=subscriber,
+        ttl=ttl,
+        age=int(now - created),
+        options=_decode(options),
+        confirmed=bool(confirmed),
+    )
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    (rowid, token, kind, message, ttl, payload, attempts, created, status, last_error,
+     sub_rowid, sub_token, project, queue, subscriber, options) = row[:16]
+    if message is not None:
+        # A message delivery stores the body as posted; the rest is rebuilt.
+        content = {"id": message_id(message), "body": _decode(payload), "ttl": ttl}
+    else:
+        content = _decode(payload)
+    return Delivery(
+        id=public_id(rowid, token),
+        project=project,
+        queue=queue,
+        subscription_id=public_id(sub_rowid, sub_token),
+        subscriber=subscriber,
+        options=_decode(options),
+        kind=_KINDS[kind],
+        payload=content,
+        attempts=attempts,
+        created=created,
+        status=_STATUSES[status],
+        last_error=last_error,
+    )
+
+
+class _Watch:
+    """One waiter's view of a queue: set by the first post after it began."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        if self.event.is_set():
+            return True
+        if timeout <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 def _message(row: tuple[Any, ...], now: float) -> Message:
@@ -114,12 +211,19 @@ class SqliteDriver(base.DataDriver):
         self.path = path
         self.sync = sync
         self.clock = clock
-        self.writer = Writer(self._connect)
+        self.dead_retention: float = DEAD_RETENTION
+        # Watches of this process by (project, queue), and the queues the
+        # transaction being committed posted to: woken once it is durable.
+        self._watches: dict[tuple[str, str], set[_Watch]] = {}
+        self._posted: set[tuple[str, str]] = set()
+        self.writer = Writer(self._connect, on_commit=self._wake_watches)
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
         self.queues = SqliteQueues(self)
         self.messages = SqliteMessages(self)
         self.claims = SqliteClaims(self)
+        self.subscriptions = SqliteSubscriptions(self)
+        self.deliveries = SqliteDeliveries(self)
 
     @classmethod
     def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> SqliteDriver:
@@ -172,6 +276,41 @@ class SqliteDriver(base.DataDriver):
         except sqlite3.Error as exc:
             raise errors.ServiceUnavailable("The storage could not be read.") from exc
 
+    # --- watches ----------------------------------------------------------
+
+    def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[base.PostWatch]:
+        """In-process only: posts through this driver object wake it; posts
+        by another process on the same file do not."""
+        return self._watch(project, queue)
+
+    @asynccontextmanager
+    async def _watch(self, project: str, queue: str) -> AsyncIterator[_Watch]:
+        key = (project, queue)
+        watch = _Watch()
+        self._watches.setdefault(key, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(key)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[key]
+
+    def _wake_watches(self) -> None:
+        """After a commit (or a failed one: a spurious wake-up only makes a
+        waiter read again). Every post of the group is marked, even one
+        made before a watch began: the watch may have begun while the
+        post's COMMIT ran, after the waiter's read missed it."""
+        if not self._posted:
+            return
+        posted, self._posted = self._posted, set()
+        if not self._watches:
+            return
+        for key in posted:
+            for watch in self._watches.get(key, ()):
+                watch.event.set()
+
     # --- life cycle -------------------------------------------------------
 
     async def open(self) -> None:
@@ -217,12 +356,19 @@ class SqliteDriver(base.DataDriver):
     async def gc(self) -> int:
         now = self.clock()
 
+        dead_before = now - self.dead_retention
+
         def collect(conn: sqlite3.Connection) -> int:
             removed = conn.execute(q.GC_EXPIRED_MESSAGES, (now, GC_BATCH)).rowcount
             for (claim_id,) in conn.execute(q.GC_EXPIRED_CLAIMS, (now, GC_BATCH)).fetchall():
                 conn.execute(q.CLAIM_RELEASE_MESSAGES, (claim_id,))
                 conn.execute(q.CLAIM_DELETE, (claim_id,))
                 removed += 1
+            expired = conn.execute(q.GC_EXPIRED_SUBSCRIPTIONS, (now, GC_BATCH)).fetchall()
+            for (rowid,) in expired:
+                removed += conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTION, (rowid,)).rowcount
+                removed += conn.execute(q.SUBSCRIPTION_DELETE, (rowid,)).rowcount
+            removed += conn.execute(q.GC_OLD_DEAD_DELIVERIES, (dead_before, GC_BATCH)).rowcount
             return removed
 
         total = 0
@@ -269,6 +415,9 @@ class SqliteQueues(base.QueueController):
                 conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
                 conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
                 conn.execute(q.QUEUE_DELETE, (queue_id,))
+            # Subscriptions hang on the name, with or without a queue row.
+            conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, (project, name))
+            conn.execute(q.SUBSCRIPTIONS_DELETE_OF_QUEUE, (project, name))
 
         await self.d.writer.run(job, heavy=True)
 
@@ -362,13 +511,30 @@ class SqliteMessages(base.MessageController):
         rows = [
             (_encode(m.body), now, now + m.ttl, now + m.delay, client_id) for m in messages
         ]
+        key = (project, queue)
+        driver = self.d
 
         def job(conn: sqlite3.Connection) -> list[str]:
             queue_id = _ensure_queue(conn, project, queue, now)
             conn.executemany(q.MESSAGE_INSERT, [(queue_id, *row) for row in rows])
             last = conn.execute(q.LAST_ROWID).fetchone()[0]
             # One writer, one transaction: the ids of this batch are consecutive.
-            return [message_id(i) for i in range(last - len(rows) + 1, last + 1)]
+            first = last - len(rows) + 1
+            # The outbox, in the same transaction: one indexed lookup, which
+            # finds nobody on most queues.
+            subscribers = conn.execute(q.SUBSCRIPTIONS_TO_NOTIFY, (project, queue, now)).fetchall()
+            if subscribers:
+                token = _new_token()
+                conn.executemany(
+                    q.DELIVERY_INSERT,
+                    [
+                        (token, sub, 0, first + i, message.ttl, row[0], now, now)
+                        for i, (message, row) in enumerate(zip(messages, rows))
+                        for (sub,) in subscribers
+                    ],
+                )
+            driver._posted.add(key)
+            return [message_id(i) for i in range(first, last + 1)]
 
         return await self.d.writer.run(job)
 
@@ -636,6 +802,244 @@ def _dead_letter(
         new_expires = now + policy.ttl if policy.ttl else expires
         conn.execute(q.MESSAGE_MOVE, (dlq_id, now, new_expires, now, rowid))
     conn.execute(q.MESSAGE_DELETE, (rowid,))
+
+
+class SqliteSubscriptions(base.SubscriptionController):
+    def __init__(self, driver: SqliteDriver) -> None:
+        self.d = driver
+
+    async def create(self, project: str, queue: str, subscription: NewSubscription
+                     ) -> str | None:
+        now = self.d.clock()
+        token = _new_token()
+        options = _encode(subscription.options).decode()
+        ttl = subscription.ttl
+        subscriber = subscription.subscriber
+
+        def job(conn: sqlite3.Connection) -> str | None:
+            taken = conn.execute(
+                q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
+            ).fetchone()
+            if taken:
+                return None
+            conn.execute(
+                q.SUBSCRIPTION_INSERT,
+                (token, project, queue, subscriber, ttl, now, now + ttl, options,
+                 int(subscription.confirmed)),
+            )
+            return public_id(conn.execute(q.LAST_ROWID).fetchone()[0], token)
+
+        return await self.d.writer.run(job)
+
+    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
+        now = self.d.clock()
+        parsed = parse_public_id(subscription_id)
+        row = None
+        if parsed is not None:
+            row = self.d.read(
+                lambda c: c.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
+            )
+        if row is None:
+            raise _no_subscription(subscription_id)
+        return _subscription(row, now)
+
+    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
+        now = self.d.clock()
+        row = self.d.read(
+            lambda c: c.execute(
+                q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
+            ).fetchone()
+        )
+        return None if row is None else _subscription(row, now)
+
+    async def list(
+        self, project: str, queue: str, *, marker: str | None, limit: int
+    ) -> list[Subscription]:
+        now = self.d.clock()
+        params = (project, queue, _marker_rowid(marker), now, limit)
+        rows = self.d.read(lambda c: c.execute(q.SUBSCRIPTION_PAGE, params).fetchall())
+        return [_subscription(row, now) for row in rows]
+
+    async def update(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        *,
+        subscriber: str | None = None,
+        ttl: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        now = self.d.clock()
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            raise _no_subscription(subscription_id)
+        fields: list[str] = []
+        args: list[Any] = []
+        if subscriber is not None:
+            fields.append(q.SUBSCRIPTION_SET_SUBSCRIBER)
+            args.append(subscriber)
+        if ttl is not None:
+            fields.append(q.SUBSCRIPTION_SET_TTL)
+            args += [ttl, now, now + ttl]
+        if options is not None:
+            fields.append(q.SUBSCRIPTION_SET_OPTIONS)
+            args.append(_encode(options).decode())
+        sql = q.SUBSCRIPTION_UPDATE.format(fields=", ".join(fields))
+
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
+            if row is None:
+                raise _no_subscription(subscription_id)
+            if subscriber is not None and subscriber != row[3]:
+                taken = conn.execute(
+                    q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
+                ).fetchone()
+                if taken:
+                    raise errors.Conflict(
+                        f"Queue {queue} already has a subscription for {subscriber}."
+                    )
+            if fields:
+                conn.execute(sql, (*args, row[0]))
+
+        await self.d.writer.run(job)
+
+    async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
+                      ) -> None:
+        now = self.d.clock()
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            raise _no_subscription(subscription_id)
+
+        def job(conn: sqlite3.Connection) -> None:
+            params = (int(confirmed), *parsed, project, queue, now)
+            if conn.execute(q.SUBSCRIPTION_CONFIRM, params).rowcount == 0:
+                raise _no_subscription(subscription_id)
+
+        await self.d.writer.run(job)
+
+    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            return
+
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(q.SUBSCRIPTION_OF_QUEUE, (*parsed, project, queue)).fetchone()
+            if row is not None:
+                conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTION, (row[0],))
+                conn.execute(q.SUBSCRIPTION_DELETE, (row[0],))
+
+        await self.d.writer.run(job)
+
+
+def _no_subscription(subscription_id: str) -> errors.SubscriptionDoesNotExist:
+    return errors.SubscriptionDoesNotExist(f"Subscription {subscription_id} does not exist.")
+
+
+class SqliteDeliveries(base.DeliveryController):
+    def __init__(self, driver: SqliteDriver) -> None:
+        self.d = driver
+
+    async def enqueue(
+        self,
+        project: str,
+        queue: str,
+        subscription_id: str,
+        kind: DeliveryKind,
+        payload: dict[str, Any],
+    ) -> str:
+        now = self.d.clock()
+        parsed = parse_public_id(subscription_id)
+        if parsed is None:
+            raise _no_subscription(subscription_id)
+        token = _new_token()
+        content = _encode(payload)
+
+        def job(conn: sqlite3.Connection) -> str:
+            row = conn.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
+            if row is None:
+                raise _no_subscription(subscription_id)
+            conn.execute(
+                q.DELIVERY_INSERT,
+                (token, row[0], _KIND_CODES[kind], None, None, content, now, now),
+            )
+            return public_id(conn.execute(q.LAST_ROWID).fetchone()[0], token)
+
+        return await self.d.writer.run(job)
+
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        now = self.d.clock()
+        until = now + lease_seconds
+
+        def job(conn: sqlite3.Connection) -> list[Delivery]:
+            leased: list[Delivery] = []
+            while len(leased) < limit:
+                want = limit - len(leased)
+                rows = conn.execute(q.DELIVERIES_DUE, (now, want)).fetchall()
+                for row in rows:
+                    sub_expires = row[16]
+                    if sub_expires is None or sub_expires <= now:
+                        # Its subscription was deleted or expired: it is owed
+                        # to nobody. (Dead ones stay until gc.)
+                        conn.execute(q.DELIVERY_DELETE_BY_ROWID, (row[0],))
+                        continue
+                    conn.execute(q.DELIVERY_LEASE, (until, row[0]))
+                    leased.append(_delivery(row))
+                if len(rows) < want:
+                    break
+            return leased
+
+        return await self.d.writer.run(job)
+
+    async def _update(self, delivery_id: str, sql: str, *args: Any) -> None:
+        parsed = parse_public_id(delivery_id)
+        if parsed is None:
+            return  # a delivery we never issued: nothing to do
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, (*args, *parsed))
+
+        await self.d.writer.run(job)
+
+    async def delivered(self, delivery_id: str) -> None:
+        await self._update(delivery_id, q.DELIVERY_DELETE)
+
+    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
+        await self._update(delivery_id, q.DELIVERY_RETRY, at, error)
+
+    async def dead(self, delivery_id: str, *, error: str) -> None:
+        await self._update(delivery_id, q.DELIVERY_DEAD, self.d.clock(), error)
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        status: DeliveryStatus,
+        marker: str | None,
+        limit: int,
+        subscription_id: str | None = None,
+    ) -> list[Delivery]:
+        now = self.d.clock()
+        params: tuple[Any, ...] = (project, queue, now, _STATUS_CODES[status],
+                                   _marker_rowid(marker))
+        filters = ""
+        if subscription_id is not None:
+            parsed = parse_public_id(subscription_id)
+            if parsed is None:
+                return []
+            filters = q.DELIVERY_PAGE_OF_SUBSCRIPTION
+            params += parsed
+        sql = q.DELIVERY_PAGE.format(filters=filters)
+        params += (limit,)
+
+        def read(conn: sqlite3.Connection) -> list[Delivery]:
+            return [_delivery(row) for row in conn.execute(sql, params).fetchall()]
+
+        if subscription_id is not None:
+            return self.d.read(read)  # one subscription's, by index
+        # A queue's: gathered from each subscription and sorted; off the loop.
+        return await self.d.read_in_thread(read)
 
 
 __all__: Iterable[str] = ["SqliteDriver"]

@@ -95,3 +95,94 @@ MESSAGE_COUNTS_BY_QUEUE = (
     "LEFT JOIN messages m ON m.queue_id = q.id AND m.expires > ? "
     "GROUP BY q.id ORDER BY q.project, q.name LIMIT ?"
 )
+
+# --- subscriptions -----------------------------------------------------------
+
+_SUBSCRIPTION_COLUMNS = "id, token, queue, subscriber, ttl, created, options, confirmed"
+SUBSCRIPTION_INSERT = (
+    "INSERT INTO subscriptions "
+    "(token, project, queue, subscriber, ttl, created, expires, options, confirmed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SUBSCRIPTION_LIVE_BY_SUBSCRIBER = (
+    f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions "
+    "WHERE project = ? AND queue = ? AND subscriber = ? AND expires > ? LIMIT 1"
+)
+SUBSCRIPTION_GET = (
+    f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions "
+    "WHERE id = ? AND token = ? AND project = ? AND queue = ? AND expires > ?"
+)
+SUBSCRIPTION_OF_QUEUE = (
+    "SELECT id FROM subscriptions WHERE id = ? AND token = ? AND project = ? AND queue = ?"
+)
+SUBSCRIPTION_PAGE = (
+    f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions "
+    "WHERE project = ? AND queue = ? AND id > ? AND expires > ? ORDER BY id LIMIT ?"
+)
+# {fields}: a comma-separated choice of the SUBSCRIPTION_SET_* fragments.
+SUBSCRIPTION_UPDATE = "UPDATE subscriptions SET {fields} WHERE id = ?"
+SUBSCRIPTION_SET_SUBSCRIBER = "subscriber = ?"
+SUBSCRIPTION_SET_TTL = "ttl = ?, created = ?, expires = ?"
+SUBSCRIPTION_SET_OPTIONS = "options = ?"
+SUBSCRIPTION_CONFIRM = (
+    "UPDATE subscriptions SET confirmed = ? "
+    "WHERE id = ? AND token = ? AND project = ? AND queue = ? AND expires > ?"
+)
+SUBSCRIPTION_DELETE = "DELETE FROM subscriptions WHERE id = ?"
+SUBSCRIPTIONS_DELETE_OF_QUEUE = "DELETE FROM subscriptions WHERE project = ? AND queue = ?"
+# The post's one lookup: whom to notify (usually nobody). No ORDER BY: it
+# would cost the post a sort even when nothing matches.
+SUBSCRIPTIONS_TO_NOTIFY = (
+    "SELECT id FROM subscriptions "
+    "WHERE project = ? AND queue = ? AND expires > ? AND confirmed"
+)
+GC_EXPIRED_SUBSCRIPTIONS = "SELECT id FROM subscriptions WHERE expires <= ? LIMIT ?"
+
+# --- deliveries --------------------------------------------------------------
+
+DELIVERY_INSERT = (
+    "INSERT INTO deliveries "
+    "(token, subscription_id, kind, message, ttl, payload, created, due) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DELIVERY_COLUMNS = (
+    "d.id, d.token, d.kind, d.message, d.ttl, d.payload, d.attempts, d.created, d.status, "
+    "d.last_error, s.id, s.token, s.project, s.queue, s.subscriber, s.options"
+)
+# Due pending deliveries in (due, id) order, through deliveries_by_due;
+# LEFT JOIN keeps those whose subscription is gone, so the lease drops them.
+DELIVERIES_DUE = (
+    f"SELECT {_DELIVERY_COLUMNS}, s.expires FROM deliveries d "
+    "LEFT JOIN subscriptions s ON s.id = d.subscription_id "
+    "WHERE d.status = 0 AND d.due <= ? ORDER BY d.due, d.id LIMIT ?"
+)
+DELIVERY_LEASE = "UPDATE deliveries SET due = ? WHERE id = ?"
+DELIVERY_DELETE_BY_ROWID = "DELETE FROM deliveries WHERE id = ?"
+DELIVERY_DELETE = "DELETE FROM deliveries WHERE id = ? AND token = ?"
+DELIVERY_RETRY = (
+    "UPDATE deliveries SET attempts = attempts + 1, due = ?, last_error = ? "
+    "WHERE id = ? AND token = ? AND status = 0"
+)
+# A dead delivery's due is when it died: gc's retention counts from there.
+DELIVERY_DEAD = (
+    "UPDATE deliveries SET attempts = attempts + 1, status = 1, due = ?, last_error = ? "
+    "WHERE id = ? AND token = ? AND status = 0"
+)
+# CROSS JOIN keeps SQLite from walking every delivery in id order: it finds
+# the queue's subscriptions first, then each one's deliveries by index.
+DELIVERY_PAGE = (
+    f"SELECT {_DELIVERY_COLUMNS} FROM subscriptions s "
+    "CROSS JOIN deliveries d ON d.subscription_id = s.id "
+    "WHERE s.project = ? AND s.queue = ? AND s.expires > ? "
+    "AND d.status = ? AND d.id > ?{filters} ORDER BY d.id LIMIT ?"
+)
+DELIVERY_PAGE_OF_SUBSCRIPTION = " AND s.id = ? AND s.token = ?"
+DELIVERIES_DELETE_OF_SUBSCRIPTION = "DELETE FROM deliveries WHERE subscription_id = ?"
+DELIVERIES_DELETE_OF_QUEUE = (
+    "DELETE FROM deliveries WHERE subscription_id IN "
+    "(SELECT id FROM subscriptions WHERE project = ? AND queue = ?)"
+)
+GC_OLD_DEAD_DELIVERIES = (
+    "DELETE FROM deliveries WHERE id IN "
+    "(SELECT id FROM deliveries WHERE status = 1 AND due <= ? LIMIT ?)"
+)

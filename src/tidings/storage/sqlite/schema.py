@@ -44,6 +44,51 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX claims_by_expiry ON claims (expires);
     """,
+    # Notifications: subscriptions and the delivery outbox.
+    """
+    -- A subscription belongs to (project, queue) by name: it needs no queue
+    -- row. Public id: the row id and a random token (see driver.public_id).
+    -- created: when the ttl last started (creation, or an update's ttl).
+    CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        ttl INTEGER NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        options TEXT NOT NULL,
+        confirmed INTEGER NOT NULL
+    );
+    -- Duplicates, find, and the post's lookup of whom to notify.
+    CREATE INDEX subscriptions_by_queue ON subscriptions (project, queue, subscriber);
+    CREATE INDEX subscriptions_by_expiry ON subscriptions (expires);
+    -- The outbox. kind: 0 message, 1 confirmation; status: 0 pending,
+    -- 1 dead. A message delivery keeps the message's row id, ttl and body
+    -- (payload), and rebuilds {"id", "body", "ttl"} when read; any other
+    -- kind keeps its whole payload. due: when a pending delivery may be
+    -- leased next (a lease moves it to the lease's end); when a dead one
+    -- died (gc's retention counts from it).
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token INTEGER NOT NULL,
+        subscription_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        message INTEGER,
+        ttl INTEGER,
+        payload BLOB NOT NULL,
+        created REAL NOT NULL,
+        due REAL NOT NULL,
+        status INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    -- Leases walk pending ones by due time; gc finds old dead ones.
+    CREATE INDEX deliveries_by_due ON deliveries (status, due);
+    -- Listing, and dropping a subscription's deliveries.
+    CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, status);
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -8,6 +8,10 @@ the GIL per statement. Only COMMIT, which waits for the disk, goes to a
 helper thread; while it runs, new jobs gather for the next transaction, so
 one fsync serves everyone who was waiting (group commit).
 
+``on_commit`` runs on the loop after each transaction ends, before the
+jobs' futures resolve: the driver wakes queue watches there, once the
+posts they wait for are visible to readers.
+
 Each job runs inside its own savepoint, so a job that raises undoes only
 its own writes. A job's future resolves after COMMIT returns: an
 acknowledged write is on disk. Jobs that may touch many rows (queue
@@ -40,8 +44,13 @@ LOCK_WAIT_MS = 10_000
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect
+        self._on_commit = on_commit
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -86,6 +95,11 @@ class Writer:
                     )
                 else:
                     outcomes = await self._commit_on_loop(group)
+                if self._on_commit is not None:
+                    try:
+                        self._on_commit()
+                    except Exception:
+                        log.exception("sqlite: the after-commit hook failed")
                 _settle(outcomes)
         finally:
             self._flushing = None
