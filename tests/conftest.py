@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.notify_server import nhttp, notify_log_clean, notify_server  # noqa: F401
 from tests.support.server import ServerProcess
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from typing import Any
 
 import falcon.asgi
@@ -17,7 +18,10 @@ import falcon.asgi
 from tidings.api.context import Service
 import msgspec
 
+from tidings.auth import Policy, PolicyError
+from tidings.auth.authenticator import Authenticator
 from tidings.config import WORKER_SETTINGS_ENV, Settings
+from tidings.notify import Notifier
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.registry import driver_from_url
 from tidings.transport import ws
@@ -29,22 +33,32 @@ log = logging.getLogger(__name__)
 class Lifespan:
     """Falcon middleware that opens storage and runs background tasks."""
 
-    def __init__(self, storage: DataDriver, gc_interval: float) -> None:
+    def __init__(self, storage: DataDriver, gc_interval: float,
+                 auth: Authenticator | None = None, notifier: Notifier | None = None) -> None:
         self.storage = storage
         self.gc_interval = gc_interval
+        self.auth = auth
+        # The delivery worker (notifications.worker_in_server).
+        self.notifier = notifier
         self._gc_task: asyncio.Task[None] | None = None
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         await self.storage.open()
         if self.gc_interval > 0:
             self._gc_task = asyncio.create_task(self._collect_garbage())
+        if self.notifier is not None:
+            self.notifier.start()
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
+        if self.notifier is not None:
+            await self.notifier.stop()
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gc_task
         await self.storage.close()
+        if self.auth is not None:
+            await self.auth.close()
 
     async def _collect_garbage(self) -> None:
         while True:
@@ -59,11 +73,41 @@ class Lifespan:
 
 def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.App:
     storage = driver_from_url(settings.storage, sync=settings.sqlite_sync, clock=clock)
-    service = Service(storage=storage, limits=settings.limits)
-    app = create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval)],
-                          socket=ws.Endpoint(service, settings.websocket))
+    auth = Authenticator(settings.auth)
+    try:
+        policy = Policy.load(settings.auth.policy_file)
+    except (OSError, PolicyError) as exc:
+        raise ValueError(f"invalid policy: {exc}") from None
+    service = Service(storage=storage, limits=settings.limits, policy=policy,
+                      signing_key=auth.signing_key)
+    configure_notifications(service, settings)
+    notifier = None
+    if settings.notifications.worker_in_server:
+        notifier = Notifier.from_settings(storage, settings)
+        service.wake_notifier = notifier.wake
+    app = create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval, auth,
+                                                        notifier)],
+                          socket=ws.Endpoint(service, settings.websocket, auth), auth=auth)
     ws.use_raw_frames(app)
     return app
+
+
+def configure_notifications(service: Service, settings: Settings) -> None:
+    """Subscriptions' settings, the confirmation URL key, the encryption key
+    and the pipeline (tidings.api.subscriptions, crypto, pipeline)."""
+    from tidings.api import crypto
+    from tidings.api.pipeline import Pipeline
+
+    service.notifications = settings.notifications
+    secret = settings.notifications.signing_secret or settings.auth.secret_key
+    if secret:
+        service.confirm_key = secret.encode()
+    else:
+        service.confirm_key = secrets.token_bytes(32)
+        log.info("notifications.signing_secret is not set: confirmation URLs are signed with a "
+                 "random key that lasts until this process stops")
+    service.encryption_key = crypto.parse_key(settings.encryption.key)
+    service.pipeline = Pipeline.from_settings(settings, service)
 
 
 def app_from_environment() -> falcon.asgi.App:

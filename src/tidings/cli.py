@@ -1,4 +1,4 @@
-"""The `tidings` command: serve, gc, migrate and bench."""
+"""The `tidings` command: serve, notifier, gc, migrate and bench."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"tidings: {exc}") from None
     extra: dict[str, Any] = {}
     if settings.workers > 1:
+        # uvicorn's supervisor stops when a worker fails to start (storage
+        # unreachable, a Redis that does not persist...) but then exits 0,
+        # after several seconds. Opening the storage here first turns such a
+        # failure into a plain message and a non-zero exit, and the schema
+        # is created or upgraded once, before the workers open it.
+        try:
+            asyncio.run(_check_storage(settings))
+        except Exception as exc:  # noqa: BLE001 - any failure to open is fatal here
+            raise SystemExit(f"tidings: cannot open the storage: {exc}") from None
         # uvicorn starts each worker from an import string, so the settings
         # travel in the environment; the app above only checked them.
         os.environ[WORKER_SETTINGS_ENV] = msgspec.json.encode(settings).decode()
@@ -74,6 +83,14 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check_storage(settings: Settings) -> None:
+    from tidings.storage.registry import driver_from_url
+
+    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
+    await storage.open()
+    await storage.close()
+
+
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -104,6 +121,41 @@ def migrate(args: argparse.Namespace) -> int:
     return asyncio.run(_with_storage(_settings(args), "migrate"))
 
 
+def notifier(args: argparse.Namespace) -> int:
+    """Run the delivery worker alone: no HTTP, until SIGINT or SIGTERM."""
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_run_notifier(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_notifier(settings: Settings) -> None:
+    import signal
+
+    from tidings.notify import Notifier
+    from tidings.storage.registry import driver_from_url
+
+    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
+    await storage.open()
+    worker = Notifier.from_settings(storage, settings)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        worker.start()
+        logging.getLogger("tidings.notify").info("delivering notifications from %s",
+                                                 settings.storage)
+        await stopped.wait()
+    finally:
+        await worker.stop()
+        await storage.close()
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tidings", description=__doc__)
     top.add_argument("--version", action="version", version=f"tidings {__version__}")
@@ -125,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_config(commands.add_parser("migrate", help="create or upgrade the storage schema"))
     p.set_defaults(run=migrate)
+
+    p = with_config(commands.add_parser(
+        "notifier", help="deliver notifications (webhook, mailto) without serving HTTP"))
+    p.set_defaults(run=notifier)
 
     # Listed for --help; main() hands its arguments to the bench untouched.
     commands.add_parser("bench", help="load-test a Zaqar v2 endpoint (tidings bench --help)")

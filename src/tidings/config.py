@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import msgspec
 
@@ -43,6 +43,14 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     default_messages_per_page: int = 10
     default_messages_per_claim: int = 10
     default_queues_per_page: int = 10
+    # Subscriptions (Zaqar: at least 60 s; its default is 3600 s).
+    min_subscription_ttl: int = 60
+    max_subscription_ttl: int = 2**31 - 1
+    default_subscription_ttl: int = 3600
+    max_subscriptions_per_page: int = 20
+    default_subscriptions_per_page: int = 10
+    # Long polling: the largest ``wait`` (seconds) on listings and claims.
+    max_wait: int = 20
 
 
 class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +63,126 @@ class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     # The largest request frame answered; a larger one gets an error reply
     # and the socket stays open. (A frame over 16 times this closes it.)
     max_frame_size: int = 1024 * 1024
+
+
+class KeystoneSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The Keystone v3 service that validates tokens, and the service user
+    Tidings logs in as to validate them."""
+
+    # The identity endpoint without /v3, e.g. http://keystone:5000.
+    url: str = ""
+    # Sent to clients in WWW-Authenticate on a 401; the url when empty.
+    www_authenticate_uri: str = ""
+    username: str = ""
+    password: str = ""
+    project_name: str = ""
+    user_domain_id: str = "default"
+    project_domain_id: str = "default"
+    # Seconds a validated token is trusted without asking Keystone again
+    # (keystonemiddleware's token_cache_time); never past its expiry.
+    cache_time: float = 300.0
+    # Seconds to wait for Keystone before answering 503.
+    timeout: float = 5.0
+
+
+class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # "noauth": the project comes from X-Project-ID and everything is allowed;
+    # "keystone": X-Auth-Token is validated and the policy applies.
+    strategy: Literal["noauth", "keystone"] = "noauth"
+    # A YAML or JSON file of policy rules over Zaqar's defaults.
+    policy_file: str = ""
+    # The HMAC key of pre-signed URLs (POST /v2/queues/{name}/share);
+    # empty disables them.
+    secret_key: str = ""
+    keystone: KeystoneSettings = msgspec.field(default_factory=KeystoneSettings)
+
+
+class RetryPolicySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The server's defaults for Zaqar's ``_retry_policy`` (a subscription
+    option or queue metadata); see tidings.notify.policy. Delays in seconds."""
+
+    retries_with_no_delay: int = 3
+    minimum_delay_retries: int = 3
+    minimum_delay: float = 5.0
+    maximum_delay: float = 30.0
+    maximum_delay_retries: int = 3
+    # linear, arithmetic, geometric or exponential.
+    retry_backoff_function: str = "linear"
+    # Seconds of the minimum..maximum range per back-off step (Zaqar: 5).
+    backoff_interval: float = 5.0
+    # At most this many retries in all (a Tidings extension); none: no cap.
+    maximum_retries: int | None = None
+    # True: queue policies (and these defaults) win over subscriptions'.
+    ignore_subscription_override: bool = False
+
+
+class SmtpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The mail server mailto: subscriptions are sent through."""
+
+    host: str = "localhost"
+    port: int = 25
+    # The From address when the subscription's options give none.
+    sender: str = msgspec.field(default="tidings@localhost", name="from")
+    # STARTTLS after connecting; tls: TLS from the start (port 465).
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+
+class NotificationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Subscriptions and their notifications (see docs/design/notifications.md)."""
+
+    # Create every subscription unconfirmed and send it a confirmation
+    # request first (per subscription: options.require_confirmation).
+    require_confirmation: bool = False
+    # The HMAC key of the pre-signed confirmation URLs. Empty: auth.secret_key,
+    # and when that is empty too a random key made at start-up (confirmation
+    # URLs then stop working on restart and differ between processes).
+    signing_secret: str = ""
+    # Seconds a confirmation URL stays valid.
+    confirmation_url_lifetime: int = 7 * 24 * 3600
+    # The absolute base of the confirmation URL (e.g. https://mq.example.com);
+    # empty: the scheme and host of the request that created the subscription.
+    public_url: str = ""
+    # Webhook targets: loopback, private, link-local and other internal
+    # addresses are refused unless in allowed_networks (CIDRs); anything in
+    # denied_networks is refused. A list, or one comma-separated string.
+    allowed_networks: list[str] | str = msgspec.field(default_factory=list)
+    denied_networks: list[str] | str = msgspec.field(default_factory=list)
+
+    # --- The delivery worker (tidings.notify) --------------------------------
+    # Run the delivery worker inside the server process; false: run
+    # `tidings notifier` beside the servers instead.
+    worker_in_server: bool = True
+    # Notifications in flight at once in one worker, and per target (a
+    # webhook's host and port, the SMTP server).
+    max_in_flight: int = 64
+    max_in_flight_per_target: int = 16
+    # Deliveries leased per storage round trip, and for how long: a worker
+    # that dies holds its deliveries until their lease runs out.
+    lease_batch: int = 64
+    lease_seconds: float = 60.0
+    # The longest pause between polls when idle. A post in this process
+    # wakes the worker at once; this bounds the wait for posts made by other
+    # processes.
+    poll_interval: float = 1.0
+    # Seconds a webhook request may take in all, and to connect.
+    webhook_timeout: float = 10.0
+    webhook_connect_timeout: float = 5.0
+    # A notification for a WebSocket held by another process is tried again
+    # after this many seconds, at most socket_max_attempts times.
+    socket_retry_delay: float = 0.5
+    socket_max_attempts: int = 1000
+    retry_policy: RetryPolicySettings = msgspec.field(default_factory=RetryPolicySettings)
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
+
+
+class EncryptionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # The AES-256-GCM key of queues with _enable_encrypt_messages: 32 bytes,
+    # base64. Empty: such queues cannot be created.
+    key: str = ""
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -72,6 +200,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     limits: Limits = msgspec.field(default_factory=Limits)
     websocket: WebSocketSettings = msgspec.field(default_factory=WebSocketSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    encryption: EncryptionSettings = msgspec.field(default_factory=EncryptionSettings)
+    # Pipeline stages around the operations ("module:Class", Zaqar's names);
+    # a list or one comma-separated string. See docs/pipeline.md.
+    message_pipeline: list[str] | str = msgspec.field(default_factory=list)
+    queue_pipeline: list[str] | str = msgspec.field(default_factory=list)
+    claim_pipeline: list[str] | str = msgspec.field(default_factory=list)
+    subscription_pipeline: list[str] | str = msgspec.field(default_factory=list)
+    topic_pipeline: list[str] | str = msgspec.field(default_factory=list)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

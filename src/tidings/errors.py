@@ -80,7 +80,29 @@ class ClaimDoesNotExist(ClaimNotValid):
     """The claim id given with a delete is unknown or expired."""
 
 
+# --- 401 ------------------------------------------------------------------
+
+
+class Unauthorized(TidingsError):
+    """No token, or one Keystone does not accept. ``challenge`` is the
+    WWW-Authenticate value keystonemiddleware sends."""
+
+    title = "Unauthorized"
+
+    def __init__(self, description: str = "", challenge: str | None = None) -> None:
+        super().__init__(description)
+        self.challenge = challenge
+
+
 # --- 403 ------------------------------------------------------------------
+
+
+class Forbidden(TidingsError):
+    """The policy denies the operation, or a pre-signed URL does not cover
+    the request."""
+
+    title = "Forbidden"
+
 
 
 class MessageIsClaimed(TidingsError):

@@ -31,6 +31,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    # ``serve --workers N``: a supervisor process and N worker processes.
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,10 +43,13 @@ class ServerProcess:
         env = {**os.environ, "TIDINGS_GC_INTERVAL": "0", **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
+            workers = ["--workers", str(self.workers)] if self.workers > 1 else []
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
-                 "--storage", self.storage],
+                 "--storage", self.storage, *workers],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
+                # Its own process group, so kill() reaches the workers too.
+                start_new_session=self.workers > 1,
             )
         finally:
             if log is not subprocess.DEVNULL:
@@ -65,10 +70,30 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"tidings serve did not answer on {self.url} in {timeout}s")
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes of ``--workers N`` (Linux: read from /proc):
+        the supervisor's children that multiprocessing spawned, not its
+        resource tracker."""
+        if self.process is None:
+            return []
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            if ppid == self.process.pid and b"spawn_main" in cmdline:
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, like a crash."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            if self.workers > 1:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:

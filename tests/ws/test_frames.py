@@ -85,7 +85,7 @@ def test_not_an_object(sock: Socket, document: object) -> None:
     ("nope", "nope is not a valid action"),
     (None, "None is not a valid action"),
     (5, "5 is not a valid action"),
-    ("subscription_create", "subscription_create is not a valid action"),
+    ("subscription_nope", "subscription_nope is not a valid action"),
 ])
 def test_unknown_action(sock: Socket, action: object, error: str) -> None:
     request = {"headers": sock.headers, "body": {}}

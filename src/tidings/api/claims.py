@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from tidings import errors
-from tidings.api import queues, validate
+from tidings.api import longpoll, queues, validate
 from tidings.api.context import Context
 from tidings.api.messages import format_message
+from tidings.api.pipeline import stage
+from tidings.auth import authorize
 from tidings.storage.base import DeadLetterPolicy
 
 
-def claims_path(queue: str) -> str:
-    return f"{queues.queue_href(queue)}/claims"
+def claims_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
+    return f"{queues.queue_href(queue, root)}/claims"
 
 
 def _ttl_and_grace(ctx: Context, document: Any | None) -> tuple[int, int]:
@@ -39,10 +41,13 @@ def _dead_letter_policy(metadata: dict[str, Any]) -> DeadLetterPolicy | None:
     )
 
 
+@stage("claim", "create")
 async def create(
-    ctx: Context, queue: str, document: Any | None, limit: int | None
+    ctx: Context, queue: str, document: Any | None, limit: int | None, wait: Any = None
 ) -> dict[str, Any] | None:
-    """Claim messages; None when there was nothing to claim."""
+    """Claim messages; None when there was nothing to claim (after waiting
+    up to ``wait`` seconds for a post: long polling)."""
+    authorize(ctx, "claims:create")
     ctx.require_client_id()
     limits = ctx.limits
     validate.queue_name(queue, limits)
@@ -52,21 +57,28 @@ async def create(
     size = validate.limit(limit, limits.default_messages_per_claim,
                           limits.max_messages_per_claim_or_pop, "messages")
     ttl, grace = _ttl_and_grace(ctx, document)
+    seconds = longpoll.check_wait(ctx, wait)
     metadata = await queues.stored_metadata(ctx, queue)
-    claim_id, claimed = await ctx.storage.claims.create(
-        ctx.project, queue, ttl=ttl, grace=grace, limit=size,
-        dead_letter=_dead_letter_policy(metadata),
-    )
+    dead_letter = _dead_letter_policy(metadata)
+
+    def claim() -> Any:
+        return ctx.storage.claims.create(ctx.project, queue, ttl=ttl, grace=grace, limit=size,
+                                         dead_letter=dead_letter)
+
+    claim_id, claimed = await longpoll.read_or_wait(ctx, queue, seconds, claim,
+                                                    lambda found: found[0] is None)
     if claim_id is None:
         return None
     return {
         "claim_id": claim_id,
-        "href": f"{claims_path(queue)}/{claim_id}",
-        "messages": [format_message(queue, m, claim_id) for m in claimed],
+        "href": f"{claims_path(queue, ctx.href_root)}/{claim_id}",
+        "messages": [format_message(queue, m, claim_id, ctx) for m in claimed],
     }
 
 
+@stage("claim", "get")
 async def get(ctx: Context, queue: str, claim_id: str) -> dict[str, Any]:
+    authorize(ctx, "claims:get")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     claim = await ctx.storage.claims.get(ctx.project, queue, claim_id)
@@ -75,12 +87,14 @@ async def get(ctx: Context, queue: str, claim_id: str) -> dict[str, Any]:
         "age": claim.age,
         "ttl": claim.ttl,
         "grace": claim.grace,
-        "href": f"{claims_path(queue)}/{claim.id}",
-        "messages": [format_message(queue, m, claim.id) for m in claim.messages],
+        "href": f"{claims_path(queue, ctx.href_root)}/{claim.id}",
+        "messages": [format_message(queue, m, claim.id, ctx) for m in claim.messages],
     }
 
 
+@stage("claim", "update")
 async def update(ctx: Context, queue: str, claim_id: str, document: Any) -> None:
+    authorize(ctx, "claims:update")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     if document is None:
@@ -89,7 +103,9 @@ async def update(ctx: Context, queue: str, claim_id: str, document: Any) -> None
     await ctx.storage.claims.update(ctx.project, queue, claim_id, ttl=ttl, grace=grace)
 
 
+@stage("claim", "delete")
 async def delete(ctx: Context, queue: str, claim_id: str) -> None:
+    authorize(ctx, "claims:delete")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     await ctx.storage.claims.delete(ctx.project, queue, claim_id)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from tidings import errors
+from tidings.auth.identity import Identity
+from tidings.auth.policy import Policy
 from tidings.config import Limits
 from tidings.storage.base import DataDriver
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(slots=True)
@@ -16,6 +22,19 @@ class Service:
 
     storage: DataDriver
     limits: Limits
+    policy: Policy = field(default_factory=Policy)
+    # The HMAC key of pre-signed URLs; None disables them.
+    signing_key: bytes | None = None
+    # Notifications, encryption and pipeline (api/subscriptions.py,
+    # api/crypto.py, api/pipeline.py). ``notifications`` is the settings'
+    # NotificationSettings; ``confirm_key`` signs confirmation URLs.
+    notifications: Any = None
+    confirm_key: bytes | None = None
+    # AES-256-GCM key of queues with _enable_encrypt_messages.
+    encryption_key: bytes | None = None
+    pipeline: Any = None
+    # Set by the delivery worker of this process: called after each post.
+    wake_notifier: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -23,6 +42,10 @@ class Context:
     service: Service
     project: str
     client_id: str | None = None
+    # None under noauth: every operation is allowed.
+    identity: Identity | None = None
+    # Where the queues of this context live in URLs: /v2/topics for topics.
+    href_root: str = "/v2/queues"
 
     @property
     def storage(self) -> DataDriver:
@@ -58,12 +81,19 @@ def check_project(value: str | None, limits: Limits) -> str:
         raise errors.InvalidQueueName(
             f"Project ids may not be more than {limits.max_project_id_length} characters long."
         )
+    if _CONTROL.search(value):
+        # Topics live in a shadow project: project + "\x1ftopics".
+        raise errors.InvalidQueueName("Project ids may not contain control characters.")
     return value
 
 
-def make_context(service: Service, project: str | None, client_id: str | None) -> Context:
-    """Check the identifying headers of a request (noauth: the project comes
-    from X-Project-ID) and build its context."""
+def make_context(service: Service, project: str | None, client_id: str | None,
+                 identity: Identity | None = None) -> Context:
+    """Check the identifying headers of a request and build its context.
+    The project is the identity's when there is one (a Keystone token, a
+    pre-signed URL), else X-Project-ID's (noauth)."""
     client_id = check_client_id(client_id)
+    if identity is not None:
+        project = identity.project
     project = check_project(project, service.limits)
-    return Context(service=service, project=project, client_id=client_id)
+    return Context(service=service, project=project, client_id=client_id, identity=identity)

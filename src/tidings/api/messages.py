@@ -6,20 +6,31 @@ from typing import Any, Sequence
 from urllib.parse import urlencode
 
 from tidings import errors
-from tidings.api import queues, validate
+from tidings.api import crypto, longpoll, queues, validate
 from tidings.api.context import Context
+from tidings.api.pipeline import stage
+from tidings.auth import authorize
 from tidings.storage.base import Message, NewMessage
 
 
-def messages_path(queue: str) -> str:
-    return f"{queues.queue_href(queue)}/messages"
+def messages_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
+    return f"{queues.queue_href(queue, root)}/messages"
 
 
-def format_message(queue: str, message: Message, claim_id: str | None = None) -> dict[str, Any]:
+def format_message(queue: str, message: Message, claim_id: str | None = None,
+                   ctx: Context | None = None) -> dict[str, Any]:
     """Zaqar's v2 message shape. A claimed message's href carries its claim
-    id: python-zaqarclient reads the claim id from there."""
+    id: python-zaqarclient reads the claim id from there. With ``ctx``, the
+    href is under the context's root (/v2/topics for topics) and an
+    encrypted body is decrypted."""
     claim_id = claim_id or message.claim_id
-    href = f"{messages_path(queue)}/{message.id}"
+    body = message.body
+    if ctx is None:
+        href = f"{messages_path(queue)}/{message.id}"
+    else:
+        href = f"{messages_path(queue, ctx.href_root)}/{message.id}"
+        if crypto.is_encrypted(body):
+            body = crypto.decrypt_body(body, ctx.service.encryption_key)
     if claim_id:
         href += f"?claim_id={claim_id}"
     return {
@@ -27,7 +38,7 @@ def format_message(queue: str, message: Message, claim_id: str | None = None) ->
         "href": href,
         "ttl": message.ttl,
         "age": message.age,
-        "body": message.body,
+        "body": body,
         "claim_id": claim_id,
         "claim_count": message.claim_count,
     }
@@ -49,9 +60,11 @@ def _new_message(item: Any, index: int, ttl_default: int, delay_default: int, ct
     return NewMessage(body=item["body"], ttl=ttl, delay=delay)
 
 
+@stage("message", "post")
 async def post(ctx: Context, queue: str, document: Any, size: int) -> dict[str, Any]:
     """Post a batch: all messages or none. Validation comes first, so a bad
     post never creates the queue."""
+    authorize(ctx, "messages:create")
     client_id = ctx.require_client_id()
     limits = ctx.limits
     validate.queue_name(queue, limits)
@@ -67,11 +80,15 @@ async def post(ctx: Context, queue: str, document: Any, size: int) -> dict[str, 
     ttl_default = metadata.get("_default_message_ttl", limits.default_message_ttl)
     delay_default = metadata.get("_default_message_delay", 0)
     batch = [_new_message(item, i, ttl_default, delay_default, ctx) for i, item in enumerate(items)]
+    if crypto.wants_encryption(metadata):
+        batch = [NewMessage(body=crypto.seal(ctx.service, metadata, m.body), ttl=m.ttl,
+                            delay=m.delay) for m in batch]
     ids = await ctx.storage.messages.post(ctx.project, queue, batch, client_id)
-    path = messages_path(queue)
+    path = messages_path(queue, ctx.href_root)
     return {"resources": [f"{path}/{message_id}" for message_id in ids]}
 
 
+@stage("message", "list")
 async def list_messages(
     ctx: Context,
     queue: str,
@@ -81,18 +98,28 @@ async def list_messages(
     echo: bool,
     include_claimed: bool,
     include_delayed: bool,
+    wait: Any = None,
 ) -> dict[str, Any]:
+    """A page of messages; with ``wait`` (seconds, long polling) an empty
+    page waits for a post that long."""
+    authorize(ctx, "messages:get_all")
     client_id = ctx.require_client_id()
     limits = ctx.limits
     validate.queue_name(queue, limits)
     size = validate.limit(limit, limits.default_messages_per_page, limits.max_messages_per_page,
                           "messages")
-    page, next_marker = await ctx.storage.messages.list(
-        ctx.project, queue, marker=marker, limit=size, client_id=client_id, echo=echo,
-        include_claimed=include_claimed, include_delayed=include_delayed,
-    )
+    seconds = longpoll.check_wait(ctx, wait)
+
+    def read() -> Any:
+        return ctx.storage.messages.list(
+            ctx.project, queue, marker=marker, limit=size, client_id=client_id, echo=echo,
+            include_claimed=include_claimed, include_delayed=include_delayed,
+        )
+
+    page, next_marker = await longpoll.read_or_wait(ctx, queue, seconds, read,
+                                                    lambda found: not found[0])
     result: dict[str, Any] = {
-        "messages": [format_message(queue, m) for m in page],
+        "messages": [format_message(queue, m, ctx=ctx) for m in page],
         "links": [],
     }
     if page:
@@ -101,7 +128,8 @@ async def list_messages(
                          ("include_delayed", include_delayed)):
             if on:
                 query[flag] = "true"
-        result["links"] = [{"rel": "next", "href": f"{messages_path(queue)}?{urlencode(query)}"}]
+        result["links"] = [{"rel": "next",
+                            "href": f"{messages_path(queue, ctx.href_root)}?{urlencode(query)}"}]
     return result
 
 
@@ -116,33 +144,41 @@ def _ids(ids: Sequence[str], ctx: Context) -> list[str]:
     return ids
 
 
+@stage("message", "get")
 async def get(ctx: Context, queue: str, message_id: str) -> dict[str, Any]:
+    authorize(ctx, "messages:get")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     message = await ctx.storage.messages.get(ctx.project, queue, message_id)
-    return format_message(queue, message)
+    return format_message(queue, message, ctx=ctx)
 
 
+@stage("message", "get_many")
 async def get_many(ctx: Context, queue: str, ids: Sequence[str]) -> dict[str, Any]:
+    authorize(ctx, "messages:get_all")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     found = await ctx.storage.messages.bulk_get(ctx.project, queue, _ids(ids, ctx))
     if not found:
         raise errors.MessageDoesNotExist(f"No messages with ids {', '.join(ids)} found in {queue}.")
-    return {"messages": [format_message(queue, m) for m in found]}
+    return {"messages": [format_message(queue, m, ctx=ctx) for m in found]}
 
 
+@stage("message", "delete")
 async def delete(ctx: Context, queue: str, message_id: str, claim_id: str | None) -> None:
+    authorize(ctx, "messages:delete")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     await ctx.storage.messages.delete(ctx.project, queue, message_id, claim_id)
 
 
+@stage("message", "delete_many")
 async def delete_many(
     ctx: Context, queue: str, ids: Sequence[str] | None, claim_ids: Sequence[str] | None,
     pop: int | None,
 ) -> dict[str, Any] | None:
     """Delete by ids (all or none), or pop up to ``pop`` messages."""
+    authorize(ctx, "messages:delete_all")
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     if ids is not None and pop is not None:
@@ -154,7 +190,7 @@ async def delete_many(
         if not 0 < pop <= maximum:
             raise errors.ValidationFailed(f"Pop value must be at least 1 and at most {maximum}.")
         popped = await ctx.storage.messages.pop(ctx.project, queue, pop)
-        return {"messages": [format_message(queue, m) for m in popped]}
+        return {"messages": [format_message(queue, m, ctx=ctx) for m in popped]}
     await ctx.storage.messages.bulk_delete(ctx.project, queue, _ids(ids or [], ctx), claim_ids)
     return None
 

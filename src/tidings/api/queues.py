@@ -7,9 +7,12 @@ from typing import Any, Mapping
 from urllib.parse import urlencode
 
 from tidings import errors
+from tidings.api import crypto
 from tidings.api import metadata as meta
 from tidings.api import validate
+from tidings.api.pipeline import stage
 from tidings.api.context import Context
+from tidings.auth import authorize, signed
 from tidings.storage.base import QueueFilters, QueueStats
 
 QUEUES_PATH = "/v2/queues"
@@ -17,21 +20,26 @@ PATCH_OPS = frozenset({"add", "replace", "remove"})
 LISTING_PARAMS = frozenset({"marker", "limit", "detailed", "name", "with_count"})
 
 
-def queue_href(name: str) -> str:
-    return f"{QUEUES_PATH}/{name}"
+def queue_href(name: str, root: str = QUEUES_PATH) -> str:
+    return f"{root}/{name}"
 
 
+@stage("queue", "create")
 async def create(ctx: Context, name: str, document: Any | None) -> bool:
     """Create a queue; True if it was new. An existing queue keeps its
     metadata, as in Zaqar."""
+    authorize(ctx, "queues:create")
     validate.queue_name(name, ctx.limits)
     metadata = meta.check(document, ctx.limits) if document is not None else {}
+    crypto.check_metadata(ctx.service, metadata)
     return await ctx.storage.queues.create(ctx.project, name, metadata)
 
 
+@stage("queue", "get")
 async def get(ctx: Context, name: str) -> dict[str, Any]:
     """A queue's metadata with the reserved keys filled in. Queues are lazy:
     one that does not exist yet answers with the defaults."""
+    authorize(ctx, "queues:get")
     validate.queue_name(name, ctx.limits)
     try:
         stored = await ctx.storage.queues.get_metadata(ctx.project, name)
@@ -48,7 +56,9 @@ async def stored_metadata(ctx: Context, name: str) -> dict[str, Any]:
         return {}
 
 
+@stage("queue", "delete")
 async def delete(ctx: Context, name: str) -> None:
+    authorize(ctx, "queues:delete")
     validate.queue_name(name, ctx.limits)
     await ctx.storage.queues.delete(ctx.project, name)
 
@@ -70,8 +80,10 @@ def _patch_key(change: Any) -> tuple[str, str, Any]:
     return op, path[len("/metadata/"):], change.get("value")
 
 
+@stage("queue", "patch")
 async def patch(ctx: Context, name: str, changes: Any) -> dict[str, Any]:
     """Apply JSON-patch changes to the metadata; all or none."""
+    authorize(ctx, "queues:update")
     validate.queue_name(name, ctx.limits)
     if not isinstance(changes, list):
         raise errors.InvalidBody("The body must be a JSON array of changes.")
@@ -92,10 +104,12 @@ async def patch(ctx: Context, name: str, changes: Any) -> dict[str, Any]:
         else:
             updated[key] = value
     meta.check(updated, ctx.limits)
+    crypto.check_metadata(ctx.service, updated)
     await ctx.storage.queues.set_metadata(ctx.project, name, updated)
     return meta.with_defaults(updated, ctx.limits)
 
 
+@stage("queue", "list")
 async def list_queues(
     ctx: Context,
     *,
@@ -106,6 +120,7 @@ async def list_queues(
     with_count: bool,
     metadata_filters: Mapping[str, str],
 ) -> dict[str, Any]:
+    authorize(ctx, "queues:get_all")
     limits = ctx.limits
     size = validate.limit(limit, limits.default_queues_per_page, limits.max_queues_per_page,
                           "queues")
@@ -115,7 +130,8 @@ async def list_queues(
     )
     queues = []
     for record in records:
-        entry: dict[str, Any] = {"name": record.name, "href": queue_href(record.name)}
+        entry: dict[str, Any] = {"name": record.name,
+                                 "href": queue_href(record.name, ctx.href_root)}
         if detailed:
             entry["metadata"] = record.metadata or {}
         queues.append(entry)
@@ -128,13 +144,13 @@ async def list_queues(
     query.update(metadata_filters)
     result: dict[str, Any] = {"queues": queues, "links": []}
     if queues:
-        result["links"] = [{"rel": "next", "href": QUEUES_PATH + "?" + urlencode(query)}]
+        result["links"] = [{"rel": "next", "href": ctx.href_root + "?" + urlencode(query)}]
     if with_count:
         result["count"] = await ctx.storage.queues.count(ctx.project, filters)
     return result
 
 
-def format_stats(name: str, stats: QueueStats) -> dict[str, Any]:
+def format_stats(name: str, stats: QueueStats, root: str = QUEUES_PATH) -> dict[str, Any]:
     body: dict[str, Any] = {
         "claimed": stats.claimed,
         "free": stats.free,
@@ -145,7 +161,7 @@ def format_stats(name: str, stats: QueueStats) -> dict[str, Any]:
             body[label] = {
                 "id": stat.id,
                 "age": stat.age,
-                "href": f"{queue_href(name)}/messages/{stat.id}",
+                "href": f"{queue_href(name, root)}/messages/{stat.id}",
                 "created": _iso(stat.created),
             }
     return {"messages": body}
@@ -155,16 +171,20 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@stage("queue", "stats")
 async def stats(ctx: Context, name: str) -> dict[str, Any]:
+    authorize(ctx, "queues:stats")
     validate.queue_name(name, ctx.limits)
-    return format_stats(name, await ctx.storage.queues.stats(ctx.project, name))
+    return format_stats(name, await ctx.storage.queues.stats(ctx.project, name), ctx.href_root)
 
 
 PURGEABLE = frozenset({"messages", "subscriptions"})
 
 
+@stage("queue", "purge")
 async def purge(ctx: Context, name: str, document: Any | None) -> None:
-    """Remove the queue's messages (and later its subscriptions), keep it."""
+    """Remove the queue's messages and/or subscriptions, keep the queue."""
+    authorize(ctx, "queues:purge")
     validate.queue_name(name, ctx.limits)
     kinds: Any = list(PURGEABLE)
     if document is not None:
@@ -179,3 +199,49 @@ async def purge(ctx: Context, name: str, document: Any | None) -> None:
             )
     if "messages" in kinds:
         await ctx.storage.queues.purge_messages(ctx.project, name)
+    if "subscriptions" in kinds:
+        from tidings.api import subscriptions  # it imports this module
+
+        await subscriptions.delete_all(ctx, name)
+
+
+SHARE_KEYS = frozenset({"paths", "methods", "expires"})
+
+
+def _names(document: dict[str, Any], key: str, allowed: Any) -> list[str] | None:
+    values = document.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise errors.InvalidBody(f"{key} must be an array of strings.")
+    invalid = sorted(set(values) - set(allowed))
+    if invalid:
+        raise errors.ValidationFailed(
+            f"Invalid {key}: {', '.join(invalid)}; use some of {', '.join(sorted(allowed))}."
+        )
+    return values or None
+
+
+async def share(ctx: Context, name: str, document: Any | None) -> dict[str, Any]:
+    """A pre-signed URL for some of the queue's resources (Zaqar's fields:
+    signature, expires, paths, methods, project)."""
+    authorize(ctx, "queues:share")
+    validate.queue_name(name, ctx.limits)
+    if ctx.service.signing_key is None:
+        raise errors.ServiceUnavailable(
+            "Pre-signed URLs are disabled: no secret key is configured (auth.secret_key)."
+        )
+    document = {} if document is None else validate.json_object(document, "share request")
+    unknown = sorted(set(document) - SHARE_KEYS)
+    if unknown:
+        raise errors.ValidationFailed(f"Unknown keys: {', '.join(unknown)}.")
+    paths = _names(document, "paths", signed.VALID_PATHS) or ["messages"]
+    methods = _names(document, "methods", signed.VALID_METHODS)
+    expires = document.get("expires")
+    if expires is not None and not isinstance(expires, str):
+        raise errors.InvalidBody("expires must be an ISO 8601 time string.")
+    try:
+        return signed.create(ctx.service.signing_key, [f"{queue_href(name)}/{p}" for p in paths],
+                             ctx.project, methods, expires)
+    except ValueError as exc:
+        raise errors.ValidationFailed(str(exc)) from None

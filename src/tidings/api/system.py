@@ -6,6 +6,7 @@ from typing import Any
 
 from tidings import __version__, errors
 from tidings.api.context import Context, Service
+from tidings.auth import authorize
 
 
 async def ping(service: Service) -> None:
@@ -14,6 +15,7 @@ async def ping(service: Service) -> None:
 
 
 async def health(ctx: Context) -> dict[str, Any]:
+    authorize(ctx, "health:get")
     storage = ctx.storage
     details = await storage.health()
     return {

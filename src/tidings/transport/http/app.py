@@ -9,7 +9,9 @@ import falcon.asgi
 
 from tidings import errors
 from tidings.api.context import Service
+from tidings.auth.authenticator import Authenticator
 from tidings.transport.http import resources as r
+from tidings.transport.http import subscriptions, topics
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
 
 QUEUE = "/v2/queues/{queue_name}"
@@ -27,17 +29,37 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         (QUEUE, r.QueueItem(service)),
         (QUEUE + "/stats", r.QueueStats(service)),
         (QUEUE + "/purge", r.QueuePurge(service)),
+        (QUEUE + "/share", r.QueueShare(service)),
         (QUEUE + "/messages", r.MessageCollection(service)),
         (QUEUE + "/messages/{message_id}", r.MessageItem(service)),
         (QUEUE + "/claims", r.ClaimCollection(service)),
         (QUEUE + "/claims/{claim_id}", r.ClaimItem(service)),
+        *subscriptions.routes(service, QUEUE),
+        *topics.routes(service),
     ]
 
 
+class Authenticate:
+    """Falcon middleware: the identity of each request, before routing (an
+    unknown path without a token is a 401, as behind keystonemiddleware)."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+                              ) -> None:
+        req.context.identity = await self.auth.for_request(req.method, req.path, req.get_header)
+
+
 def create_http_app(service: Service, middleware: list[Any] | None = None,
-                    socket: r.SocketHandler | None = None) -> falcon.asgi.App:
-    """The HTTP API; ``socket``, if given, serves WebSocket upgrades at ``/``."""
-    app = falcon.asgi.App(middleware=middleware or [])
+                    socket: r.SocketHandler | None = None,
+                    auth: Authenticator | None = None) -> falcon.asgi.App:
+    """The HTTP API; ``socket``, if given, serves WebSocket upgrades at ``/``.
+    Under noauth (``auth`` None or disabled) no middleware checks requests."""
+    middleware = list(middleware or [])
+    if auth is not None and auth.enabled:
+        middleware.append(Authenticate(auth))
+    app = falcon.asgi.App(middleware=middleware)
     # Query values like ids=a,b stay one string; list_param splits them.
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = False

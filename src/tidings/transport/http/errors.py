@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 # Most specific class first: the first match wins.
 STATUS_BY_ERROR: list[tuple[type[errors.TidingsError], str]] = [
+    (errors.Unauthorized, falcon.HTTP_401),
+    (errors.Forbidden, falcon.HTTP_403),
     (errors.MessageIsClaimed, falcon.HTTP_403),
     (errors.ClaimNotValid, falcon.HTTP_400),
     (errors.NotFound, falcon.HTTP_404),
@@ -43,6 +45,8 @@ async def handle_domain_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: errors.TidingsError, params: Any
 ) -> None:
     resp.status = status_of(error)
+    if isinstance(error, errors.Unauthorized) and error.challenge:
+        resp.set_header("WWW-Authenticate", error.challenge)
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(error.title, error.description)
 

@@ -18,7 +18,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def context(req: falcon.asgi.Request, service: Service) -> Context:
-    return make_context(service, req.get_header("X-Project-ID"), req.get_header("Client-ID"))
+    """The request's context; ``identity`` is set by the Authenticate
+    middleware when auth is on."""
+    return make_context(service, req.get_header("X-Project-ID"), req.get_header("Client-ID"),
+                        getattr(req.context, "identity", None))
 
 
 def int_param(req: falcon.asgi.Request, name: str) -> int | None:

@@ -143,6 +143,13 @@ class QueuePurge(Resource):
         resp.status = falcon.HTTP_204
 
 
+class QueueShare(Resource):
+    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, SMALL_BODY, "share request")
+        json_response(resp, await queues.share(ctx, queue_name, document))
+
+
 class MessageCollection(Resource):
     async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
         ctx = context(req, self.service)
@@ -168,6 +175,7 @@ class MessageCollection(Resource):
             echo=bool_param(req, "echo"),
             include_claimed=bool_param(req, "include_claimed"),
             include_delayed=bool_param(req, "include_delayed"),
+            wait=int_param(req, "wait"),
         )
         json_response(resp, result)
 
@@ -200,7 +208,8 @@ class ClaimCollection(Resource):
     async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
         ctx = context(req, self.service)
         document, _ = await read_body(req, SMALL_BODY, "claim")
-        result = await claims.create(ctx, queue_name, document, int_param(req, "limit"))
+        result = await claims.create(ctx, queue_name, document, int_param(req, "limit"),
+                                     wait=int_param(req, "wait"))
         if result is None:
             resp.status = falcon.HTTP_204
             return

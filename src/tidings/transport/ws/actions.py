@@ -143,6 +143,7 @@ async def message_list(ctx: Context, body: Body) -> Reply:
         echo=_flag(body, "echo"),
         include_claimed=_flag(body, "include_claimed"),
         include_delayed=_flag(body, "include_delayed"),
+        wait=_get(body, "wait", (int, float), required=False),
     )
     return 200, result
 
@@ -194,7 +195,8 @@ async def message_pop(ctx: Context, body: Body) -> Reply:
 
 async def claim_create(ctx: Context, body: Body) -> Reply:
     claim = await claims.create(ctx, _name(body), _subset(body, "ttl", "grace"),
-                                _int(body, "limit"))
+                                _int(body, "limit"),
+                                wait=_get(body, "wait", (int, float), required=False))
     if claim is None:
         return 204, {}
     return 201, claim

@@ -9,6 +9,10 @@ send several before reading and still gets its replies in order.
 Nothing a client sends closes the socket: a bad frame gets an error reply.
 Each write is one storage transaction, so a client that goes away while
 its request runs leaves either all of it or none.
+
+Under keystone a socket starts unauthenticated: ``authenticate`` (headers
+X-Auth-Token, X-Project-ID) gives it the token's identity for the actions
+that follow, until the token expires; then it must authenticate again.
 """
 
 from __future__ import annotations
@@ -23,14 +27,22 @@ import msgspec
 
 from tidings import errors
 from tidings.api.context import Service, make_context
+from tidings.auth.authenticator import Authenticator
+from tidings.auth.identity import Identity
 from tidings.config import WebSocketSettings
 from tidings.transport.http.errors import status_of
+from tidings.transport.ws import subscription_actions
 from tidings.transport.ws.actions import ACTIONS, NO_HEADERS, Reply, SchemaError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_FAILED: Reply = (400, {"error": "Schema validation failed."})
 NOT_A_DICT: Reply = (400, {"error": "Unexpected body type. Expected dict or dict like."})
+# Zaqar's replies (zaqar/transport/websocket/protocol.py).
+NOT_AUTHENTICATED: Reply = (403, {"error": "Not authentified."})
+AUTH_FAILED: Reply = (401, {"error": "Authentication failed."})
+AUTH_EXPIRED: Reply = (401, {"error": "Authentication expired."})
+AUTHENTICATED: Reply = (200, {"message": "Authentified."})
 
 
 def _no_ext(code: int, data: memoryview) -> Any:
@@ -59,15 +71,26 @@ def _echo(action: Any = None, headers: Any = None, body: Any = None) -> dict[str
     }
 
 
-def _header(headers: dict[str, Any], name: str) -> str:
+def _header(headers: dict[str, Any], name: str, required: bool = True) -> Any:
     value = headers.get(name)
     if value is None:  # header names are case-insensitive, as over HTTP
         lower = name.lower()
         value = next((v for k, v in headers.items()
                       if isinstance(k, str) and k.lower() == lower), None)
-    if not isinstance(value, str):
+    if not isinstance(value, str) and required:
         raise SchemaError(f"header {name} is missing")
     return value
+
+
+class Session:
+    """One socket's authentication (keystone only): the token it
+    authenticated with and that token's identity."""
+
+    __slots__ = ("token", "identity")
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.identity: Identity | None = None
 
 
 def _frame_size(frame: str | bytes, cap: int) -> int:
@@ -80,24 +103,35 @@ def _frame_size(frame: str | bytes, cap: int) -> int:
 class Endpoint:
     """The WebSocket API of one service; call it with each new socket."""
 
-    def __init__(self, service: Service, settings: WebSocketSettings) -> None:
+    def __init__(self, service: Service, settings: WebSocketSettings,
+                 auth: Authenticator | None = None) -> None:
         self.service = service
         self.max_frame_size = settings.max_frame_size
+        self.auth = auth if auth is not None and auth.enabled else None
 
     async def __call__(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         await ws.accept()
+        session = Session()
+        # Its own subscriptions and pushed notifications (subscription_actions).
+        state = subscription_actions.open_socket(ws)
         try:
             while True:
                 # Frames arrive undecoded: see use_raw_frames.
                 frame = await ws.receive_media()
-                if isinstance(frame, str):
-                    await ws.send_text(await self.answer(frame, JSON))
-                else:
-                    await ws.send_data(await self.answer(frame, MSGPACK))
+                state.codec = JSON if isinstance(frame, str) else MSGPACK
+                reply = await self.answer(frame, state.codec, session)
+                async with state.lock:  # not in the middle of a pushed frame
+                    if isinstance(frame, str):
+                        await ws.send_text(reply)
+                    else:
+                        await ws.send_data(reply)
         except falcon.WebSocketDisconnected:
             pass
+        finally:
+            await subscription_actions.close_socket(self.service, state)
 
-    async def answer(self, frame: str | bytes, codec: Codec) -> Any:
+    async def answer(self, frame: str | bytes, codec: Codec, session: Session | None = None
+                     ) -> Any:
         """The encoded reply to one frame."""
         request = _echo()
         if _frame_size(frame, self.max_frame_size) > self.max_frame_size:
@@ -113,12 +147,12 @@ class Endpoint:
                 if isinstance(document, dict):
                     request = _echo(document.get("action"), document.get("headers"),
                                     document.get("body"))
-                    status, body = await self.dispatch(request)
+                    status, body = await self.dispatch(request, session or Session())
                 else:
                     status, body = NOT_A_DICT
         return codec.encode({"request": request, "body": body, "headers": {"status": status}})
 
-    async def dispatch(self, request: dict[str, Any]) -> Reply:
+    async def dispatch(self, request: dict[str, Any], session: Session) -> Reply:
         action, headers, body = request["action"], request["headers"], request["body"]
         handler = ACTIONS.get(action) if isinstance(action, str) else None
         if handler is None:
@@ -127,7 +161,23 @@ class Endpoint:
             return SCHEMA_FAILED
         try:
             ctx: Any = None
-            if action not in NO_HEADERS:
+            if self.auth is not None:
+                if action == "authenticate":
+                    return await self.authenticate(headers, session)
+                if session.identity is None or session.token is None:
+                    return NOT_AUTHENTICATED
+                if session.identity.expired(self.auth.clock()):
+                    session.token = session.identity = None
+                    return AUTH_EXPIRED
+                try:
+                    # Cached: Keystone is asked again only when the cache
+                    # entry lapses, so a revoked token stops working then.
+                    identity = await self.auth.for_token(session.token)
+                except errors.Unauthorized:
+                    session.token = session.identity = None
+                    return AUTH_FAILED
+                ctx = make_context(self.service, None, _header(headers, "Client-ID"), identity)
+            elif action not in NO_HEADERS:
                 ctx = make_context(self.service, _header(headers, "X-Project-ID"),
                                    _header(headers, "Client-ID"))
             return await handler(ctx, body)
@@ -141,6 +191,21 @@ class Endpoint:
             log.exception("unexpected error in WebSocket action %s", action)
             return 500, {"exception": "The server could not complete the request.",
                          "error": "Internal server error"}
+
+    async def authenticate(self, headers: dict[str, Any], session: Session) -> Reply:
+        """Validate X-Auth-Token; the socket takes its identity, or loses
+        the one it had if the token is refused."""
+        assert self.auth is not None
+        session.token = session.identity = None
+        token = _header(headers, "X-Auth-Token", required=False)
+        if not isinstance(token, str) or not token:
+            return AUTH_FAILED
+        try:
+            session.identity = await self.auth.for_token(token)
+        except errors.Unauthorized:
+            return AUTH_FAILED
+        session.token = token
+        return AUTHENTICATED
 
 
 class _RawText(falcon.media.TextBaseHandlerWS):

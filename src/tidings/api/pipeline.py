@@ -1,0 +1,173 @@
+"""The pipeline: configurable stages around the operations.
+
+A stage is a plain Python class named in the settings as ``"module:Class"``
+under Zaqar's setting names (``message_pipeline``, ``queue_pipeline``,
+``claim_pipeline``, ``subscription_pipeline``, ``topic_pipeline``). It is
+made once at start-up, with the service as its only argument if its
+``__init__`` takes one, and may define any of these async hooks:
+
+- ``before_<operation>(self, ctx, **arguments)``: runs before the operation,
+  in the order the stages are listed; raising a ``tidings.errors``
+  exception (``ValidationFailed`` → 400, ``Forbidden`` → 403, ...) rejects
+  the request and nothing is stored.
+- ``after_<operation>(self, ctx, result, **arguments)``: runs after the
+  operation succeeded, in the same order; its return value is ignored.
+
+``arguments`` are the operation function's own parameters by name, as the
+transport passed them, before validation (see docs/pipeline.md for the
+table): a stage must not assume a well-formed document. Hooks should
+accept ``**_`` so that new parameters do not break them.
+
+The notifier is always the first stage of ``message``: after a post it
+calls ``service.wake_notifier`` (set by the delivery worker running in this
+process), so deliveries leave at once instead of at the worker's next
+wake-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from tidings.api.context import Context, Service
+
+log = logging.getLogger(__name__)
+
+# resource name -> the settings field listing its stages
+SETTINGS_NAMES: dict[str, str] = {
+    "message": "message_pipeline",
+    "queue": "queue_pipeline",
+    "claim": "claim_pipeline",
+    "subscription": "subscription_pipeline",
+    "topic": "topic_pipeline",
+}
+
+
+class Notifier:
+    """Wakes this process's delivery worker after each message post."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def after_post(self, ctx: Context, result: Any, **_: Any) -> None:
+        wake = self.service.wake_notifier
+        if wake is not None:
+            try:
+                wake()
+            except Exception:  # a broken wake-up must not fail the post
+                log.exception("the delivery worker's wake-up failed")
+
+
+def names(value: Iterable[str] | str | None) -> list[str]:
+    """A stage list from the settings: a list, or one comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [name.strip() for name in value if name and name.strip()]
+
+
+def load_stage(spec: str, service: Service | None) -> Any:
+    """Import ``module:Class`` (or ``module.Class``) and make the stage."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"invalid pipeline stage {spec!r}: use module:Class")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"invalid pipeline stage {spec!r}: {exc}") from None
+    if not inspect.isclass(target):
+        return target  # an already made stage object
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    return target(service) if len(params) >= 1 else target()
+
+
+class Pipeline:
+    """The stages of each resource, and the hooks found on them."""
+
+    def __init__(self, stages: Mapping[str, list[Any]] | None = None) -> None:
+        self.stages: dict[str, list[Any]] = {k: list(v) for k, v in (stages or {}).items()}
+        self._hooks: dict[tuple[str, str], list[Callable[..., Awaitable[Any]]]] = {}
+        self._wanted: dict[tuple[str, str], bool] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any, service: Service | None = None) -> Pipeline:
+        """The configured stages, the notifier first on ``message``.
+        Raises ValueError for a stage that cannot be loaded."""
+        stages: dict[str, list[Any]] = {}
+        for resource, setting in SETTINGS_NAMES.items():
+            specs = names(getattr(settings, setting, None))
+            stages[resource] = [load_stage(spec, service) for spec in specs]
+        if service is not None:
+            stages["message"].insert(0, Notifier(service))
+        return cls(stages)
+
+    def wants(self, resource: str, operation: str) -> bool:
+        """Whether any stage hooks this operation (cached)."""
+        key = (resource, operation)
+        wanted = self._wanted.get(key)
+        if wanted is None:
+            wanted = bool(self.hooks(resource, "before_" + operation)
+                          or self.hooks(resource, "after_" + operation))
+            self._wanted[key] = wanted
+        return wanted
+
+    def hooks(self, resource: str, name: str) -> list[Callable[..., Awaitable[Any]]]:
+        key = (resource, name)
+        found = self._hooks.get(key)
+        if found is None:
+            found = [getattr(stage, name) for stage in self.stages.get(resource, ())
+                     if callable(getattr(stage, name, None))]
+            self._hooks[key] = found
+        return found
+
+    async def before(self, resource: str, operation: str, ctx: Context,
+                     arguments: dict[str, Any]) -> None:
+        for hook in self.hooks(resource, "before_" + operation):
+            await hook(ctx, **arguments)
+
+    async def after(self, resource: str, operation: str, ctx: Context, result: Any,
+                    arguments: dict[str, Any]) -> None:
+        for hook in self.hooks(resource, "after_" + operation):
+            await hook(ctx, result, **arguments)
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def stage(resource: str, operation: str) -> Callable[[F], F]:
+    """Run the pipeline of ``resource`` around an operation function whose
+    first parameter is the context. Costs one dictionary look-up when no
+    stage hooks the operation."""
+
+    def wrap(fn: F) -> F:
+        parameters = list(inspect.signature(fn).parameters.values())[1:]  # not the context
+        positional = [p.name for p in parameters]
+        defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+
+        @functools.wraps(fn)
+        async def run(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+            pipeline = ctx.service.pipeline
+            if pipeline is None or not pipeline.wants(resource, operation):
+                return await fn(ctx, *args, **kwargs)
+            arguments = dict(defaults)
+            arguments.update(zip(positional, args, strict=False))
+            arguments.update(kwargs)
+            await pipeline.before(resource, operation, ctx, arguments)
+            result = await fn(ctx, *args, **kwargs)
+            await pipeline.after(resource, operation, ctx, result, arguments)
+            return result
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -1,0 +1,67 @@
+"""Authentication: from a request's headers to an Identity (or None: noauth)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from tidings.auth import signed
+from tidings.auth.identity import Identity
+from tidings.auth.keystone import TokenValidator
+from tidings.config import AuthSettings
+
+HeaderGetter = Callable[[str], "str | None"]
+
+# Answered without credentials under keystone: liveness checks (load
+# balancers hold no tokens) and the versions document, which Zaqar also
+# leaves open. They reveal nothing about any project and authorize nothing.
+PUBLIC = frozenset({
+    ("GET", "/"),
+    ("GET", "/v2/ping"),
+    ("HEAD", "/v2/ping"),
+    ("HEAD", "/v2/health"),
+})
+
+
+class Authenticator:
+    """The configured strategy: noauth (``enabled`` is False) or keystone."""
+
+    def __init__(self, settings: AuthSettings, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.signing_key = settings.secret_key.encode() or None
+        self.keystone = (TokenValidator(settings.keystone, clock)
+                         if settings.strategy == "keystone" else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.keystone is not None
+
+    async def close(self) -> None:
+        if self.keystone is not None:
+            await self.keystone.close()
+
+    async def for_token(self, token: str | None) -> Identity:
+        assert self.keystone is not None
+        if not token:
+            raise self.keystone.unauthorized()
+        return await self.keystone.validate(token)
+
+    async def for_request(self, method: str, path: str, header: HeaderGetter) -> Identity | None:
+        """The identity of an HTTP request; None under noauth and for the
+        public paths. Unauthorized without valid credentials, Forbidden for
+        a pre-signed URL that does not cover the request."""
+        if self.keystone is None:
+            return None
+        token = header("X-Auth-Token")
+        if token:
+            return await self.keystone.validate(token)
+        url_signature = header("URL-Signature")
+        if url_signature is not None and self.signing_key is not None:
+            return signed.verify(
+                self.signing_key, method, path, project=header("X-Project-ID"),
+                signature_value=url_signature, expires=header("URL-Expires"),
+                methods=header("URL-Methods"), paths=header("URL-Paths"), now=self.clock(),
+            )
+        if (method, path) in PUBLIC:
+            return None
+        raise self.keystone.unauthorized()

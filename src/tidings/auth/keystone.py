@@ -1,0 +1,177 @@
+"""Validating Keystone v3 tokens without blocking the event loop.
+
+Tidings logs in once as its service user (renewed before that token
+expires) and asks ``GET /v3/auth/tokens?nocatalog`` about each user token
+it has not seen lately. Answers, good and bad, are cached for
+``cache_time`` seconds and never past the token's expiry: as with
+keystonemiddleware, a revoked token keeps working until its cache entry
+lapses. Concurrent requests with the same new token share one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import httpx
+
+from tidings import errors
+from tidings.auth.identity import Identity
+from tidings.config import KeystoneSettings
+
+log = logging.getLogger(__name__)
+
+# Renew the service token this long before it expires (keystoneauth's margin).
+RENEW_MARGIN = 120.0
+# Cache entries kept at most; expired ones go first when it is full.
+MAX_CACHED = 10_000
+REQUIRES_AUTH = "The request you have made requires authentication."
+
+
+def _timestamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _cache_key(token: str) -> bytes:
+    # Keep digests, not the bearer tokens themselves, in memory.
+    return hashlib.sha256(token.encode()).digest()
+
+
+class TokenValidator:
+    def __init__(self, settings: KeystoneSettings, clock: Callable[[], float] = time.time
+                 ) -> None:
+        if not settings.url:
+            raise ValueError("auth.keystone.url must be set when auth.strategy is keystone")
+        self.settings = settings
+        self.clock = clock
+        self.api = settings.url.rstrip("/") + "/v3"
+        self.challenge = f'Keystone uri="{settings.www_authenticate_uri or settings.url}"'
+        self._client: httpx.AsyncClient | None = None
+        self._service_token: str | None = None
+        self._service_expires = 0.0
+        self._login_lock = asyncio.Lock()
+        # digest -> (identity, or None for a rejected token; valid until)
+        self._cache: dict[bytes, tuple[Identity | None, float]] = {}
+        self._pending: dict[bytes, asyncio.Future[Identity | None]] = {}
+
+    def unauthorized(self, description: str = REQUIRES_AUTH) -> errors.Unauthorized:
+        return errors.Unauthorized(description, challenge=self.challenge)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.settings.timeout)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def validate(self, token: str) -> Identity:
+        """The identity of a user token; Unauthorized if Keystone rejects it,
+        ServiceUnavailable if Keystone cannot be asked."""
+        key = _cache_key(token)
+        now = self.clock()
+        cached = self._cache.get(key)
+        if cached is not None and now < cached[1]:
+            identity = cached[0]
+        else:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._fetch_and_cache(key, token))
+                self._pending[key] = pending
+                pending.add_done_callback(lambda _: self._pending.pop(key, None))
+            # shield: one caller going away must not cancel the others' answer.
+            identity = await asyncio.shield(pending)
+        if identity is None or identity.expired(now):
+            raise self.unauthorized()
+        return identity
+
+    async def _fetch_and_cache(self, key: bytes, token: str) -> Identity | None:
+        identity = await self._fetch(token)
+        now = self.clock()
+        until = now + self.settings.cache_time
+        if identity is not None and identity.expires_at is not None:
+            until = min(until, identity.expires_at)
+        if len(self._cache) >= MAX_CACHED:
+            self._evict(now)
+        self._cache[key] = (identity, until)
+        return identity
+
+    def _evict(self, now: float) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        if len(self._cache) >= MAX_CACHED:  # all fresh: drop the older half
+            keep = list(self._cache.items())[MAX_CACHED // 2:]
+            self._cache = dict(keep)
+
+    async def _fetch(self, token: str) -> Identity | None:
+        for attempt in (1, 2):
+            service_token = await self._login()
+            response = await self._request(
+                "GET", "/auth/tokens?nocatalog",
+                headers={"X-Auth-Token": service_token, "X-Subject-Token": token},
+            )
+            if response.status_code == 200:
+                return self._identity(response.json())
+            if response.status_code == 404:
+                return None
+            if response.status_code == 401 and attempt == 1:
+                # Our own token was revoked or has expired early: log in again.
+                self._service_token = None
+                continue
+            break
+        log.error("Keystone answered %s to a token validation: %s",
+                  response.status_code, response.text[:500])
+        raise errors.ServiceUnavailable("The identity service could not validate the token.")
+
+    def _identity(self, document: dict[str, Any]) -> Identity:
+        token = document["token"]
+        project = (token.get("project") or {}).get("id")
+        if not project:
+            raise errors.ProjectMissing("The token is not scoped to a project.")
+        expires = token.get("expires_at")
+        return Identity(
+            project=project,
+            roles=frozenset(role["name"] for role in token.get("roles") or ()),
+            user_id=(token.get("user") or {}).get("id"),
+            expires_at=_timestamp(expires) if expires else None,
+        )
+
+    async def _login(self) -> str:
+        """The service token, logging in when there is none or it is about
+        to expire. One login at a time; the others wait for its token."""
+        if self._service_token is not None and self.clock() < self._service_expires:
+            return self._service_token
+        async with self._login_lock:
+            if self._service_token is not None and self.clock() < self._service_expires:
+                return self._service_token
+            s = self.settings
+            body = {"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": s.username, "domain": {"id": s.user_domain_id},
+                    "password": s.password}}},
+                "scope": {"project": {"name": s.project_name,
+                                      "domain": {"id": s.project_domain_id}}},
+            }}
+            response = await self._request("POST", "/auth/tokens?nocatalog", json=body)
+            if response.status_code != 201 or "X-Subject-Token" not in response.headers:
+                log.error("Keystone refused the service login of %r (%s): %s",
+                          s.username, response.status_code, response.text[:500])
+                raise errors.ServiceUnavailable("The identity service refused the service login.")
+            expires = _timestamp(response.json()["token"]["expires_at"])
+            lifetime = expires - self.clock()
+            self._service_expires = expires - min(RENEW_MARGIN, lifetime / 2)
+            self._service_token = response.headers["X-Subject-Token"]
+            return self._service_token
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.client.request(method, self.api + path, **kwargs)
+        except httpx.HTTPError as exc:
+            log.warning("Keystone at %s is unreachable: %s", self.api, exc)
+            raise errors.ServiceUnavailable("The identity service is unreachable.") from None

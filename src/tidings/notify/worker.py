@@ -1,0 +1,392 @@
+"""The delivery worker: sends what the outbox owes, until it is delivered or dead.
+
+Loop: lease due deliveries (``storage.deliveries.lease``), send each in its
+own task (at most ``max_in_flight`` at once, ``max_in_flight_per_target``
+per webhook host or SMTP server), then record the outcome:
+
+- sent → ``delivered`` (the delivery is removed);
+- failed → ``retry(at=now + delay)`` with the delay the retry policy gives
+  for this attempt, or ``dead`` once the policy has no retry left;
+- refused for good (an address the allow/deny lists refuse, a malformed
+  subscriber) → ``dead`` at once;
+- a WebSocket held by another process → ``retry`` shortly.
+
+The worker holds nothing the storage does not: a delivery is removed only
+after the subscriber has it, and a worker that dies (or is stopped before a
+send finishes) leaves its leases to expire, after which any worker sends
+those deliveries again. Delivery is therefore at-least-once, and every
+notification carries its delivery id so receivers can deduplicate.
+
+Wake-ups: ``wake()`` (called after each post in this process, through
+``service.wake_notifier``) starts a lease at once; otherwise the worker
+polls, backing off from 20 ms to ``poll_interval`` while there is nothing
+to do, and never sleeps past a retry it scheduled itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tidings.config import NotificationSettings, RetryPolicySettings, Settings
+from tidings.notify import sockets as socket_registry
+from tidings.notify.addresses import AddressPolicy
+from tidings.notify.mailto import MailSender
+from tidings.notify.payload import NotHere, PermanentFailure, SendFailed, document
+from tidings.notify.policy import RetryPolicy, effective_policy
+from tidings.notify.webhook import WebhookSender, target_key
+from tidings.storage.base import Clock, DataDriver, Delivery
+
+log = logging.getLogger(__name__)
+
+MIN_POLL = 0.02
+# A send must finish this long before its lease runs out, or it is left to
+# the lease (not recorded: another worker will send it again).
+LEASE_MARGIN = 1.0
+QUEUE_POLICY_TTL = 5.0
+ERROR_PREVIEW = 500
+
+
+class Sender(Protocol):
+    async def send(self, delivery: Delivery, doc: dict[str, Any]) -> None: ...
+
+
+def policy_from_settings(settings: RetryPolicySettings) -> RetryPolicy:
+    return RetryPolicy(
+        retries_with_no_delay=settings.retries_with_no_delay,
+        minimum_delay_retries=settings.minimum_delay_retries,
+        minimum_delay=settings.minimum_delay,
+        maximum_delay=max(settings.maximum_delay, settings.minimum_delay),
+        maximum_delay_retries=settings.maximum_delay_retries,
+        retry_backoff_function=settings.retry_backoff_function,
+        backoff_interval=settings.backoff_interval,
+        maximum_retries=settings.maximum_retries,
+        ignore_subscription_override=settings.ignore_subscription_override,
+    )
+
+
+def _networks(value: list[str] | str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
+
+
+class SocketSender:
+    """Pushes to a WebSocket of this process through the registry."""
+
+    def __init__(self, registry: socket_registry.SocketRegistry, retry_in: float) -> None:
+        self.registry = registry
+        self.retry_in = retry_in
+
+    async def send(self, delivery: Delivery, doc: dict[str, Any]) -> None:
+        socket_id = socket_registry.socket_id_of(delivery.subscriber)
+        if socket_id is None:
+            raise PermanentFailure(f"invalid socket subscriber {delivery.subscriber!r}")
+        if not await self.registry.push(socket_id, doc):
+            raise NotHere(f"socket {socket_id} is not open in this process", self.retry_in)
+
+
+@dataclass(slots=True)
+class _Target:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+class Notifier:
+    """One delivery worker. ``start()`` runs it in the background,
+    ``stop()`` ends it; ``wake()`` asks for a lease now."""
+
+    def __init__(
+        self,
+        storage: DataDriver,
+        settings: NotificationSettings | None = None,
+        *,
+        clock: Clock | None = None,
+        decrypt: Callable[[Any], Any] | None = None,
+        registry: socket_registry.SocketRegistry | None = None,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings = settings or NotificationSettings()
+        # Due times and leases are in the storage's time.
+        self.clock: Clock = clock or getattr(storage, "clock", None) or time.time
+        self.decrypt = decrypt
+        self.server_policy = policy_from_settings(settings.retry_policy)
+        self.addresses = AddressPolicy(_networks(settings.allowed_networks),
+                                       _networks(settings.denied_networks))
+        self.webhook = WebhookSender(self.addresses, timeout=settings.webhook_timeout,
+                                     connect_timeout=settings.webhook_connect_timeout,
+                                     max_connections=max(settings.max_in_flight_per_target, 1))
+        self.mail = MailSender(settings.smtp)
+        self.sockets = SocketSender(registry if registry is not None else socket_registry.REGISTRY,
+                                    settings.socket_retry_delay)
+        self.max_in_flight = max(settings.max_in_flight, 1)
+        self.per_target = max(settings.max_in_flight_per_target, 1)
+        self.lease_batch = max(settings.lease_batch, 1)
+        # A lease must outlast a webhook request (a send still running when
+        # its lease is about to end is given up and left to the lease).
+        self.lease_seconds = max(settings.lease_seconds,
+                                 settings.webhook_timeout + LEASE_MARGIN + 1.0)
+        self.poll_interval = max(settings.poll_interval, MIN_POLL)
+        # What happened so far: delivered, retried, dead, abandoned, errors.
+        self.stats: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._slot = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._targets: dict[str, _Target] = {}
+        self._next_due: float | None = None
+        self._queue_policies: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    @classmethod
+    def from_settings(cls, storage: DataDriver, settings: Settings, **kwargs: Any) -> Notifier:
+        """A worker with the server's settings, decrypting bodies with its
+        encryption key."""
+        if "decrypt" not in kwargs:
+            kwargs["decrypt"] = _decryptor(settings)
+        return cls(storage, settings.notifications, **kwargs)
+
+    # --- life cycle -------------------------------------------------------
+
+    def wake(self) -> None:
+        """Lease now: something was posted. Call from the event loop."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="notifier")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop leasing, give sends in flight ``grace`` seconds, cancel the
+        rest (their leases expire and they are sent again later)."""
+        self._stopping = True
+        self._wake.set()
+        self._slot.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self.webhook.aclose()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def run(self) -> None:
+        if getattr(self.storage, "deliveries", None) is None:
+            log.warning("the %s storage has no delivery outbox: notifications are off",
+                        self.storage.name)
+            return
+        idle = MIN_POLL
+        while not self._stopping:
+            if len(self._in_flight) >= self.max_in_flight:
+                self._slot.clear()
+                if len(self._in_flight) >= self.max_in_flight:
+                    await self._slot.wait()
+                continue
+            self._wake.clear()
+            want = min(self.max_in_flight - len(self._in_flight), self.lease_batch)
+            try:
+                leased = await self.lease_and_send(want)
+            except NotImplementedError:
+                log.warning("the %s storage cannot lease deliveries: notifications are off",
+                            self.storage.name)
+                return
+            except Exception:  # storage down: keep trying, no faster than the poll
+                log.exception("leasing deliveries failed")
+                self.stats["errors"] += 1
+                leased, idle = 0, self.poll_interval
+            if leased >= want:
+                idle = MIN_POLL
+                continue  # more may be due
+            if leased:
+                idle = MIN_POLL
+            timeout = idle
+            if self._next_due is not None:
+                timeout = min(timeout, max(self._next_due - self.clock(), 0.0))
+                self._next_due = None
+            woken = False
+            if timeout > 0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                    woken = True
+                except TimeoutError:
+                    pass
+            if woken:
+                idle = MIN_POLL
+            elif not leased:
+                idle = min(idle * 2, self.poll_interval)
+
+    async def lease_and_send(self, limit: int) -> int:
+        """Lease up to ``limit`` deliveries and start sending them; returns
+        how many were leased."""
+        started = self.clock()
+        batch = await self.storage.deliveries.lease(limit=limit,
+                                                    lease_seconds=self.lease_seconds)
+        deadline = started + self.lease_seconds - LEASE_MARGIN
+        loop = asyncio.get_running_loop()
+        for delivery in batch:
+            task = loop.create_task(self._deliver(delivery, deadline))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+        return len(batch)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if len(self._in_flight) <= self.max_in_flight // 2:
+            self._slot.set()
+
+    async def drain(self) -> None:
+        """Wait until no send is in flight (tests, the CLI's --once)."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
+    # --- one delivery -----------------------------------------------------
+
+    def _sender(self, delivery: Delivery) -> tuple[Sender, str | None]:
+        scheme = delivery.subscriber.partition(":")[0].lower()
+        if scheme in ("http", "https"):
+            return self.webhook, target_key(delivery)
+        if scheme == "mailto":
+            return self.mail, self.mail.key
+        if scheme == socket_registry.SCHEME:
+            return self.sockets, None
+        raise PermanentFailure(f"unsupported subscriber scheme {scheme!r}")
+
+    @contextlib.asynccontextmanager
+    async def _target_slot(self, key: str | None):  # type: ignore[no-untyped-def]
+        if key is None:
+            yield
+            return
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = _Target(asyncio.Semaphore(self.per_target))
+        target.users += 1
+        try:
+            async with target.semaphore:
+                yield
+        finally:
+            target.users -= 1
+            if target.users == 0:
+                self._targets.pop(key, None)
+
+    async def _deliver(self, delivery: Delivery, deadline: float) -> None:
+        deliveries = self.storage.deliveries
+        try:
+            try:
+                sender, key = self._sender(delivery)
+                doc = document(delivery, self.decrypt)
+                async with self._target_slot(key):
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        # Waited too long for the target: the lease is
+                        # running out; leave it to be leased again.
+                        self.stats["abandoned"] += 1
+                        return
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await sender.send(delivery, doc)
+                    except TimeoutError:
+                        self.stats["abandoned"] += 1
+                        log.warning("delivery %s outlasted its lease; it will be sent again",
+                                    delivery.id)
+                        return
+            except PermanentFailure as exc:
+                await deliveries.dead(delivery.id, error=_short(str(exc)))
+                self.stats["dead"] += 1
+                log.warning("delivery %s to %s is dead: %s", delivery.id,
+                            delivery.subscriber, exc)
+            except NotHere as exc:
+                if delivery.attempts + 1 >= self.settings.socket_max_attempts:
+                    await deliveries.dead(delivery.id, error=_short(
+                        f"{exc} (gave up after {delivery.attempts + 1} attempts)"))
+                    self.stats["dead"] += 1
+                else:
+                    await self._retry(delivery, exc.retry_in, str(exc))
+            except SendFailed as exc:
+                await self._failed(delivery, str(exc))
+            except Exception as exc:  # a bug in a sender must not stop the worker
+                log.exception("delivery %s: unexpected error", delivery.id)
+                await self._failed(delivery, f"{type(exc).__name__}: {exc}")
+            else:
+                await deliveries.delivered(delivery.id)
+                self.stats["delivered"] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # recording the outcome failed: the lease will expire
+            self.stats["errors"] += 1
+            log.exception("recording the outcome of delivery %s failed", delivery.id)
+
+    async def _failed(self, delivery: Delivery, error: str) -> None:
+        policy = await self.policy_for(delivery)
+        failures = delivery.attempts + 1
+        delay = policy.delay_after(failures)
+        if delay is None:
+            await self.storage.deliveries.dead(delivery.id, error=_short(
+                f"{error} (gave up after {failures} attempts)"))
+            self.stats["dead"] += 1
+            log.info("delivery %s to %s is dead after %d attempts: %s", delivery.id,
+                     delivery.subscriber, failures, error)
+        else:
+            await self._retry(delivery, delay, error)
+
+    async def _retry(self, delivery: Delivery, delay: float, error: str) -> None:
+        at = self.clock() + delay
+        await self.storage.deliveries.retry(delivery.id, at=at, error=_short(error))
+        self.stats["retried"] += 1
+        if self._next_due is None or at < self._next_due:
+            self._next_due = at
+        if delay <= 0:
+            self._wake.set()
+
+    async def policy_for(self, delivery: Delivery) -> RetryPolicy:
+        queue_policy = await self._queue_policy(delivery.project, delivery.queue)
+        return effective_policy(self.server_policy, queue_policy,
+                                delivery.options.get("_retry_policy"))
+
+    async def _queue_policy(self, project: str, queue: str) -> Any:
+        """The queue's ``_retry_policy`` metadata, cached a few seconds."""
+        key = (project, queue)
+        now = time.monotonic()
+        cached = self._queue_policies.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            metadata = await self.storage.queues.get_metadata(project, queue)
+            value = metadata.get("_retry_policy") if isinstance(metadata, dict) else None
+        except Exception:  # noqa: BLE001 - no queue (a topic, deleted...), storage trouble
+            value = None
+        if len(self._queue_policies) > 10_000:
+            self._queue_policies.clear()
+        self._queue_policies[key] = (now + QUEUE_POLICY_TTL, value)
+        return value
+
+
+def _short(error: str) -> str:
+    return error if len(error) <= ERROR_PREVIEW else error[:ERROR_PREVIEW] + "..."
+
+
+def _decryptor(settings: Settings) -> Callable[[Any], Any] | None:
+    try:
+        from tidings.api.crypto import decrypt_body, parse_key
+    except ImportError:
+        return None
+    try:
+        key = parse_key(settings.encryption.key)
+    except (ValueError, AttributeError):
+        key = None
+    # With no key, decrypt_body logs and returns encrypted bodies as stored.
+    return lambda body: decrypt_body(body, key)

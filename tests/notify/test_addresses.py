@@ -1,0 +1,54 @@
+"""Which addresses a webhook may reach: checked on resolved addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.notify.addresses import AddressPolicy, RefusedAddress
+
+DEFAULT = AddressPolicy()
+
+
+@pytest.mark.parametrize("address", [
+    "169.254.169.254", "fd00:ec2::254", "127.0.0.1", "127.1.2.3", "::1", "10.0.0.1",
+    "172.16.5.4", "192.168.1.1", "100.64.0.1", "0.0.0.0", "::", "fe80::1", "224.0.0.1",
+    "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+])
+def test_internal_addresses_are_refused_by_default(address):
+    assert DEFAULT.refusal(address) is not None
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address):
+    assert DEFAULT.refusal(address) is None
+
+
+def test_allow_list_opens_a_range_and_deny_list_wins():
+    policy = AddressPolicy(allow=["127.0.0.1/32", "10.0.0.0/8"], deny=["10.9.0.0/16"])
+    assert policy.refusal("127.0.0.1") is None
+    assert policy.refusal("::ffff:127.0.0.1") is None  # the same host
+    assert policy.refusal("127.0.0.2") is not None
+    assert policy.refusal("10.1.1.1") is None
+    assert "denied" in policy.refusal("10.9.1.1")
+    assert AddressPolicy(deny=["8.8.8.0/24"]).refusal("8.8.8.8") is not None
+
+
+def test_bad_network_in_settings():
+    with pytest.raises(ValueError):
+        AddressPolicy(allow=["not-a-network"])
+
+
+async def test_names_are_checked_after_resolution():
+    with pytest.raises(RefusedAddress, match="localhost resolves to"):
+        await DEFAULT.resolve("localhost", 80)
+    allowed = AddressPolicy(allow=["127.0.0.0/8", "::1/128"])
+    assert "127.0.0.1" in await allowed.resolve("localhost", 80)
+    with pytest.raises(RefusedAddress):
+        await DEFAULT.resolve("169.254.169.254", 80)
+    with pytest.raises(RefusedAddress):
+        await DEFAULT.resolve("[fd00:ec2::254]", 80)
+
+
+async def test_unresolvable_name_is_an_oserror_worth_a_retry():
+    with pytest.raises(OSError):
+        await DEFAULT.resolve("no-such-host.invalid", 80)

@@ -1,0 +1,197 @@
+"""Notifications through a real `tidings serve` process: subscriptions over
+HTTP, crash safety (kill -9), fan-out without loss, and figures (printed,
+not asserted): notifications per second and post-to-receipt latency."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.notify.receiver import Receiver
+from tests.support.server import ServerProcess
+
+LOCAL = {"TIDINGS_NOTIFICATIONS__ALLOWED_NETWORKS": "127.0.0.1/32", "TIDINGS_LOG_LEVEL": "warning"}
+
+
+def headers() -> dict[str, str]:
+    return {"Client-ID": str(uuid.uuid4()), "X-Project-ID": f"n-{uuid.uuid4().hex[:8]}"}
+
+
+def subscribe(client: httpx.Client, queue: str, url: str) -> str:
+    response = client.post(f"/v2/queues/{queue}/subscriptions",
+                           json={"subscriber": url, "ttl": 3600, "options": {}})
+    assert response.status_code == 201, response.text
+    return response.json()["subscription_id"]
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path):
+    started: list[ServerProcess] = []
+
+    def make(**env: str) -> ServerProcess:
+        proc = ServerProcess(storage=f"sqlite:///{tmp_path}/tidings.db",
+                             env={**LOCAL, **env}, log_path=tmp_path / "server.log")
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+def test_a_post_acknowledged_before_a_crash_is_still_delivered(server_factory):
+    # First run: the worker is off, so the notification is only in the
+    # outbox when the server dies right after the 201.
+    proc = server_factory(TIDINGS_NOTIFICATIONS__WORKER_IN_SERVER="false").start()
+    with Receiver() as receiver, httpx.Client(base_url=proc.url, headers=headers(),
+                                              timeout=10) as client:
+        subscribe(client, "crash", receiver.url)
+        response = client.post("/v2/queues/crash/messages",
+                               json={"messages": [{"body": {"survives": True}, "ttl": 600}]})
+        assert response.status_code == 201
+        mid = response.json()["resources"][0].rsplit("/", 1)[1]
+        proc.kill()  # SIGKILL: no shutdown hook runs
+        assert receiver.requests == []
+        proc.env["TIDINGS_NOTIFICATIONS__WORKER_IN_SERVER"] = "true"
+        proc.start()
+        [got] = receiver.wait_for(1, timeout=10)
+    assert got.json["body"] == {"survives": True}
+    assert got.header("X-Tidings-Message-ID") == mid
+
+
+def test_a_send_cut_short_by_a_crash_is_sent_again_after_its_lease(server_factory):
+    # The receiver holds the first request open; the server dies mid-send.
+    # After the restart the delivery's lease runs out and it is sent again.
+    answered = []
+
+    def status(n: int) -> int:
+        if n == 0:
+            time.sleep(20)  # never answered: the server is killed meanwhile
+        answered.append(n)
+        return 204
+
+    proc = server_factory(TIDINGS_NOTIFICATIONS__WEBHOOK_TIMEOUT="1",
+                          TIDINGS_NOTIFICATIONS__LEASE_SECONDS="3").start()
+    with Receiver(status=status) as receiver, httpx.Client(
+            base_url=proc.url, headers=headers(), timeout=10) as client:
+        subscribe(client, "midway", receiver.url)
+        client.post("/v2/queues/midway/messages", json={"messages": [{"body": 1, "ttl": 600}]})
+        receiver.wait_for(1, timeout=10)
+        proc.kill()
+        killed = time.monotonic()
+        proc.start()
+        got = receiver.wait_for(2, timeout=15)
+        waited = time.monotonic() - killed
+    assert len(got) == 2
+    assert got[0].header("X-Tidings-Delivery-ID") == got[1].header("X-Tidings-Delivery-ID")
+    print(f"\nre-sent {waited:.1f}s after the crash (lease 3 s)")
+
+
+async def _post_all(url: str, hdrs: dict[str, str], queue: str, count: int, per_post: int,
+                    concurrency: int) -> tuple[float, float]:
+    """Post ``count`` messages carrying their post time; returns the first
+    and last post times."""
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=hdrs, timeout=30) as client:
+        async def one(start: int) -> None:
+            async with gate:
+                now = time.time()
+                messages = [{"body": {"seq": start + i, "t": now}, "ttl": 600}
+                            for i in range(per_post)]
+                response = await client.post(f"/v2/queues/{queue}/messages",
+                                             json={"messages": messages})
+                assert response.status_code == 201, response.text
+
+        first = time.time()
+        await asyncio.gather(*(one(s) for s in range(0, count, per_post)))
+        return first, time.time()
+
+
+def test_fan_out_to_three_subscribers_loses_nothing(server_factory):
+    count, per_post = 1000, 10
+    proc = server_factory().start()
+    hdrs = headers()
+    receivers = [Receiver().start() for _ in range(3)]
+    try:
+        with httpx.Client(base_url=proc.url, headers=hdrs, timeout=10) as client:
+            for r in receivers:
+                subscribe(client, "fanout", r.url)
+        first, last_post = asyncio.run(_post_all(proc.url, hdrs, "fanout", count, per_post, 8))
+        deadline = time.monotonic() + 40
+        for r in receivers:
+            while (len({x.json["body"]["seq"] for x in list(r.requests)}) < count
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+        report = []
+        latencies: list[float] = []
+        last_receipt = first
+        for index, r in enumerate(receivers):
+            seqs = [x.json["body"]["seq"] for x in r.requests]
+            distinct = set(seqs)
+            lost = count - len(distinct)
+            duplicates = len(seqs) - len(distinct)
+            report.append((index, len(seqs), duplicates, lost))
+            latencies += [x.at - x.json["body"]["t"] for x in r.requests]
+            last_receipt = max([last_receipt] + [x.at for x in r.requests])
+            assert lost == 0, f"subscriber {index} lost {lost} messages"
+    finally:
+        for r in receivers:
+            r.stop()
+    latencies.sort()
+    p = lambda q: latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000
+    total = sum(n for _, n, _, _ in report)
+    print(f"\nfan-out: {count} messages x 3 subscribers; per subscriber (received, duplicates, "
+          f"lost): {[r[1:] for r in report]}")
+    print(f"posting took {last_post - first:.2f}s; last notification {last_receipt - first:.2f}s "
+          f"after the first post: {total / (last_receipt - first):.0f} notifications/s")
+    print(f"latency post->receipt: p50 {p(0.50):.1f} ms, p99 {p(0.99):.1f} ms, "
+          f"max {latencies[-1] * 1000:.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
+
+
+def test_latency_below_saturation(server_factory):
+    """Post-to-receipt latency when posts come slower than the worker sends
+    (one message every 20 ms to one subscriber): the wake-up path."""
+    count = 150
+    proc = server_factory().start()
+    with Receiver() as receiver, httpx.Client(base_url=proc.url, headers=headers(),
+                                              timeout=10) as client:
+        subscribe(client, "paced", receiver.url)
+        for seq in range(count):
+            client.post("/v2/queues/paced/messages",
+                        json={"messages": [{"body": {"seq": seq, "t": time.time()}, "ttl": 600}]})
+            time.sleep(0.02)
+        got = receiver.wait_for(count, timeout=20)
+    assert len({r.json["body"]["seq"] for r in got}) == count
+    latencies = sorted(r.at - r.json["body"]["t"] for r in got)
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(int(0.99 * len(latencies)), len(latencies) - 1)] * 1000
+    print(f"\npaced latency post->receipt ({count} messages, 1 subscriber): p50 {p50:.1f} ms, "
+          f"p99 {p99:.1f} ms")
+
+
+def test_websocket_subscriber_gets_pushed_frames(server_factory):
+    """A socket subscribes itself over the WebSocket API (no subscriber);
+    a post over HTTP is pushed to it as one Zaqar notification frame."""
+    import json
+
+    from websockets.sync.client import connect
+
+    proc = server_factory().start()
+    hdrs = headers()
+    with connect(f"ws://127.0.0.1:{proc.port}/") as ws:
+        ws.send(json.dumps({"action": "subscription_create", "headers": hdrs,
+                            "body": {"queue_name": "pushed", "ttl": 3600}}))
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["headers"]["status"] == 201, reply
+        with httpx.Client(base_url=proc.url, headers=hdrs, timeout=10) as client:
+            assert client.post("/v2/queues/pushed/messages", json={
+                "messages": [{"body": {"hello": "socket"}, "ttl": 300}]}).status_code == 201
+        frame = json.loads(ws.recv(timeout=10))
+    assert frame == {"body": {"hello": "socket"}, "ttl": 300, "queue_name": "pushed",
+                     "Message_Type": "Notification"}
