@@ -126,6 +126,13 @@ def test_claim_and_page_parsing() -> None:
     assert zaqar.with_echo("/m?echo=true&marker=7") == "/m?echo=true&marker=7"
 
 
+def test_bulk_delete_path_names_every_id_and_the_claim_once() -> None:
+    hrefs = ["/v2/queues/q/messages/0a?claim_id=c1", "/v2/queues/q/messages/0b?claim_id=c1"]
+    assert zaqar.bulk_delete_path("q", hrefs) == "/v2/queues/q/messages?ids=0a,0b&claim_ids=c1"
+    assert zaqar.bulk_delete_path("q", ["/v2/queues/q/messages/0c"]) == (
+        "/v2/queues/q/messages?ids=0c")
+
+
 # --- percentiles -------------------------------------------------------------
 
 

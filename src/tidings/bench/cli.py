@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: sized from the ping ceiling, less what producers posted)")
     p.add_argument("--keep-queues", action="store_true",
                    help="do not delete the bench queues afterwards")
+    p.add_argument("--bulk-delete", action="store_true",
+                   help="consumers delete each claimed batch with one DELETE "
+                   "?ids=...&claim_ids=... instead of one DELETE per message")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
@@ -99,6 +102,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         queue_prefix=args.queue_prefix,
         prefill=args.prefill,
         keep_queues=args.keep_queues,
+        bulk_delete=args.bulk_delete,
     )
 
 

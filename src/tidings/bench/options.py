@@ -37,6 +37,7 @@ class BenchOptions:
     queue_prefix: str = "bench"
     prefill: int | None = None  # None: sized automatically (see runner)
     keep_queues: bool = False
+    bulk_delete: bool = False  # consumers delete a claimed batch in one request
     message_ttl: int = 300
     claim_ttl: int = 300
     claim_grace: int = 60

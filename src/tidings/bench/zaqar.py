@@ -39,6 +39,20 @@ def list_path(queue: str, limit: int) -> str:
     return f"{messages_path(queue)}?limit={limit}&echo=true"
 
 
+def bulk_delete_path(queue: str, hrefs: list[str]) -> str:
+    """One ``DELETE ...messages?ids=..&claim_ids=..`` for claimed message hrefs."""
+    ids, claims = [], []
+    for href in hrefs:
+        path, _, query = href.partition("?")
+        ids.append(path.rsplit("/", 1)[-1])
+        for part in query.split("&"):
+            key, _, value = part.partition("=")
+            if key == "claim_id" and value not in claims:
+                claims.append(value)
+    target = f"{messages_path(queue)}?ids={','.join(ids)}"
+    return target + (f"&claim_ids={','.join(claims)}" if claims else "")
+
+
 def post_body(count: int, size: int, ttl: int) -> bytes:
     """``count`` messages whose body carries ``size`` bytes of payload."""
     message = {"ttl": ttl, "body": {"event": "bench", "payload": "x" * size}}
