@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -22,6 +23,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "storage": getattr(args, "storage", None),
         "workers": getattr(args, "workers", None),
     }
+    if getattr(args, "ws_port", None) is not None:
+        overrides["websocket"] = {"port": args.ws_port}
     try:
         return load_settings(args.config, overrides=overrides)
     except (OSError, ValueError) as exc:
@@ -56,7 +59,7 @@ def serve(args: argparse.Namespace) -> int:
         os.environ[WORKER_SETTINGS_ENV] = msgspec.json.encode(settings).decode()
         app = "tidings.app:app_from_environment"
         extra = {"factory": True, "workers": settings.workers}
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         **extra,
         host=settings.host,
@@ -80,7 +83,31 @@ def serve(args: argparse.Namespace) -> int:
         ws_ping_interval=settings.websocket.ping_interval or None,
         ws_ping_timeout=settings.websocket.ping_timeout or None,
     )
+    server = uvicorn.Server(config)
+    # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
+    # the same (the socket at / is on the main port in any case).
+    sockets = [config.bind_socket()]
+    if settings.websocket.port:
+        sockets.append(_bind(settings.host, settings.websocket.port))
+    if config.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        server.run(sockets=sockets)
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise SystemExit(f"tidings: cannot listen on {host}:{port}: {exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 async def _check_storage(settings: Settings) -> None:
@@ -170,6 +197,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8888)")
     p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    p.add_argument("--ws-port", type=int,
+                   help="also serve the API (WebSocket included) on this port")
     p.set_defaults(run=serve)
 
     p = with_config(commands.add_parser("gc", help="remove expired messages and claims now"))

@@ -60,6 +60,8 @@ class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     ping_interval: float = 20.0
     # Seconds to wait for the pong before the socket is closed.
     ping_timeout: float = 20.0
+    # A second port for the API, as Zaqar serves WebSocket apart; 0: none.
+    port: int = 0
     # The largest request frame answered; a larger one gets an error reply
     # and the socket stays open. (A frame over 16 times this closes it.)
     max_frame_size: int = 1024 * 1024
