@@ -16,6 +16,7 @@ from typing import Any
 import falcon.asgi
 
 from tidings.api.context import Service
+from tidings.api.quotas import Quotas
 import msgspec
 
 from tidings.auth import Policy, PolicyError
@@ -23,7 +24,7 @@ from tidings.auth.authenticator import Authenticator
 from tidings.config import WORKER_SETTINGS_ENV, Settings
 from tidings.notify import Notifier
 from tidings.storage.base import Clock, DataDriver, system_clock
-from tidings.storage.registry import driver_from_url
+from tidings.storage.pooling import build_storage
 from tidings.transport import ws
 from tidings.transport.http.app import create_http_app
 
@@ -72,14 +73,14 @@ class Lifespan:
 
 
 def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.App:
-    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync, clock=clock)
+    storage = build_storage(settings, clock)
     auth = Authenticator(settings.auth)
     try:
         policy = Policy.load(settings.auth.policy_file)
     except (OSError, PolicyError) as exc:
         raise ValueError(f"invalid policy: {exc}") from None
     service = Service(storage=storage, limits=settings.limits, policy=policy,
-                      signing_key=auth.signing_key)
+                      signing_key=auth.signing_key, quotas=Quotas(settings.quotas))
     configure_notifications(service, settings)
     notifier = None
     if settings.notifications.worker_in_server:
@@ -113,5 +114,11 @@ def configure_notifications(service: Service, settings: Settings) -> None:
 def app_from_environment() -> falcon.asgi.App:
     """The app of one of several worker processes (``serve --workers N``):
     the parent hands its resolved settings down through the environment."""
+    from tidings.transport.http import protocol
+    from tidings.transport.http.middleware import configure_logging
+
     settings = msgspec.json.decode(os.environ[WORKER_SETTINGS_ENV], type=Settings)
+    # Spawned workers start with the defaults: take the parent's settings.
+    configure_logging(settings.log_level)
+    protocol.configure(settings.http)
     return create_app(settings)

@@ -36,9 +36,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from tidings.app import create_app
 
+    from tidings.transport.http import protocol
+    from tidings.transport.http.middleware import configure_logging
+
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Each log line names the request it was written for ([request id]).
+    configure_logging(settings.log_level)
+    protocol.configure(settings.http)
     try:
         app: Any = create_app(settings)
     except ValueError as exc:
@@ -65,12 +69,17 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        # httptools with the header and body timeouts uvicorn lacks
+        # (tidings.transport.http.protocol); h11 caps the headers' size only.
+        http=protocol.GuardedHttpToolsProtocol if _has("httptools") else "h11",
+        h11_max_incomplete_event_size=settings.http.max_header_size,
         lifespan="on",
         log_level=settings.log_level,
         access_log=False,
-        # Zaqar clients keep connections open between calls.
-        timeout_keep_alive=30,
+        # Zaqar clients keep connections open between calls; idle ones are
+        # closed after this many seconds.
+        timeout_keep_alive=settings.http.keep_alive_timeout,  # type: ignore[arg-type]
+        limit_concurrency=settings.http.limit_concurrency or None,
         # Rewriting client addresses from X-Forwarded-For costs every
         # request and nothing here reads them.
         proxy_headers=False,
@@ -125,9 +134,9 @@ def _has(module: str) -> bool:
 
 
 async def _with_storage(settings: Settings, action: str) -> int:
-    from tidings.storage.registry import driver_from_url
+    from tidings.storage.pooling import build_storage
 
-    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
+    storage = build_storage(settings)
     await storage.open()  # opening upgrades the schema
     try:
         if action == "gc":
@@ -164,9 +173,9 @@ async def _run_notifier(settings: Settings) -> None:
     import signal
 
     from tidings.notify import Notifier
-    from tidings.storage.registry import driver_from_url
+    from tidings.storage.pooling import build_storage
 
-    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
+    storage = build_storage(settings)
     await storage.open()
     worker = Notifier.from_settings(storage, settings)
     stopped = asyncio.Event()
@@ -210,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
     p = with_config(commands.add_parser(
         "notifier", help="deliver notifications (webhook, mailto) without serving HTTP"))
     p.set_defaults(run=notifier)
+    from tidings.storage.pooling.cli import add_commands as pool_commands
+
+    pool_commands(commands, with_config, _settings)
 
     # Listed for --help; main() hands its arguments to the bench untouched.
     commands.add_parser("bench", help="load-test a Zaqar v2 endpoint (tidings bench --help)")

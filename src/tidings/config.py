@@ -67,6 +67,44 @@ class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     max_frame_size: int = 1024 * 1024
 
 
+class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-project quotas and rate limits (tidings.api.quotas); 0 = unlimited.
+
+    Quotas answer 403 "Quota exceeded" and write nothing; the rate limit
+    answers 429 with Retry-After. The rate limit is a token bucket per
+    project in each server process: with ``--workers N`` a project may send
+    up to N times the rate in all.
+    """
+
+    max_queues_per_project: int = 0
+    # Live messages (claimed or not, delayed included) in one queue.
+    max_messages_per_queue: int = 0
+    # Requests a second a project may make (HTTP requests and WebSocket
+    # actions alike); 0 disables the limit.
+    requests_per_second_per_project: float = 0.0
+    # How many requests may come at once after a quiet spell; 0: the rate
+    # rounded up (at least 1).
+    burst: int = 0
+
+
+class HttpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Connection limits of the HTTP server (tidings.transport.http.protocol)."""
+
+    # Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_timeout: float = 30.0
+    # Seconds a client has to send a request's headers, counted from the
+    # connection's start or the request's first byte: slowloris clients
+    # that dribble headers, or open connections and send nothing, are cut.
+    header_timeout: float = 10.0
+    # Bytes of request line and headers one request may send.
+    max_header_size: int = 64 * 1024
+    # Seconds a client has to send a request's body once the headers are
+    # in (a slowly dribbled body is cut with the connection).
+    body_timeout: float = 30.0
+    # Connections and tasks at once before new requests get 503; 0: no cap.
+    limit_concurrency: int = 0
+
+
 class KeystoneSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The Keystone v3 service that validates tokens, and the service user
     Tidings logs in as to validate them."""
@@ -187,6 +225,16 @@ class EncryptionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     key: str = ""
 
 
+class PoolingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Queues spread over many backends (Zaqar's pools, flavors and catalogue;
+    see tidings.storage.pooling). When enabled, ``storage`` is not used: the
+    pools registered through /v2/pools (or `tidings pool add`) hold the data."""
+
+    enabled: bool = False
+    # Where pools, flavors and the catalogue live (SQLite only for now).
+    control_storage: str = "sqlite:///./data/tidings-control.db"
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8888
@@ -202,9 +250,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     limits: Limits = msgspec.field(default_factory=Limits)
     websocket: WebSocketSettings = msgspec.field(default_factory=WebSocketSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    quotas: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
     encryption: EncryptionSettings = msgspec.field(default_factory=EncryptionSettings)
+    pooling: PoolingSettings = msgspec.field(default_factory=PoolingSettings)
     # Pipeline stages around the operations ("module:Class", Zaqar's names);
     # a list or one comma-separated string. See docs/pipeline.md.
     message_pipeline: list[str] | str = msgspec.field(default_factory=list)

@@ -105,6 +105,13 @@ class Forbidden(TidingsError):
 
 
 
+class QuotaExceeded(TidingsError):
+    """A per-project quota (settings ``quotas``) would be exceeded: nothing
+    was written."""
+
+    title = "Quota exceeded"
+
+
 class MessageIsClaimed(TidingsError):
     """Deleting a claimed message needs its claim id."""
 
@@ -150,6 +157,20 @@ class Conflict(TidingsError):
 
 class PayloadTooLarge(TidingsError):
     title = "Request Entity Too Large"
+
+
+# --- 429 ------------------------------------------------------------------
+
+
+class RateLimited(TidingsError):
+    """The project sent more requests than quotas.requests_per_second_per_project
+    allows; ``retry_after`` is the seconds until one more would be accepted."""
+
+    title = "Too many requests"
+
+    def __init__(self, description: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
 
 
 # --- 503 ------------------------------------------------------------------

@@ -31,8 +31,19 @@ async def sqlite_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataD
         await driver.close()
 
 
+@asynccontextmanager
+async def pooled_driver(tmp_path: Path, clock: FakeClock) -> AsyncIterator[DataDriver]:
+    """The pooled driver over two SQLite pools (tests/pooling has the rest)."""
+    from tests.pooling.support import pooled_over
+
+    urls = {name: f"sqlite:///{tmp_path}/{name}.db?sync=normal" for name in ("pool-a", "pool-b")}
+    async with pooled_over(tmp_path, clock, urls) as driver:
+        yield driver
+
+
 DRIVER_FACTORIES: dict[str, Callable[[Path, FakeClock], Any]] = {
     "sqlite": sqlite_driver,
+    "pooled": pooled_driver,
     "postgres": postgres_driver,
     "redis": redis_driver,
     "redis-cluster": redis_cluster_driver,

@@ -40,7 +40,11 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        env = {**os.environ, "TIDINGS_GC_INTERVAL": "0", **self.env}
+        # The server reads every TIDINGS_* variable as a setting; the test
+        # run's own (TIDINGS_SOAK_SECONDS, ...) must not reach it. Servers get
+        # exactly the settings their fixture gives.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        env = {**inherited, "TIDINGS_GC_INTERVAL": "0", **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             workers = ["--workers", str(self.workers)] if self.workers > 1 else []

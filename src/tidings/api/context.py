@@ -35,6 +35,9 @@ class Service:
     pipeline: Any = None
     # Set by the delivery worker of this process: called after each post.
     wake_notifier: Callable[[], None] | None = None
+    # Per-project quotas and the rate limiter (tidings.api.quotas.Quotas);
+    # None: unlimited.
+    quotas: Any = None
 
 
 @dataclass(slots=True)

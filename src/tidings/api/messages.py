@@ -6,7 +6,7 @@ from typing import Any, Sequence
 from urllib.parse import urlencode
 
 from tidings import errors
-from tidings.api import crypto, longpoll, queues, validate
+from tidings.api import crypto, longpoll, queues, quotas, validate
 from tidings.api.context import Context
 from tidings.api.pipeline import stage
 from tidings.auth import authorize
@@ -83,6 +83,7 @@ async def post(ctx: Context, queue: str, document: Any, size: int) -> dict[str, 
     if crypto.wants_encryption(metadata):
         batch = [NewMessage(body=crypto.seal(ctx.service, metadata, m.body), ttl=m.ttl,
                             delay=m.delay) for m in batch]
+    await quotas.check_post(ctx, queue, len(batch))
     ids = await ctx.storage.messages.post(ctx.project, queue, batch, client_id)
     path = messages_path(queue, ctx.href_root)
     return {"resources": [f"{path}/{message_id}" for message_id in ids]}

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from tidings import errors
 from tidings.api import crypto
 from tidings.api import metadata as meta
-from tidings.api import validate
+from tidings.api import quotas, validate
 from tidings.api.pipeline import stage
 from tidings.api.context import Context
 from tidings.auth import authorize, signed
@@ -32,6 +32,7 @@ async def create(ctx: Context, name: str, document: Any | None) -> bool:
     validate.queue_name(name, ctx.limits)
     metadata = meta.check(document, ctx.limits) if document is not None else {}
     crypto.check_metadata(ctx.service, metadata)
+    await quotas.check_new_queue(ctx, name)
     return await ctx.storage.queues.create(ctx.project, name, metadata)
 
 

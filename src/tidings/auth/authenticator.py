@@ -20,6 +20,8 @@ PUBLIC = frozenset({
     ("GET", "/v2/ping"),
     ("HEAD", "/v2/ping"),
     ("HEAD", "/v2/health"),
+    # The OpenAPI document (transport/http/openapi.py) describes the service only.
+    ("GET", "/v2/openapi.json"),
 })
 
 

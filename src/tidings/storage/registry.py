@@ -24,6 +24,10 @@ DRIVERS: dict[str, str] = {
 
 def driver_from_url(url: str, *, sync: str = "full", clock: Clock = system_clock) -> DataDriver:
     scheme = urlsplit(url).scheme
+    if scheme.startswith("faulty+"):  # tidings.storage.faulty wraps the driver named after it
+        from tidings.storage.faulty import FaultyDriver
+
+        return FaultyDriver.from_url(url, sync=sync, clock=clock)
     target = DRIVERS.get(scheme)
     if target is None:
         known = ", ".join(sorted(DRIVERS))

@@ -268,7 +268,10 @@ class SqliteDriver(base.DataDriver):
 
     async def read_in_thread(self, fn: Any, *args: Any) -> Any:
         """Run a read that may scan many rows off the event loop."""
-        return await asyncio.to_thread(lambda: fn(self._thread_conn(), *args))
+        try:
+            return await asyncio.to_thread(lambda: fn(self._thread_conn(), *args))
+        except sqlite3.Error as exc:
+            raise errors.ServiceUnavailable("The storage could not be read.") from exc
 
     def read(self, fn: Any, *args: Any) -> Any:
         try:

@@ -10,9 +10,11 @@ import falcon.asgi
 from tidings import errors
 from tidings.api.context import Service
 from tidings.auth.authenticator import Authenticator
+from tidings.transport.http import admin
 from tidings.transport.http import resources as r
-from tidings.transport.http import subscriptions, topics
+from tidings.transport.http import openapi, subscriptions, topics
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
+from tidings.transport.http.middleware import RateLimit, RequestId
 
 QUEUE = "/v2/queues/{queue_name}"
 
@@ -25,6 +27,7 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         ("/v2/", r.Home(service)),
         ("/v2/ping", r.Ping(service)),
         ("/v2/health", r.Health(service)),
+        (openapi.PATH, openapi.OpenAPIDocument(service.limits)),
         ("/v2/queues", r.QueueCollection(service)),
         (QUEUE, r.QueueItem(service)),
         (QUEUE + "/stats", r.QueueStats(service)),
@@ -36,6 +39,7 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         (QUEUE + "/claims/{claim_id}", r.ClaimItem(service)),
         *subscriptions.routes(service, QUEUE),
         *topics.routes(service),
+        *admin.routes(service),
     ]
 
 
@@ -55,10 +59,14 @@ def create_http_app(service: Service, middleware: list[Any] | None = None,
                     socket: r.SocketHandler | None = None,
                     auth: Authenticator | None = None) -> falcon.asgi.App:
     """The HTTP API; ``socket``, if given, serves WebSocket upgrades at ``/``.
-    Under noauth (``auth`` None or disabled) no middleware checks requests."""
-    middleware = list(middleware or [])
+    Under noauth (``auth`` None or disabled) no middleware checks requests.
+    Every request gets its id first; the rate limit (if on) counts it once
+    the project is known, after authentication."""
+    middleware = [RequestId(), *(middleware or [])]
     if auth is not None and auth.enabled:
         middleware.append(Authenticate(auth))
+    if service.quotas is not None and service.quotas.rate_limited:
+        middleware.append(RateLimit(service.quotas))
     app = falcon.asgi.App(middleware=middleware)
     # Query values like ids=a,b stay one string; list_param splits them.
     app.req_options.auto_parse_qs_csv = False

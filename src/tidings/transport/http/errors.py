@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import falcon
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 STATUS_BY_ERROR: list[tuple[type[errors.TidingsError], str]] = [
     (errors.Unauthorized, falcon.HTTP_401),
     (errors.Forbidden, falcon.HTTP_403),
+    (errors.QuotaExceeded, falcon.HTTP_403),
+    (errors.RateLimited, falcon.HTTP_429),
     (errors.MessageIsClaimed, falcon.HTTP_403),
     (errors.ClaimNotValid, falcon.HTTP_400),
     (errors.NotFound, falcon.HTTP_404),
@@ -47,6 +50,12 @@ async def handle_domain_error(
     resp.status = status_of(error)
     if isinstance(error, errors.Unauthorized) and error.challenge:
         resp.set_header("WWW-Authenticate", error.challenge)
+    if isinstance(error, errors.RateLimited):
+        resp.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+    if isinstance(error, errors.ServiceUnavailable):
+        # The storage (or Keystone) failed: worth a line, with the request id.
+        log.warning("%s %s answered 503 (request %s): %s", req.method, req.path,
+                    _request_id(req), error.description)
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body(error.title, error.description)
 
@@ -57,7 +66,12 @@ async def handle_unexpected(
     if isinstance(error, falcon.HTTPError):
         raise error  # falcon's own 404/405/... keep their default shape
     # Never leak a trace or SQL to the client; the log has the details.
-    log.exception("unexpected error on %s %s", req.method, req.path)
+    log.exception("unexpected error on %s %s (request %s)", req.method, req.path,
+                  _request_id(req))
     resp.status = falcon.HTTP_500
     resp.content_type = falcon.MEDIA_JSON
     resp.data = error_body("Internal server error", "The server could not complete the request.")
+
+
+def _request_id(req: falcon.asgi.Request) -> str:
+    return getattr(req.context, "request_id", None) or "-"

@@ -180,6 +180,9 @@ class Endpoint:
             elif action not in NO_HEADERS:
                 ctx = make_context(self.service, _header(headers, "X-Project-ID"),
                                    _header(headers, "Client-ID"))
+            quotas = self.service.quotas
+            if ctx is not None and quotas is not None:
+                quotas.take(ctx.project)  # RateLimited: 429, as over HTTP
             return await handler(ctx, body)
         except SchemaError:
             return SCHEMA_FAILED

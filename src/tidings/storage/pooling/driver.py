@@ -1,0 +1,508 @@
+"""The pooled data driver: Zaqar's pooling, in front of many backends.
+
+Every queue lives on one pool (a whole data driver of its own: SQLite,
+Redis or PostgreSQL), recorded in the catalogue of the control store. An
+operation on a queue goes to the queue's pool; a queue that is not placed
+yet is placed when something creates it (an explicit create, a post, a
+subscription, a watch), on a pool chosen at random by weight, among the
+pools of the flavor named by its ``_flavor`` metadata when it has one.
+Reads of a queue that is not placed go to the first pool, which answers
+"does not exist" like any driver.
+
+Listings merge the pools' listings in name order; delivery ids carry their
+pool (``pool:id``) so the notification worker's calls route without a
+queue. Placements are cached in the process; the pool list is cached for
+``POOL_CACHE_SECONDS`` so pools registered by another process are seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Sequence
+
+from tidings import errors
+from tidings.storage import base
+from tidings.storage.base import (
+    Capability,
+    Claim,
+    Clock,
+    DataDriver,
+    DeadLetterPolicy,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Message,
+    NewMessage,
+    NewSubscription,
+    PostWatch,
+    QueueFilters,
+    QueueRecord,
+    QueueStats,
+    Subscription,
+    system_clock,
+)
+from tidings.storage.pooling.control import ControlDriver, PoolRecord
+from tidings.storage.registry import driver_from_url
+
+log = logging.getLogger(__name__)
+
+POOL_CACHE_SECONDS = 5.0
+CATALOGUE_CACHE_SIZE = 200_000
+# Delivery ids of the pooled driver: "<pool>:<the pool's own id>".
+ID_SEP = ":"
+DLQ_CLIENT = "00000000-0000-4000-8000-00000000d1a0"
+
+
+class NoPools(errors.ServiceUnavailable):
+    pass
+
+
+class PooledDriver(DataDriver):
+    name = "pooled"
+
+    def __init__(self, control: ControlDriver, *, sync: str = "full",
+                 clock: Clock = system_clock, rng: random.Random | None = None) -> None:
+        self.control = control
+        self.sync = sync
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._drivers: dict[str, DataDriver] = {}
+        self._uris: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._catalogue: dict[tuple[str, str], str] = {}
+        self._pools: list[PoolRecord] | None = None
+        self._pools_at = 0.0
+        self._lease_turn = 0
+        self.queues = PooledQueues(self)
+        self.messages = PooledMessages(self)
+        self.claims = PooledClaims(self)
+        self.subscriptions = PooledSubscriptions(self)
+        self.deliveries = PooledDeliveries(self)
+
+    # --- life cycle -------------------------------------------------------------
+    @property
+    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
+        opened = [d.capabilities for d in self._drivers.values()]
+        return frozenset.intersection(*opened) if opened else frozenset()
+
+    async def open(self) -> None:
+        await self.control.open()
+
+    async def close(self) -> None:
+        drivers, self._drivers = list(self._drivers.values()), {}
+        for driver in drivers:
+            try:
+                await driver.close()
+            except Exception:  # noqa: BLE001 - close the others anyway
+                log.exception("closing a pool failed")
+        await self.control.close()
+
+    async def is_alive(self) -> bool:
+        drivers = await self.all_drivers()
+        results = await asyncio.gather(*(d.is_alive() for _, d in drivers),
+                                       return_exceptions=True)
+        return all(r is True for r in results)
+
+    async def health(self) -> dict[str, Any]:
+        drivers = await self.all_drivers()
+        details = await asyncio.gather(*(d.health() for _, d in drivers),
+                                       return_exceptions=True)
+        pools: dict[str, Any] = {}
+        reachable = True
+        for (name, driver), detail in zip(drivers, details):
+            if isinstance(detail, BaseException):
+                pools[name] = {"driver": driver.name, "storage_reachable": False,
+                               "error": str(detail)}
+                reachable = False
+            else:
+                pools[name] = {"driver": driver.name, **detail}
+                reachable = reachable and detail.get("storage_reachable", True)
+        return {"storage_reachable": reachable, "pools": pools}
+
+    async def gc(self) -> int:
+        drivers = await self.all_drivers()
+        return sum(await asyncio.gather(*(d.gc() for _, d in drivers)))
+
+    def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
+        return self._watch(project, queue)
+
+    @asynccontextmanager
+    async def _watch(self, project: str, queue: str) -> AsyncIterator[PostWatch]:
+        # Placed now, so the post that wakes the watch lands on this pool.
+        driver = await self.place(project, queue)
+        async with driver.watch(project, queue) as watch:
+            yield watch
+
+    # --- pools --------------------------------------------------------------------
+    async def pools(self, *, fresh: bool = False) -> list[PoolRecord]:
+        now = time.monotonic()
+        if fresh or self._pools is None or now - self._pools_at > POOL_CACHE_SECONDS:
+            self._pools = await self.control.pool_list()
+            self._pools_at = now
+            await self._close_changed()
+        return self._pools
+
+    def invalidate(self) -> None:
+        """Forget the cached pools (after an admin change)."""
+        self._pools = None
+
+    async def _close_changed(self) -> None:
+        """Close the drivers of pools that went or whose URI changed."""
+        current = {p.name: p.uri for p in self._pools or []}
+        for name in list(self._drivers):
+            if current.get(name) != self._uris.get(name):
+                driver = self._drivers.pop(name)
+                self._uris.pop(name, None)
+                try:
+                    await driver.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("closing pool %s failed", name)
+
+    async def driver_for(self, pool: str) -> DataDriver:
+        driver = self._drivers.get(pool)
+        if driver is not None:
+            return driver
+        lock = self._locks.setdefault(pool, asyncio.Lock())
+        async with lock:
+            driver = self._drivers.get(pool)
+            if driver is not None:
+                return driver
+            record = await self.control.pool_get(pool)
+            if record is None:
+                raise errors.ServiceUnavailable(f"Pool {pool} is not registered.")
+            driver = driver_from_url(record.uri, sync=self.sync, clock=self.clock)
+            await driver.open()
+            self._drivers[pool] = driver
+            self._uris[pool] = record.uri
+            return driver
+
+    async def all_drivers(self) -> list[tuple[str, DataDriver]]:
+        pools = await self.pools()
+        drivers = await asyncio.gather(*(self.driver_for(p.name) for p in pools))
+        return [(p.name, d) for p, d in zip(pools, drivers)]
+
+    async def choose_pool(self, flavor: str | None = None, *,
+                          exclude: frozenset[str] = frozenset()) -> str:
+        """A pool at random by weight: the flavor's pools, or for no flavor
+        the pools without one (all pools when every pool has a flavor)."""
+        pools = [p for p in await self.pools() if p.name not in exclude]
+        if not pools:
+            raise NoPools("No pools registered.")
+        if flavor is not None:
+            candidates = [p for p in pools if p.flavor == flavor]
+            if not candidates:
+                raise errors.ValidationFailed(f"Flavor {flavor} does not exist or has no pools.")
+        else:
+            candidates = [p for p in pools if p.flavor is None] or pools
+        weights = [max(p.weight, 0) for p in candidates]
+        if not any(weights):
+            raise NoPools("No pool takes new queues (every weight is 0).")
+        return self.rng.choices(candidates, weights=weights)[0].name
+
+    # --- the catalogue --------------------------------------------------------------
+    async def lookup(self, project: str, queue: str) -> str | None:
+        key = (project, queue)
+        pool = self._catalogue.get(key)
+        if pool is None:
+            pool = await self.control.lookup(project, queue)
+            if pool is not None:
+                self._remember(key, pool)
+        return pool
+
+    def _remember(self, key: tuple[str, str], pool: str) -> None:
+        if len(self._catalogue) >= CATALOGUE_CACHE_SIZE:
+            self._catalogue.clear()
+        self._catalogue[key] = pool
+
+    def forget_cached(self, project: str, queue: str) -> None:
+        self._catalogue.pop((project, queue), None)
+
+    async def fallback(self) -> DataDriver:
+        pools = await self.pools()
+        if not pools:
+            raise NoPools("No pools registered.")
+        return await self.driver_for(pools[0].name)
+
+    async def route(self, project: str, queue: str) -> DataDriver:
+        """The driver of the queue's pool; for a queue not placed, the
+        first pool (it answers for a queue that does not exist)."""
+        pool = await self.lookup(project, queue)
+        if pool is None:
+            return await self.fallback()
+        return await self.driver_for(pool)
+
+    async def place(self, project: str, queue: str, flavor: str | None = None) -> DataDriver:
+        """The driver of the queue's pool, placing the queue first if needed."""
+        return await self.driver_for(await self.place_name(project, queue, flavor))
+
+    async def place_name(self, project: str, queue: str, flavor: str | None = None) -> str:
+        pool = await self.lookup(project, queue)
+        if pool is None:
+            chosen = await self.choose_pool(flavor)
+            pool = await self.control.place(project, queue, chosen)
+            self._remember((project, queue), pool)
+        return pool
+
+    # --- delivery ids ----------------------------------------------------------------
+    @staticmethod
+    def wrap(pool: str, delivery: Delivery) -> Delivery:
+        delivery.id = f"{pool}{ID_SEP}{delivery.id}"
+        return delivery
+
+    async def unwrap(self, delivery_id: str) -> tuple[DataDriver, str]:
+        pool, sep, inner = delivery_id.partition(ID_SEP)
+        if sep and pool and any(p.name == pool for p in await self.pools()):
+            return await self.driver_for(pool), inner
+        # Not one of ours: the first pool answers "no such delivery".
+        return await self.fallback(), delivery_id
+
+
+class _Part:
+    def __init__(self, pooled: PooledDriver) -> None:
+        self.pooled = pooled
+
+
+class PooledQueues(_Part, base.QueueController):
+    async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
+        flavor = metadata.get("_flavor") if isinstance(metadata, dict) else None
+        driver = await self.pooled.place(project, name, flavor if isinstance(flavor, str) else None)
+        return await driver.queues.create(project, name, metadata)
+
+    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
+        return await (await self.pooled.route(project, name)).queues.get_metadata(project, name)
+
+    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
+        driver = await self.pooled.route(project, name)
+        await driver.queues.set_metadata(project, name, metadata)
+
+    async def delete(self, project: str, name: str) -> None:
+        pool = await self.pooled.lookup(project, name)
+        if pool is None:
+            await (await self.pooled.fallback()).queues.delete(project, name)
+            return
+        await (await self.pooled.driver_for(pool)).queues.delete(project, name)
+        await self.pooled.control.forget(project, name)
+        self.pooled.forget_cached(project, name)
+
+    async def list(self, project: str, *, marker: str | None, limit: int, detailed: bool,
+                   filters: QueueFilters | None = None) -> list[QueueRecord]:
+        drivers = await self.pooled.all_drivers()
+        pages = await asyncio.gather(*(
+            d.queues.list(project, marker=marker, limit=limit, detailed=detailed,
+                          filters=filters)
+            for _, d in drivers))
+        merged: dict[str, QueueRecord] = {}
+        for record in sorted(itertools.chain.from_iterable(pages), key=lambda r: r.name):
+            merged.setdefault(record.name, record)
+        return list(merged.values())[:limit]
+
+    async def count(self, project: str, filters: QueueFilters | None = None) -> int:
+        drivers = await self.pooled.all_drivers()
+        return sum(await asyncio.gather(*(d.queues.count(project, filters) for _, d in drivers)))
+
+    async def stats(self, project: str, name: str) -> QueueStats:
+        return await (await self.pooled.route(project, name)).queues.stats(project, name)
+
+    async def purge_messages(self, project: str, name: str) -> None:
+        driver = await self.pooled.route(project, name)
+        await driver.queues.purge_messages(project, name)
+
+
+class PooledMessages(_Part, base.MessageController):
+    async def post(self, project: str, queue: str, messages: Sequence[NewMessage],
+                   client_id: str) -> list[str]:
+        driver = await self.pooled.place(project, queue)
+        return await driver.messages.post(project, queue, messages, client_id)
+
+    async def list(self, project: str, queue: str, *, marker: str | None, limit: int,
+                   client_id: str | None, echo: bool, include_claimed: bool,
+                   include_delayed: bool) -> tuple[list[Message], str | None]:
+        driver = await self.pooled.route(project, queue)
+        return await driver.messages.list(
+            project, queue, marker=marker, limit=limit, client_id=client_id, echo=echo,
+            include_claimed=include_claimed, include_delayed=include_delayed)
+
+    async def get(self, project: str, queue: str, message_id: str) -> Message:
+        return await (await self.pooled.route(project, queue)).messages.get(
+            project, queue, message_id)
+
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+        return await (await self.pooled.route(project, queue)).messages.bulk_get(
+            project, queue, ids)
+
+    async def delete(self, project: str, queue: str, message_id: str,
+                     claim_id: str | None) -> None:
+        await (await self.pooled.route(project, queue)).messages.delete(
+            project, queue, message_id, claim_id)
+
+    async def bulk_delete(self, project: str, queue: str, ids: Sequence[str],
+                          claim_ids: Sequence[str] | None) -> None:
+        await (await self.pooled.route(project, queue)).messages.bulk_delete(
+            project, queue, ids, claim_ids)
+
+    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+        return await (await self.pooled.route(project, queue)).messages.pop(
+            project, queue, limit)
+
+
+class PooledClaims(_Part, base.ClaimController):
+    async def create(self, project: str, queue: str, *, ttl: int, grace: int, limit: int,
+                     dead_letter: DeadLetterPolicy | None
+                     ) -> tuple[str | None, list[Message]]:
+        pooled = self.pooled
+        pool = await pooled.lookup(project, queue)
+        if pool is None:
+            driver = await pooled.fallback()
+            return await driver.claims.create(project, queue, ttl=ttl, grace=grace,
+                                              limit=limit, dead_letter=dead_letter)
+        driver = await pooled.driver_for(pool)
+        elsewhere: str | None = None
+        if dead_letter is not None and dead_letter.queue:
+            # The pool moves dead letters to a queue of its own: place the
+            # dead letter queue beside this one when it is not placed yet.
+            dlq_pool = await pooled.lookup(project, dead_letter.queue)
+            if dlq_pool is None:
+                dlq_pool = await pooled.control.place(project, dead_letter.queue, pool)
+                pooled._remember((project, dead_letter.queue), dlq_pool)
+            if dlq_pool != pool:
+                elsewhere = dlq_pool
+        result = await driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit,
+                                            dead_letter=dead_letter)
+        if elsewhere is not None and dead_letter is not None and dead_letter.queue:
+            await self._forward_dead_letters(project, dead_letter.queue, driver,
+                                             await pooled.driver_for(elsewhere))
+        return result
+
+    @staticmethod
+    async def _forward_dead_letters(project: str, dlq: str, source: DataDriver,
+                                    target: DataDriver) -> None:
+        """The dead letter queue is on another pool: the source pool wrote the
+        dead letters to a local queue of that name; move them over (posted
+        to the target first, then deleted here: a crash between the two
+        leaves a copy behind rather than losing one)."""
+        while True:
+            page, _ = await source.messages.list(
+                project, dlq, marker=None, limit=20, client_id=None, echo=True,
+                include_claimed=True, include_delayed=True)
+            if not page:
+                break
+            await target.messages.post(
+                project, dlq, [NewMessage(body=m.body, ttl=max(m.ttl - m.age, 1))
+                               for m in page], DLQ_CLIENT)
+            await source.messages.bulk_delete(project, dlq, [m.id for m in page],
+                                              [m.claim_id for m in page if m.claim_id])
+        await source.queues.delete(project, dlq)
+
+    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
+        return await (await self.pooled.route(project, queue)).claims.get(
+            project, queue, claim_id)
+
+    async def update(self, project: str, queue: str, claim_id: str, *, ttl: int,
+                     grace: int) -> None:
+        await (await self.pooled.route(project, queue)).claims.update(
+            project, queue, claim_id, ttl=ttl, grace=grace)
+
+    async def delete(self, project: str, queue: str, claim_id: str) -> None:
+        await (await self.pooled.route(project, queue)).claims.delete(project, queue, claim_id)
+
+
+class PooledSubscriptions(_Part, base.SubscriptionController):
+    async def create(self, project: str, queue: str, subscription: NewSubscription
+                     ) -> str | None:
+        # Placed now: the posts that notify it must reach the same pool.
+        driver = await self.pooled.place(project, queue)
+        return await driver.subscriptions.create(project, queue, subscription)
+
+    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
+        return await (await self.pooled.route(project, queue)).subscriptions.get(
+            project, queue, subscription_id)
+
+    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
+        return await (await self.pooled.route(project, queue)).subscriptions.find(
+            project, queue, subscriber)
+
+    async def list(self, project: str, queue: str, *, marker: str | None, limit: int
+                   ) -> list[Subscription]:
+        return await (await self.pooled.route(project, queue)).subscriptions.list(
+            project, queue, marker=marker, limit=limit)
+
+    async def update(self, project: str, queue: str, subscription_id: str, *,
+                     subscriber: str | None = None, ttl: int | None = None,
+                     options: dict[str, Any] | None = None) -> None:
+        await (await self.pooled.route(project, queue)).subscriptions.update(
+            project, queue, subscription_id, subscriber=subscriber, ttl=ttl, options=options)
+
+    async def confirm(self, project: str, queue: str, subscription_id: str,
+                      confirmed: bool) -> None:
+        await (await self.pooled.route(project, queue)).subscriptions.confirm(
+            project, queue, subscription_id, confirmed)
+
+    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        await (await self.pooled.route(project, queue)).subscriptions.delete(
+            project, queue, subscription_id)
+
+
+class PooledDeliveries(_Part, base.DeliveryController):
+    async def enqueue(self, project: str, queue: str, subscription_id: str,
+                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
+        pooled = self.pooled
+        pool = await pooled.lookup(project, queue)
+        if pool is None:
+            driver = await pooled.fallback()
+            return await driver.deliveries.enqueue(project, queue, subscription_id, kind,
+                                                   payload)
+        driver = await pooled.driver_for(pool)
+        inner = await driver.deliveries.enqueue(project, queue, subscription_id, kind, payload)
+        return f"{pool}{ID_SEP}{inner}"
+
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Each pool in turn until ``limit`` are leased, starting one pool
+        further on every call so no pool starves the others."""
+        drivers = await self.pooled.all_drivers()
+        if not drivers:
+            return []
+        turn = self.pooled._lease_turn % len(drivers)
+        self.pooled._lease_turn += 1
+        leased: list[Delivery] = []
+        for name, driver in drivers[turn:] + drivers[:turn]:
+            want = limit - len(leased)
+            if want <= 0:
+                break
+            batch = await driver.deliveries.lease(limit=want, lease_seconds=lease_seconds)
+            leased.extend(PooledDriver.wrap(name, d) for d in batch)
+        leased.sort(key=lambda d: d.created)
+        return leased
+
+    async def delivered(self, delivery_id: str) -> None:
+        driver, inner = await self.pooled.unwrap(delivery_id)
+        await driver.deliveries.delivered(inner)
+
+    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
+        driver, inner = await self.pooled.unwrap(delivery_id)
+        await driver.deliveries.retry(inner, at=at, error=error)
+
+    async def dead(self, delivery_id: str, *, error: str) -> None:
+        driver, inner = await self.pooled.unwrap(delivery_id)
+        await driver.deliveries.dead(inner, error=error)
+
+    async def list(self, project: str, queue: str, *, status: DeliveryStatus,
+                   marker: str | None, limit: int, subscription_id: str | None = None
+                   ) -> list[Delivery]:
+        pool = await self.pooled.lookup(project, queue)
+        if pool is None:
+            driver = await self.pooled.fallback()
+            return await driver.deliveries.list(project, queue, status=status, marker=marker,
+                                                limit=limit, subscription_id=subscription_id)
+        driver = await self.pooled.driver_for(pool)
+        if marker is not None:
+            prefix = f"{pool}{ID_SEP}"
+            marker = marker[len(prefix):] if marker.startswith(prefix) else marker
+        page = await driver.deliveries.list(project, queue, status=status, marker=marker,
+                                            limit=limit, subscription_id=subscription_id)
+        return [PooledDriver.wrap(pool, d) for d in page]

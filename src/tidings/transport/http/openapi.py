@@ -1,0 +1,687 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /v2/openapi.json``.
+
+Built from small helpers rather than written out as one literal, and from
+the server's ``Limits``, so the ranges it states are the ones enforced.
+tests/http/test_openapi.py checks that every route and method of
+``app.routes()`` is documented and every documented one exists;
+tests/reliability/test_schemathesis.py fuzzes the live server with it.
+
+What goes beyond Zaqar v2 is marked ``x-tidings-extension: true``. The
+document itself is one of those: unlike every other ``/v2`` path it needs
+neither ``Client-ID`` nor ``X-Project-ID`` (nor a token under Keystone
+auth): it describes the service, not a project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from tidings import __version__
+from tidings.config import Limits
+
+Schema = dict[str, Any]
+Operation = dict[str, Any]
+
+PATH = "/v2/openapi.json"
+JSON = "application/json"
+JSON_HOME = "application/json-home"
+JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
+EXTENSION = "x-tidings-extension"
+QUEUE = "/v2/queues/{queue_name}"
+TOPIC = "/v2/topics/{topic_name}"
+NAME_PATTERN = "^[a-zA-Z0-9_-]+$"
+INT32_MAX = 2**31 - 1
+
+
+# --- schema helpers ---------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def integer(low: int | None = None, high: int | None = None, description: str = "",
+            nullable: bool = False) -> Schema:
+    schema: Schema = {"type": ["integer", "null"] if nullable else "integer"}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def string(description: str = "", **keywords: Any) -> Schema:
+    schema: Schema = {"type": "string", **keywords}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def array(items: Schema, **keywords: Any) -> Schema:
+    return {"type": "array", "items": items, **keywords}
+
+
+def obj(properties: dict[str, Schema], required: tuple[str, ...] = (),
+        additional: bool | Schema = True, **keywords: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties,
+                      "additionalProperties": additional, **keywords}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def links() -> Schema:
+    return array(obj({"rel": string(), "href": string()}, ("rel", "href")),
+                 description="Paging: a `next` link on every non-empty page.")
+
+
+# --- parameter, body and response helpers ------------------------------------------
+
+
+def path_param(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema or string(minLength=1)}
+
+
+def query(name: str, schema: Schema, description: str = "", extension: bool = False
+          ) -> Schema:
+    param: Schema = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        param["description"] = description
+    if extension:
+        param[EXTENSION] = True
+    return param
+
+
+def header_ref(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def body(schema: Schema, required: bool = True, media: str = JSON, description: str = ""
+         ) -> Schema:
+    document: Schema = {"required": required, "content": {media: {"schema": schema}}}
+    if description:
+        document["description"] = description
+    return document
+
+
+def ok(description: str, schema: Schema | None = None, media: str = JSON,
+       headers: dict[str, Any] | None = None) -> Schema:
+    response: Schema = {"description": description}
+    if schema is not None:
+        response["content"] = {media: {"schema": schema}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request: a header, parameter or body value is wrong.",
+    401: "Not authenticated (Keystone auth only).",
+    403: "Forbidden by the policy, or a claimed message deleted without its claim.",
+    404: "Not found.",
+    409: "Conflict.",
+    413: "Request entity too large.",
+    415: "Unsupported media type.",
+    429: "Too many requests: the project's rate limit (quotas) is reached; see Retry-After.",
+    503: "The storage backend is unreachable, or the feature is not configured.",
+}
+
+
+def errors(*codes: int) -> dict[str, Schema]:
+    return {str(code): {"$ref": f"#/components/responses/Error{code}"} for code in codes}
+
+
+LOCATION = {"Location": {"description": "The path of the resource.",
+                         "schema": string()}}
+
+
+def operation(summary: str, op_id: str, responses: dict[str, Schema], *,
+              params: list[Schema] = (), request: Schema | None = None,  # type: ignore[assignment]
+              headers: bool = True, extension: bool = False, description: str = "",
+              error_codes: tuple[int, ...] = (400, 401, 403, 503)) -> Operation:
+    """One operation: the identifying headers (unless ``headers`` is False),
+    its own parameters, and the common error responses."""
+    op: Operation = {"summary": summary, "operationId": op_id}
+    if description:
+        op["description"] = description
+    parameters = list(params)
+    if headers:
+        parameters = [header_ref("ClientID"), header_ref("ProjectID"), *parameters]
+    if parameters:
+        op["parameters"] = parameters
+    if request is not None:
+        op["requestBody"] = request
+    if headers and error_codes:
+        error_codes = (*error_codes, 429)  # any /v2 request, when rate limits are on
+    op["responses"] = {**responses, **errors(*error_codes)}
+    if extension:
+        op[EXTENSION] = True
+    return op
+
+
+# --- the schemas --------------------------------------------------------------------
+
+
+def component_schemas(limits: Limits) -> dict[str, Schema]:
+    name = string(minLength=1, maxLength=limits.max_queue_name_length, pattern=NAME_PATTERN)
+    message_ttl = integer(limits.min_message_ttl, limits.max_message_ttl,
+                          "Seconds the message lives.")
+    delay = integer(0, limits.max_message_delay,
+                    "Seconds before the message can be read or claimed (honoured per "
+                    "message, unlike Zaqar).")
+    claim_ttl = integer(limits.min_claim_ttl, limits.max_claim_ttl, nullable=True,
+                        description="Seconds the claim lasts (null: the default).")
+    claim_grace = integer(limits.min_claim_grace, limits.max_claim_grace, nullable=True,
+                          description="Seconds added to the claimed messages' lives.")
+    subscription_ttl = integer(limits.min_subscription_ttl, limits.max_subscription_ttl,
+                               "Seconds the subscription lives.")
+    reserved = {
+        "_max_messages_post_size": integer(1, limits.max_messages_post_size),
+        "_default_message_ttl": integer(limits.min_message_ttl, limits.max_message_ttl),
+        "_default_message_delay": integer(0, limits.max_message_delay),
+        "_dead_letter_queue": {**name, "type": ["string", "null"]},
+        "_dead_letter_queue_messages_ttl": integer(limits.min_message_ttl,
+                                                   limits.max_message_ttl, nullable=True),
+        "_max_claim_count": integer(1, INT32_MAX, nullable=True),
+        "_enable_encrypt_messages": {
+            "type": "boolean",
+            "description": "Store bodies encrypted (needs encryption.key on the server)."},
+    }
+    retry_policy = obj(
+        {**{key: integer(0, INT32_MAX) for key in (
+            "retries_with_no_delay", "minimum_delay_retries", "minimum_delay",
+            "maximum_delay", "maximum_delay_retries", "maximum_retries",
+            "backoff_interval")},
+         "retry_backoff_function": string(enum=["linear", "arithmetic", "geometric",
+                                                "exponential"]),
+         "ignore_subscription_override": {"type": "boolean"}},
+    )
+    options = obj({"_retry_policy": retry_policy,
+                   "require_confirmation": {"type": "boolean"}},
+                  description="Free-form; the keys shown are interpreted.")
+    subscriber = string("A webhook (`http`, `https`) or `mailto:` URI. Webhook hosts must "
+                        "resolve to allowed addresses.", format="uri",
+                        pattern="^(https?://[^/?#]+|mailto:[^@]+@.+)")
+    message = obj({
+        "id": string(), "href": string(), "ttl": {"type": "integer"},
+        "age": {"type": "integer"}, "body": {},
+        "claim_id": {"type": ["string", "null"]},
+        "claim_count": {"type": "integer"},
+    }, ("id", "href", "ttl", "age", "body"))
+    message_stat = obj({"id": string(), "age": {"type": "integer"}, "href": string(),
+                        "created": string(format="date-time")},
+                       ("id", "age", "href", "created"))
+    listing_entry = obj({"name": string(), "href": string(), "metadata": {"type": "object"}},
+                        ("name", "href"))
+    return {
+        "Error": obj({"title": string(), "description": string()}, ("title",),
+                     description="Every 4xx and 5xx answer. Falcon's own 404 and 405 "
+                     "(unknown route, wrong method) carry only a title."),
+        "Name": name,
+        "QueueMetadata": obj(reserved, description=(
+            "Free-form metadata; the reserved keys (leading underscore) are checked. "
+            f"At most {limits.max_queue_metadata} bytes of JSON.")),
+        "QueueMetadataWithDefaults": obj(reserved, tuple(
+            k for k in reserved), description="The metadata with every reserved key "
+            "shown, defaults filled in."),
+        "JsonPatch": array(obj({
+            "op": string(enum=["add", "replace", "remove"]),
+            "path": string(pattern="^/metadata/.+"),
+            "value": {},
+        }, ("op", "path"))),
+        "Listing": obj({"links": links(), "count": {"type": "integer", "minimum": 0}},
+                       ("links",)),
+        "QueueListing": {"allOf": [ref("Listing"), obj({"queues": array(listing_entry)},
+                                                       ("queues",))]},
+        "TopicListing": {"allOf": [ref("Listing"), obj({"topics": array(listing_entry)},
+                                                       ("topics",))]},
+        "Stats": obj({"messages": obj({
+            "claimed": {"type": "integer", "minimum": 0},
+            "free": {"type": "integer", "minimum": 0},
+            "total": {"type": "integer", "minimum": 0},
+            "oldest": message_stat, "newest": message_stat,
+        }, ("claimed", "free", "total"))}, ("messages",)),
+        "PurgeRequest": obj({"resource_types": array(
+            string(enum=["messages", "subscriptions"]), minItems=1, uniqueItems=True)}),
+        "ShareRequest": obj({
+            "paths": array(string(enum=["messages", "subscriptions", "claims"])),
+            "methods": array(string(enum=["GET", "POST", "PUT", "DELETE", "PATCH"])),
+            "expires": string("ISO 8601 time, in the future.", format="date-time"),
+        }, additional=False),
+        "Share": obj({"signature": string(), "expires": string(),
+                      "paths": array(string()), "methods": array(string()),
+                      "project": {"type": ["string", "null"]}},
+                     ("signature", "expires", "paths", "methods", "project")),
+        "NewMessage": obj({"body": {"description": "Any JSON value."}, "ttl": message_ttl,
+                           "delay": delay}, ("body",)),
+        "MessagePost": obj({"messages": array(ref("NewMessage"), minItems=1)},
+                           ("messages",), description=(
+                               f"At most {limits.max_messages_post_size} bytes (or the "
+                               "queue's _max_messages_post_size).")),
+        "Posted": obj({"resources": array(string())}, ("resources",)),
+        "Message": message,
+        "Messages": obj({"messages": array(ref("Message")), "links": links()},
+                        ("messages",)),
+        "ClaimRequest": obj({"ttl": claim_ttl, "grace": claim_grace, "limit": {
+            **integer(1, limits.max_messages_per_claim_or_pop),
+            "description": "As openstacksdk sends it; the `limit` query parameter wins.",
+            EXTENSION: True}}),
+        "ClaimUpdate": obj({"ttl": claim_ttl, "grace": claim_grace}),
+        "Claimed": obj({"messages": array(ref("Message"))}, ("messages",)),
+        "Claim": obj({"id": string(), "age": {"type": "integer"}, "ttl": {"type": "integer"},
+                      "grace": {"type": "integer"}, "href": string(),
+                      "messages": array(ref("Message"))},
+                     ("id", "age", "ttl", "href", "messages")),
+        "SubscriptionRequest": obj({"subscriber": subscriber, "ttl": subscription_ttl,
+                                    "options": options}, ("subscriber",)),
+        "SubscriptionUpdate": obj({"subscriber": subscriber, "ttl": subscription_ttl,
+                                   "options": options}, additional=False, minProperties=1),
+        "SubscriptionCreated": obj({"subscription_id": string()}, ("subscription_id",)),
+        "Subscription": obj({
+            "id": string(), "subscriber": string(), "source": string(),
+            "ttl": {"type": "integer"}, "age": {"type": "integer"},
+            "options": {"type": "object"}, "confirmed": {"type": "boolean"},
+        }, ("id", "subscriber", "source", "ttl", "age", "options", "confirmed")),
+        "Subscriptions": obj({"subscriptions": array(ref("Subscription")), "links": links()},
+                             ("subscriptions", "links")),
+        "Confirmation": obj({"confirmed": {"type": "boolean"}}, ("confirmed",)),
+        "Delivery": obj({
+            "id": string(), "kind": string(enum=["message", "confirmation"]),
+            "status": string(enum=["pending", "dead"]),
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": {"type": ["string", "null"]},
+            "created": string(format="date-time"), "payload": {},
+        }, ("id", "kind", "status", "attempts", "created", "payload")),
+        "Deliveries": obj({"deliveries": array(ref("Delivery")), "links": links()},
+                          ("deliveries", "links"), **{EXTENSION: True}),
+        "PoolRequest": obj({
+            "uri": string("A storage URL, as for `storage`.", minLength=1),
+            "weight": integer(0), "flavor": {**name, "type": ["string", "null"]},
+            "options": {"type": "object"}}, ("uri", "weight")),
+        "PoolUpdate": obj({
+            "uri": string(minLength=1), "weight": integer(0),
+            "flavor": {**name, "type": ["string", "null"]}, "options": {"type": "object"}},
+            minProperties=1),
+        "Pool": obj({"name": string(), "uri": string(), "weight": {"type": "integer"},
+                     "flavor": {"type": ["string", "null"]}, "options": {"type": "object"},
+                     "href": string()}, ("name", "uri", "weight", "href")),
+        "Pools": obj({"pools": array(ref("Pool")), "links": links()}, ("pools", "links")),
+        "FlavorRequest": obj({"pool_list": array(name), "capabilities": {"type": "object"},
+                              "pool_group": {**name, "deprecated": True}}),
+        "FlavorUpdate": obj({"pool_list": array(name), "capabilities": {"type": "object"}},
+                            minProperties=1),
+        "Flavor": obj({"name": string(), "pool_list": array(string()),
+                       "capabilities": {"type": "object"}, "href": string()},
+                      ("name", "pool_list", "href")),
+        "Flavors": obj({"flavors": array(ref("Flavor")), "links": links()},
+                       ("flavors", "links")),
+        "Versions": obj({"versions": array(obj({
+            "id": string(), "status": string(), "updated": string(),
+            "media-types": array(obj({"base": string(), "type": string()})),
+            "links": links(),
+        }, ("id", "status", "links")))}, ("versions",)),
+        "Home": obj({"resources": {"type": "object"}}, ("resources",)),
+        "Health": obj({
+            "storage_reachable": {"type": "boolean"}, "driver": string(),
+            "capabilities": array(string()), "version": string(),
+            "details": {"type": "object"},
+        }, ("storage_reachable", "driver", "capabilities", "version", "details"),
+            **{EXTENSION: True}),
+    }
+
+
+def component_parameters(limits: Limits) -> dict[str, Schema]:
+    return {
+        "ClientID": {"name": "Client-ID", "in": "header", "required": True,
+                     "description": "The client's identity: a UUID.",
+                     "schema": string(format="uuid")},
+        "ProjectID": {"name": "X-Project-ID", "in": "header", "required": True,
+                      "description": "The project (tenant) the request acts in (under "
+                      "Keystone auth, the token's project wins).",
+                      "schema": string(minLength=1, maxLength=limits.max_project_id_length,
+                                       pattern="^[^\\x00-\\x1f\\x7f]*[^\\s\\x00-\\x1f\\x7f]"
+                                       "[^\\x00-\\x1f\\x7f]*$")},
+    }
+
+
+def component_responses() -> dict[str, Schema]:
+    return {f"Error{code}": ok(text, ref("Error")) for code, text in ERROR_DESCRIPTIONS.items()}
+
+
+# --- the paths ----------------------------------------------------------------------
+
+
+def listing_params(limits: Limits) -> list[Schema]:
+    return [
+        query("marker", string(), "Page after this name."),
+        query("limit", integer(1, limits.max_queues_per_page)),
+        query("detailed", {"type": "boolean"}, "Include each one's metadata."),
+        query("name", string(), "Only names starting with this.", extension=True),
+        query("with_count", {"type": "boolean"}, "Add `count`, the total."),
+    ]
+
+
+LISTING_NOTE = ("Any other query parameter filters on a metadata value "
+                "(`?key=value`).")
+
+
+def message_list_params(limits: Limits) -> list[Schema]:
+    return [
+        query("marker", string()),
+        query("limit", integer(1, limits.max_messages_per_page)),
+        query("echo", {"type": "boolean"}, "Include this client's own messages."),
+        query("include_claimed", {"type": "boolean"}),
+        query("include_delayed", {"type": "boolean"}, extension=True),
+        query("wait", integer(0, limits.max_wait), "Long polling: seconds to wait for a "
+              "message when there is none.", extension=True),
+        query("ids", string(pattern="^[^,]*(,[^,]*)*$"),
+              f"Comma-separated ids (at most {limits.max_messages_per_page}): a bulk get "
+              "instead of a listing; 404 when none exists."),
+    ]
+
+
+def entity_paths(limits: Limits, base: str, kind: str, tag: str) -> dict[str, Any]:
+    """The paths a queue and a topic share: item, stats, purge, messages."""
+    cap = kind.capitalize()
+    extension = kind == "topic"
+    parent = path_param(f"{kind}_name", f"The {kind}'s name.", ref("Name"))
+    message_id = path_param("message_id", "The message's id.")
+    item_params = [parent]
+
+    def op(summary: str, op_id: str, responses: dict[str, Schema], **kw: Any) -> Operation:
+        result = operation(summary, op_id, responses, extension=extension, **kw)
+        result["tags"] = [tag]
+        return result
+
+    return {
+        base: {
+            "parameters": item_params,
+            "put": op(f"Create a {kind}", f"create{cap}", {
+                "201": ok("Created.", headers=LOCATION),
+                "204": ok("It already exists; its metadata is left as it was.",
+                          headers=LOCATION)},
+                request=body(ref("QueueMetadata"), required=False)),
+            "get": op(f"A {kind}'s metadata", f"get{cap}", {
+                "200": ok(f"The metadata (defaults for a {kind} that does not exist).",
+                          ref("QueueMetadataWithDefaults"))}),
+            "patch": op(f"Change a {kind}'s metadata", f"update{cap}", {
+                "200": ok("The whole metadata after the change.",
+                          ref("QueueMetadataWithDefaults"))},
+                request=body(ref("JsonPatch"), media=JSON_PATCH),
+                error_codes=(400, 401, 403, 404, 409, 415, 503)),
+            "delete": op(f"Delete a {kind}", f"delete{cap}", {"204": ok("Deleted.")}),
+        },
+        base + "/stats": {
+            "parameters": item_params,
+            "get": op(f"A {kind}'s message counts", f"get{cap}Stats",
+                      {"200": ok("Counts (zeros for a missing one).", ref("Stats"))}),
+        },
+        base + "/purge": {
+            "parameters": item_params,
+            "post": op(f"Empty a {kind}", f"purge{cap}", {"204": ok("Purged.")},
+                       request=body(ref("PurgeRequest"), required=False,
+                                    description="Without a body: everything.")),
+        },
+        base + "/messages": {
+            "parameters": item_params,
+            "post": op("Post messages", f"post{cap}Messages", {
+                "201": ok("Posted, all or none.", ref("Posted"))},
+                request=body(ref("MessagePost"))),
+            "get": op("List messages, or get some by id", f"list{cap}Messages", {
+                "200": ok("A page, or the messages found by id.", ref("Messages")),
+                "404": {"$ref": "#/components/responses/Error404"}},
+                params=message_list_params(limits)),
+            "delete": op("Delete messages by id, or pop some", f"delete{cap}Messages", {
+                "200": ok("The popped messages.", ref("Messages")),
+                "204": ok("Deleted (unknown ids are skipped).")},
+                params=[
+                    query("ids", string(), "Comma-separated ids to delete."),
+                    query("claim_ids", string(), "Comma-separated claims the ids hold.",
+                          extension=True),
+                    query("pop", integer(1, limits.max_messages_per_claim_or_pop),
+                          "Delete and return up to this many messages."),
+                ], description="Exactly one of `ids` and `pop`.",
+                error_codes=(400, 401, 403, 503)),
+        },
+        base + "/messages/{message_id}": {
+            "parameters": [parent, message_id],
+            "get": op("A message", f"get{cap}Message", {"200": ok("The message.",
+                                                                   ref("Message"))},
+                      error_codes=(400, 401, 403, 404, 503)),
+            "delete": op("Delete a message", f"delete{cap}Message", {
+                "204": ok("Deleted (also when it did not exist).")},
+                params=[query("claim_id", string(), "Needed for a claimed message.")],
+                error_codes=(400, 401, 403, 503)),
+        },
+    }
+
+
+def subscription_paths(limits: Limits, base: str, kind: str, tag: str) -> dict[str, Any]:
+    cap = kind.capitalize()
+    extension = kind == "topic"
+    parent = path_param(f"{kind}_name", f"The {kind}'s name.", ref("Name"))
+    sub_id = path_param("subscription_id", "The subscription's id.")
+    path = base + "/subscriptions"
+    item = path + "/{subscription_id}"
+    paging = [query("marker", string()),
+              query("limit", integer(1, limits.max_subscriptions_per_page))]
+
+    def op(summary: str, op_id: str, responses: dict[str, Schema], *, ext: bool = False,
+           **kw: Any) -> Operation:
+        result = operation(summary, op_id, responses, extension=extension or ext, **kw)
+        result["tags"] = [tag]
+        return result
+
+    signed = [{"name": name, "in": "header", "required": False, "schema": string(),
+               "description": "A pre-signed confirmation URL's field (the confirmation "
+               "notification gives them)."}
+              for name in ("URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths")]
+    return {
+        path: {
+            "parameters": [parent],
+            "post": op("Subscribe", f"create{cap}Subscription", {
+                "201": ok("Subscribed.", ref("SubscriptionCreated"), headers=LOCATION)},
+                request=body(ref("SubscriptionRequest")),
+                error_codes=(400, 401, 403, 409, 503)),
+            "get": op("List subscriptions", f"list{cap}Subscriptions", {
+                "200": ok("A page.", ref("Subscriptions"))}, params=paging),
+        },
+        item: {
+            "parameters": [parent, sub_id],
+            "get": op("A subscription", f"get{cap}Subscription", {
+                "200": ok("The subscription.", ref("Subscription"))},
+                error_codes=(400, 401, 403, 404, 503)),
+            "patch": op("Change a subscription", f"update{cap}Subscription", {
+                "204": ok("Changed.")}, request=body(ref("SubscriptionUpdate")),
+                error_codes=(400, 401, 403, 404, 409, 503)),
+            "delete": op("Unsubscribe", f"delete{cap}Subscription", {
+                "204": ok("Deleted (also when it did not exist).")}),
+        },
+        item + "/confirm": {
+            "parameters": [parent, sub_id],
+            "put": op("Confirm (or unconfirm) a subscription", f"confirm{cap}Subscription", {
+                "204": ok("Done.")}, params=signed, request=body(ref("Confirmation")),
+                error_codes=(400, 401, 403, 404, 503)),
+        },
+        item + "/deliveries": {
+            "parameters": [parent, sub_id],
+            "get": op("The notifications owed to or given up on", f"list{cap}Deliveries", {
+                "200": ok("A page, oldest first.", ref("Deliveries"))}, ext=True,
+                params=[query("status", string(enum=["dead", "pending"]),
+                              "Which ones (default: dead)."), *paging],
+                error_codes=(400, 401, 403, 404, 503)),
+        },
+    }
+
+
+def system_paths() -> dict[str, Any]:
+    def op(summary: str, op_id: str, responses: dict[str, Schema], **kw: Any) -> Operation:
+        result = operation(summary, op_id, responses, **kw)
+        result["tags"] = ["system"]
+        return result
+
+    home = op("The JSON home document", "getHome", {
+        "200": ok("The home document.", ref("Home"), media=JSON_HOME)},
+        error_codes=(400, 401))
+    return {
+        "/": {"get": op("API versions", "listVersions", {
+            "300": ok("The versions. The same path serves the WebSocket API (an "
+                      "upgrade request).", ref("Versions"))},
+            headers=False, error_codes=())},
+        "/v2": {"get": {**home, "operationId": "getHomeNoSlash"}},
+        "/v2/": {"get": home},
+        "/v2/ping": {
+            "get": op("Is the service up?", "ping", {"204": ok("Up.")}),
+            "head": op("Is the service up?", "pingHead", {"204": ok("Up.")}),
+        },
+        "/v2/health": {
+            "get": op("Health details", "health", {"200": ok("Details.", ref("Health"))}),
+            "head": op("Is the service up?", "healthHead", {"204": ok("Up.")}),
+        },
+        PATH: {"get": op("This document", "getOpenAPI", {
+            "200": ok("The OpenAPI document.", {"type": "object"})},
+            headers=False, extension=True, error_codes=(),
+            description="Needs no identifying headers, nor a token under Keystone auth.")},
+    }
+
+
+def admin_paths() -> dict[str, Any]:
+    """Pools and flavors (Zaqar's admin API). Without pooling on, every one
+    of them is a 404, as in Zaqar."""
+    name = path_param("name", "The pool's or flavor's name.", ref("Name"))
+    paths: dict[str, Any] = {}
+    for kind, plural in (("pool", "pools"), ("flavor", "flavors")):
+        cap = kind.capitalize()
+        collection = f"/v2/{plural}"
+        listing = operation(f"List {plural}", f"list{cap}s", {
+            "200": ok("A page.", ref(f"{cap}s"))}, params=[
+                query("marker", string()), query("limit", integer(1, 20)),
+                query("detailed", {"type": "boolean"})],
+            error_codes=(400, 401, 403, 404, 503))
+        detailed = query("detailed", {"type": "boolean"},
+                         "Include options (pools) or capabilities (flavors).")
+        paths[collection] = {"get": listing}
+        paths[collection + "/{name}"] = {
+            "parameters": [name],
+            "put": operation(f"Create or replace a {kind}", f"create{cap}", {
+                "201": ok("Created or replaced.", headers=LOCATION)},
+                request=body(ref(f"{cap}Request")), error_codes=(400, 401, 403, 404, 503)),
+            "get": operation(f"A {kind}", f"get{cap}", {"200": ok(f"The {kind}.", ref(cap))},
+                             params=[detailed], error_codes=(400, 401, 403, 404, 503)),
+            "patch": operation(f"Change a {kind}", f"update{cap}", {
+                "200": ok(f"The {kind}.", ref(cap))}, request=body(ref(f"{cap}Update")),
+                error_codes=(400, 401, 403, 404, 503)),
+            "delete": operation(f"Delete a {kind}", f"delete{cap}", {
+                "204": ok("Deleted (also when it did not exist).")},
+                error_codes=(400, 401, 403, 404, 503)),
+        }
+        for op in paths[collection]["get"], *paths[collection + "/{name}"].values():
+            if isinstance(op, dict) and "operationId" in op:
+                op["tags"] = ["admin"]
+    return paths
+
+
+def build(limits: Limits | None = None) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for these limits."""
+    limits = limits or Limits()
+    queue_listing = operation("List queues", "listQueues", {
+        "200": ok("A page.", ref("QueueListing"))}, params=listing_params(limits),
+        description=LISTING_NOTE)
+    queue_listing["tags"] = ["queues"]
+    topic_listing = operation("List topics", "listTopics", {
+        "200": ok("A page.", ref("TopicListing"))}, params=listing_params(limits),
+        description=LISTING_NOTE, extension=True)
+    topic_listing["tags"] = ["topics"]
+    queue = path_param("queue_name", "The queue's name.", ref("Name"))
+    claim_id = path_param("claim_id", "The claim's id.")
+    claims_tag = ["claims"]
+    paths: dict[str, Any] = {
+        **system_paths(),
+        "/v2/queues": {"get": queue_listing},
+        **entity_paths(limits, QUEUE, "queue", "queues"),
+        QUEUE + "/share": {
+            "parameters": [queue],
+            "post": {**operation("A pre-signed URL for the queue", "shareQueue", {
+                "200": ok("The signed URL's fields.", ref("Share"))},
+                request=body(ref("ShareRequest"), required=False),
+                description="503 unless the server has auth.secret_key."),
+                "tags": ["queues"]},
+        },
+        QUEUE + "/claims": {
+            "parameters": [queue],
+            "post": {**operation("Claim messages", "createClaim", {
+                "201": ok("Claimed.", ref("Claimed"), headers=LOCATION),
+                "204": ok("Nothing to claim.")},
+                params=[query("limit", integer(1, limits.max_messages_per_claim_or_pop)),
+                        query("wait", integer(0, limits.max_wait),
+                              "Long polling: seconds to wait for a message.",
+                              extension=True)],
+                request=body(ref("ClaimRequest"), required=False)), "tags": claims_tag},
+        },
+        QUEUE + "/claims/{claim_id}": {
+            "parameters": [queue, claim_id],
+            "get": {**operation("A claim", "getClaim", {"200": ok("The claim.", ref("Claim"))},
+                                error_codes=(400, 401, 403, 404, 503)), "tags": claims_tag},
+            "patch": {**operation("Renew a claim", "updateClaim", {"204": ok("Renewed.")},
+                                  request=body(ref("ClaimUpdate")),
+                                  error_codes=(400, 401, 403, 404, 503)), "tags": claims_tag},
+            "delete": {**operation("Release a claim", "deleteClaim", {
+                "204": ok("Released (also when it did not exist).")}), "tags": claims_tag},
+        },
+        **subscription_paths(limits, QUEUE, "queue", "subscriptions"),
+        "/v2/topics": {"get": topic_listing},
+        **entity_paths(limits, TOPIC, "topic", "topics"),
+        **subscription_paths(limits, TOPIC, "topic", "topics"),
+        **admin_paths(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tidings",
+            "version": __version__,
+            "summary": "The OpenStack Zaqar v2 messaging API, as Tidings serves it.",
+            "description": (
+                "Every `/v2` request names its project (`X-Project-ID`) and its client "
+                "(`Client-ID`, a UUID), except this document. Operations and fields "
+                "marked `x-tidings-extension: true` go beyond Zaqar v2. Errors are "
+                "`{\"title\", \"description\"}`. The WebSocket API is served at `/`."),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [{"name": name} for name in ("system", "queues", "messages", "claims",
+                                              "subscriptions", "topics", "admin")],
+        "paths": _tag_messages(paths),
+        "components": {
+            "schemas": component_schemas(limits),
+            "parameters": component_parameters(limits),
+            "responses": component_responses(),
+        },
+    }
+
+
+def _tag_messages(paths: dict[str, Any]) -> dict[str, Any]:
+    """Queue message operations are tagged "messages" rather than "queues"."""
+    for path, item in paths.items():
+        if path.startswith(QUEUE + "/messages"):
+            for value in item.values():
+                if isinstance(value, dict) and "tags" in value:
+                    value["tags"] = ["messages"]
+    return paths
+
+
+class OpenAPIDocument:
+    """``GET /v2/openapi.json``: the document for the server's limits,
+    encoded once."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.data = msgspec.json.encode(build(limits))
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.data
