@@ -180,7 +180,8 @@ class QueueController(ABC):
 
     @abstractmethod
     async def delete(self, project: str, name: str) -> None:
-        """Delete the queue with its messages and claims; idempotent."""
+        """Delete the queue with its messages, claims, subscriptions and
+        deliveries; idempotent."""
 
     @abstractmethod
     async def list(
