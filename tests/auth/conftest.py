@@ -8,6 +8,8 @@ the tests that need it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,13 +54,34 @@ def start_server(base: Path, env: dict[str, str]) -> ServerProcess:
     return proc
 
 
+DEFAULT_POOL = "default"
+
+
+def pooling_env(base: Path) -> dict[str, str]:
+    """Pooling on, with the server's own storage (``<base>/tidings.db``, the
+    URL start_server gives) registered as the first pool, named "default",
+    with `tidings pool add`. With pooling on ``storage`` is not used: without
+    a pool every queue operation would answer 503 (no pools registered)."""
+    env = {"TIDINGS_POOLING__ENABLED": "true",
+           "TIDINGS_POOLING__CONTROL_STORAGE": f"sqlite:///{base}/control.db"}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    subprocess.run([sys.executable, "-m", "tidings", "pool", "add", DEFAULT_POOL,
+                    f"sqlite:///{base}/tidings.db"], env={**inherited, **env}, check=True,
+                   capture_output=True, timeout=60)
+    return env
+
+
 @pytest.fixture(scope="session")
 def ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer
               ) -> Iterator[ServerProcess]:
     """Tidings with auth=keystone and pre-signed URLs. Tokens are cached for
-    one second only, so that the revocation test need not wait long."""
-    proc = start_server(tmp_path_factory.mktemp("ks-server"), auth_env(
-        keystone, TIDINGS_AUTH__SECRET_KEY=SECRET, TIDINGS_AUTH__KEYSTONE__CACHE_TIME="1"))
+    one second only, so that the revocation test need not wait long. Pooling
+    is on (the admin API, /v2/pools and /v2/flavors, exists only then), over
+    one pool: the storage start_server gives."""
+    base = tmp_path_factory.mktemp("ks-server")
+    proc = start_server(base, auth_env(
+        keystone, TIDINGS_AUTH__SECRET_KEY=SECRET, TIDINGS_AUTH__KEYSTONE__CACHE_TIME="1",
+        **pooling_env(base)))
     yield proc
     proc.stop()
 
