@@ -195,3 +195,30 @@ def test_websocket_subscriber_gets_pushed_frames(server_factory):
         frame = json.loads(ws.recv(timeout=10))
     assert frame == {"body": {"hello": "socket"}, "ttl": 300, "queue_name": "pushed",
                      "Message_Type": "Notification"}
+
+
+def test_confirmation_end_to_end_through_the_webhook(server_factory):
+    """The subscriber gets the confirmation request first, confirms with the
+    signed URL it carries and nothing else, and only then gets messages."""
+    proc = server_factory(TIDINGS_NOTIFICATIONS__SIGNING_SECRET="e2e-secret").start()
+    with Receiver() as receiver, httpx.Client(base_url=proc.url, headers=headers(),
+                                              timeout=10) as client:
+        response = client.post("/v2/queues/confirmed/subscriptions", json={
+            "subscriber": receiver.url, "ttl": 3600,
+            "options": {"require_confirmation": True}})
+        assert response.status_code == 201, response.text
+        client.post("/v2/queues/confirmed/messages",
+                    json={"messages": [{"body": "too early", "ttl": 600}]})
+        [request] = receiver.wait_for(1, timeout=10)
+        confirmation = request.json
+        assert confirmation["Message_Type"] == "SubscriptionConfirmation"
+        signed = {key: confirmation[key] for key in
+                  ("URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths", "X-Project-ID")}
+        confirm = httpx.put(confirmation["WSGISubscribeURL"], json={"confirmed": True},
+                            headers={**signed, "Client-ID": str(uuid.uuid4())}, timeout=10)
+        assert confirm.status_code == 204, confirm.text
+        client.post("/v2/queues/confirmed/messages",
+                    json={"messages": [{"body": "after confirming", "ttl": 600}]})
+        received = receiver.wait_for(2, timeout=10)
+    # The message posted before the confirmation was never sent; the later one was.
+    assert [r.json.get("body") for r in received[1:]] == ["after confirming"]
