@@ -22,6 +22,7 @@ import msgspec
 from tidings.auth import Policy, PolicyError
 from tidings.auth.authenticator import Authenticator
 from tidings.config import WORKER_SETTINGS_ENV, Settings
+from tidings.metrics import Metrics, QueueSampler, instrument
 from tidings.notify import Notifier
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.pooling import build_storage
@@ -79,18 +80,40 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.A
         policy = Policy.load(settings.auth.policy_file)
     except (OSError, PolicyError) as exc:
         raise ValueError(f"invalid policy: {exc}") from None
+    metrics = Metrics(settings.metrics.sample_max_queues) if settings.metrics.enabled else None
+    if metrics is not None:
+        instrument(storage, metrics)
     service = Service(storage=storage, limits=settings.limits, policy=policy,
-                      signing_key=auth.signing_key, quotas=Quotas(settings.quotas))
+                      signing_key=auth.signing_key, quotas=Quotas(settings.quotas),
+                      metrics=metrics)
     configure_notifications(service, settings)
     notifier = None
     if settings.notifications.worker_in_server:
         notifier = Notifier.from_settings(storage, settings)
+        notifier.metrics = metrics
         service.wake_notifier = notifier.wake
     app = create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval, auth,
-                                                        notifier)],
+                                                        notifier),
+                                               *observability(settings, metrics, storage)],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth)
     ws.use_raw_frames(app)
     return app
+
+
+def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver
+                  ) -> list[Any]:
+    """The request metrics and access log middleware, and the queue depth
+    sampler (after Lifespan: the storage is open when it starts)."""
+    from tidings.transport.http.access import Observe, configure_access_log
+
+    stream = configure_access_log(settings.logging)
+    middleware: list[Any] = []
+    if metrics is not None or stream is not None:
+        middleware.append(Observe(metrics, stream, settings.logging.access_format))
+    if metrics is not None and settings.metrics.sample_interval > 0:
+        middleware.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,
+                                       settings.metrics.sample_top_queues))
+    return middleware
 
 
 def configure_notifications(service: Service, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""The `tidings` command: serve, notifier, gc, migrate and bench."""
+"""The `tidings` command: serve, notifier, gc, migrate, bench and the admin commands
+(check, queues, peek, purge, redrive: tidings.admin_cli)."""
 
 from __future__ import annotations
 
@@ -222,6 +223,9 @@ def parser() -> argparse.ArgumentParser:
     from tidings.storage.pooling.cli import add_commands as pool_commands
 
     pool_commands(commands, with_config, _settings)
+    from tidings.admin_cli import add_commands as admin_commands
+
+    admin_commands(commands, with_config, _settings)
 
     # Listed for --help; main() hands its arguments to the bench untouched.
     commands.add_parser("bench", help="load-test a Zaqar v2 endpoint (tidings bench --help)")

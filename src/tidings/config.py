@@ -235,6 +235,32 @@ class PoolingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     control_storage: str = "sqlite:///./data/tidings-control.db"
 
 
+class LoggingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The access log: one line per HTTP request (tidings.transport.http.access).
+    A line names the request id, method, path, route, status, duration and
+    project; never a body nor a query string."""
+
+    access_log: bool = True
+    # "text": key=value pairs; "json": one JSON object a line.
+    access_format: Literal["text", "json"] = "text"
+    # A file to append the lines to; empty: standard error.
+    access_log_file: str = ""
+
+
+class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Prometheus metrics at ``GET /metrics`` (tidings.metrics)."""
+
+    enabled: bool = True
+    # Seconds between samples of queue depth and oldest-message age; 0: none.
+    sample_interval: float = 15.0
+    # Queues given their own labels (the deepest); the rest are summed
+    # under project="_other", queue="_other".
+    sample_top_queues: int = 20
+    # Queues this process remembers (those it saw messages posted to) and
+    # samples; beyond it the least recently posted are forgotten.
+    sample_max_queues: int = 1000
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8888
@@ -248,6 +274,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Seconds between garbage-collection passes in the server; 0 disables.
     gc_interval: float = 30.0
     log_level: str = "info"
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     limits: Limits = msgspec.field(default_factory=Limits)
     websocket: WebSocketSettings = msgspec.field(default_factory=WebSocketSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)

@@ -69,6 +69,8 @@ async def create(
                                                     lambda found: found[0] is None)
     if claim_id is None:
         return None
+    if ctx.service.metrics is not None:
+        ctx.service.metrics.claimed(len(claimed))
     return {
         "claim_id": claim_id,
         "href": f"{claims_path(queue, ctx.href_root)}/{claim_id}",

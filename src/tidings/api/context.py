@@ -38,6 +38,8 @@ class Service:
     # Per-project quotas and the rate limiter (tidings.api.quotas.Quotas);
     # None: unlimited.
     quotas: Any = None
+    # Prometheus metrics of this process (tidings.metrics.Metrics); None: off.
+    metrics: Any = None
 
 
 @dataclass(slots=True)

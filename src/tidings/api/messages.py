@@ -85,6 +85,8 @@ async def post(ctx: Context, queue: str, document: Any, size: int) -> dict[str, 
                             delay=m.delay) for m in batch]
     await quotas.check_post(ctx, queue, len(batch))
     ids = await ctx.storage.messages.post(ctx.project, queue, batch, client_id)
+    if ctx.service.metrics is not None:
+        ctx.service.metrics.posted(ctx.project, queue, len(ids))
     path = messages_path(queue, ctx.href_root)
     return {"resources": [f"{path}/{message_id}" for message_id in ids]}
 
@@ -171,6 +173,8 @@ async def delete(ctx: Context, queue: str, message_id: str, claim_id: str | None
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     await ctx.storage.messages.delete(ctx.project, queue, message_id, claim_id)
+    if ctx.service.metrics is not None:
+        ctx.service.metrics.deleted("delete")
 
 
 @stage("message", "delete_many")
@@ -191,8 +195,13 @@ async def delete_many(
         if not 0 < pop <= maximum:
             raise errors.ValidationFailed(f"Pop value must be at least 1 and at most {maximum}.")
         popped = await ctx.storage.messages.pop(ctx.project, queue, pop)
+        if ctx.service.metrics is not None:
+            ctx.service.metrics.deleted("pop", len(popped))
         return {"messages": [format_message(queue, m, ctx=ctx) for m in popped]}
-    await ctx.storage.messages.bulk_delete(ctx.project, queue, _ids(ids or [], ctx), claim_ids)
+    ids = _ids(ids or [], ctx)
+    await ctx.storage.messages.bulk_delete(ctx.project, queue, ids, claim_ids)
+    if ctx.service.metrics is not None:
+        ctx.service.metrics.deleted("bulk", len(ids))
     return None
 
 

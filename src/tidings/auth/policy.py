@@ -41,7 +41,10 @@ def _defaults() -> dict[str, str]:
         "health:get": ADMIN,
     }
     unprotected = {
-        "queues": ("get_all", "create", "get", "delete", "update", "stats", "share", "purge"),
+        # queues:redrive (a Tidings extension) as messages:delete_all: it does
+        # in one step what claims, posts and deletes in the project can do.
+        "queues": ("get_all", "create", "get", "delete", "update", "stats", "share", "purge",
+                   "redrive"),
         "messages": ("get_all", "create", "get", "delete", "delete_all"),
         "claims": ("create", "get", "update", "delete"),
         "subscription": ("get_all", "create", "get", "delete", "update", "confirm"),

@@ -134,6 +134,8 @@ class Notifier:
         self.poll_interval = max(settings.poll_interval, MIN_POLL)
         # What happened so far: delivered, retried, dead, abandoned, errors.
         self.stats: Counter[str] = Counter()
+        # Prometheus counters (tidings.metrics.Metrics) of the server it runs in.
+        self.metrics: Any = None
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
         self._stopping = False
@@ -294,26 +296,26 @@ class Notifier:
                     if remaining <= 0:
                         # Waited too long for the target: the lease is
                         # running out; leave it to be leased again.
-                        self.stats["abandoned"] += 1
+                        self._count("abandoned", delivery)
                         return
                     try:
                         async with asyncio.timeout(remaining):
                             await sender.send(delivery, doc)
                     except TimeoutError:
-                        self.stats["abandoned"] += 1
+                        self._count("abandoned", delivery)
                         log.warning("delivery %s outlasted its lease; it will be sent again",
                                     delivery.id)
                         return
             except PermanentFailure as exc:
                 await deliveries.dead(delivery.id, error=_short(str(exc)))
-                self.stats["dead"] += 1
+                self._count("dead", delivery)
                 log.warning("delivery %s to %s is dead: %s", delivery.id,
                             delivery.subscriber, exc)
             except NotHere as exc:
                 if delivery.attempts + 1 >= self.settings.socket_max_attempts:
                     await deliveries.dead(delivery.id, error=_short(
                         f"{exc} (gave up after {delivery.attempts + 1} attempts)"))
-                    self.stats["dead"] += 1
+                    self._count("dead", delivery)
                 else:
                     await self._retry(delivery, exc.retry_in, str(exc))
             except SendFailed as exc:
@@ -323,12 +325,17 @@ class Notifier:
                 await self._failed(delivery, f"{type(exc).__name__}: {exc}")
             else:
                 await deliveries.delivered(delivery.id)
-                self.stats["delivered"] += 1
+                self._count("delivered", delivery)
         except asyncio.CancelledError:
             raise
         except Exception:  # recording the outcome failed: the lease will expire
             self.stats["errors"] += 1
             log.exception("recording the outcome of delivery %s failed", delivery.id)
+
+    def _count(self, outcome: str, delivery: Delivery) -> None:
+        self.stats[outcome] += 1
+        if self.metrics is not None:
+            self.metrics.notification(delivery.subscriber, outcome)
 
     async def _failed(self, delivery: Delivery, error: str) -> None:
         policy = await self.policy_for(delivery)
@@ -337,7 +344,7 @@ class Notifier:
         if delay is None:
             await self.storage.deliveries.dead(delivery.id, error=_short(
                 f"{error} (gave up after {failures} attempts)"))
-            self.stats["dead"] += 1
+            self._count("dead", delivery)
             log.info("delivery %s to %s is dead after %d attempts: %s", delivery.id,
                      delivery.subscriber, failures, error)
         else:
@@ -346,7 +353,7 @@ class Notifier:
     async def _retry(self, delivery: Delivery, delay: float, error: str) -> None:
         at = self.clock() + delay
         await self.storage.deliveries.retry(delivery.id, at=at, error=_short(error))
-        self.stats["retried"] += 1
+        self._count("retried", delivery)
         if self._next_due is None or at < self._next_due:
             self._next_due = at
         if delay <= 0:

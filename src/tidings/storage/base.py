@@ -261,6 +261,36 @@ class MessageController(ABC):
     async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
         """Remove and return up to ``limit`` available, unclaimed messages."""
 
+    # Drivers that cannot move atomically post the copies under this client id.
+    MOVE_CLIENT_ID = "00000000-0000-4000-8000-00000000d1e5"
+
+    async def move(
+        self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
+        ttl: int | None = None,
+    ) -> list[str]:
+        """Move the messages of ``src`` among ``ids`` that are under the live
+        claim ``claim_id`` to the tail of ``dst`` (created if needed), in the
+        order of ``ids``; returns their new ids in ``dst``. Messages that are
+        gone, or no longer under that claim, are skipped (never moved twice).
+
+        A moved message keeps its body; in ``dst`` it is a fresh message
+        (unclaimed, claim count 0, notifications sent as for a post) whose
+        ttl is ``ttl``, or its own ttl when None, counted from the move.
+
+        Drivers override this to make it atomic (SQLite: one write job,
+        PostgreSQL: one transaction). This default posts the copies and
+        then deletes the originals with the claim: a crash between the two
+        steps leaves the originals claimed in ``src``, to be moved again
+        once the claim expires (at least once, not exactly once).
+        """
+        found = [m for m in await self.bulk_get(project, src, ids) if m.claim_id == claim_id]
+        if not found:
+            return []
+        batch = [NewMessage(body=m.body, ttl=ttl or m.ttl) for m in found]
+        new_ids = await self.post(project, dst, batch, self.MOVE_CLIENT_ID)
+        await self.bulk_delete(project, src, [m.id for m in found], [claim_id])
+        return new_ids
+
 
 class ClaimController(ABC):
     @abstractmethod

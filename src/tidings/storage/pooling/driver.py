@@ -350,6 +350,16 @@ class PooledMessages(_Part, base.MessageController):
         return await (await self.pooled.route(project, queue)).messages.pop(
             project, queue, limit)
 
+    async def move(self, project: str, src: str, dst: str, ids: Sequence[str],
+                   claim_id: str, ttl: int | None = None) -> list[str]:
+        """The pool's own (atomic) move when both queues live in one pool;
+        across pools, the base class's post-then-delete."""
+        source = await self.pooled.route(project, src)
+        target = await self.pooled.place(project, dst)
+        if source is target:
+            return await source.messages.move(project, src, dst, ids, claim_id, ttl)
+        return await super().move(project, src, dst, ids, claim_id, ttl)
+
 
 class PooledClaims(_Part, base.ClaimController):
     async def create(self, project: str, queue: str, *, ttl: int, grace: int, limit: int,

@@ -867,6 +867,45 @@ class PostgresMessages(base.MessageController):
 
         await self.d.run(job, transaction=True)
 
+    async def move(
+        self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
+        ttl: int | None = None,
+    ) -> list[str]:
+        """Atomic: the copies (MESSAGE_POST, outbox included) and the deletes
+        are one transaction; the moved rows stay locked until it commits."""
+        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        if not rowids:
+            return []
+        now = self.d.clock()
+        channel, payload = self.d._notify_args(project, dst)
+
+        async def job(conn: asyncpg.Connection) -> list[str]:
+            rows = {row[0]: row for row in
+                    await conn.fetch(q.MESSAGES_FOR_MOVE, rowids, now, project, src)}
+            chosen = [rows[r] for r in rowids if r in rows
+                      and rows[r][5] == claim_id and rows[r][6] > now]
+            if not chosen:
+                return []
+            await _lock_queue(conn, project, dst, now)
+            new_ids: list[str] = []
+            # One MESSAGE_POST per run of one client id: each keeps its own.
+            for client_id, run in itertools.groupby(chosen, key=lambda row: row[4]):
+                batch = list(run)
+                ttls = [ttl if ttl is not None else max(1, round(row[3] - row[2]))
+                        for row in batch]
+                posted = await conn.fetch(
+                    q.MESSAGE_POST, project, dst, now, client_id, [row[1] for row in batch],
+                    ttls, [0] * len(batch), channel, payload,
+                )
+                new_ids += [message_id(row[0]) for row in posted]
+            await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in chosen])
+            return new_ids
+
+        moved = await self.d.run(job, transaction=True)
+        if moved:
+            self.d._wake_watches(project, dst)
+        return moved
+
     async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)

@@ -253,6 +253,14 @@ MESSAGE_CLAIM_STATE = (
 # check and the delete (all or none).
 MESSAGE_CLAIM_STATE_FOR_DELETE = MESSAGE_CLAIM_STATE + " ORDER BY id FOR UPDATE"
 MESSAGES_DELETE_IDS = "DELETE FROM messages WHERE id = ANY($1::bigint[])"
+# Redrive: the messages to move with their claims, locked until the move
+# commits (so no claim or delete lands in between).
+MESSAGES_FOR_MOVE = (
+    "SELECT id, body, created, expires, client_id, claim_id, claim_expires FROM messages "
+    "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "
+    "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4) "
+    "ORDER BY id FOR UPDATE"
+)
 MESSAGES_DELETE_OF_QUEUE = "DELETE FROM messages WHERE queue_id = $1"
 MESSAGES_POP = f"""
     DELETE FROM messages WHERE id IN (

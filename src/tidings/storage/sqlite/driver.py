@@ -518,26 +518,42 @@ class SqliteMessages(base.MessageController):
         driver = self.d
 
         def job(conn: sqlite3.Connection) -> list[str]:
-            queue_id = _ensure_queue(conn, project, queue, now)
-            conn.executemany(q.MESSAGE_INSERT, [(queue_id, *row) for row in rows])
-            last = conn.execute(q.LAST_ROWID).fetchone()[0]
-            # One writer, one transaction: the ids of this batch are consecutive.
-            first = last - len(rows) + 1
-            # The outbox, in the same transaction: one indexed lookup, which
-            # finds nobody on most queues.
-            subscribers = conn.execute(q.SUBSCRIPTIONS_TO_NOTIFY, (project, queue, now)).fetchall()
-            if subscribers:
-                token = _new_token()
-                conn.executemany(
-                    q.DELIVERY_INSERT,
-                    [
-                        (token, sub, 0, first + i, message.ttl, row[0], now, now)
-                        for i, (message, row) in enumerate(zip(messages, rows))
-                        for (sub,) in subscribers
-                    ],
-                )
+            ids = _insert_messages(conn, project, queue, rows, [m.ttl for m in messages], now)
             driver._posted.add(key)
-            return [message_id(i) for i in range(first, last + 1)]
+            return ids
+
+        return await self.d.writer.run(job)
+
+    async def move(
+        self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
+        ttl: int | None = None,
+    ) -> list[str]:
+        """Atomic: the copies and the deletes are one write job (one
+        transaction), so a crash leaves either both or neither."""
+        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        now = self.d.clock()
+        driver = self.d
+
+        def job(conn: sqlite3.Connection) -> list[str]:
+            src_id = _queue_id(conn, project, src)
+            if src_id is None or not rowids:
+                return []
+            rows, ttls, moved = [], [], []
+            for rowid in rowids:
+                row = conn.execute(q.MESSAGE_FOR_MOVE, (rowid, src_id, now)).fetchone()
+                if row is None or row[4] != claim_id or row[5] <= now:
+                    continue  # gone, or not (or no longer) under this claim
+                body, created, expires, client_id = row[:4]
+                life = ttl if ttl is not None else max(1, round(expires - created))
+                rows.append((body, now, now + life, now, client_id))
+                ttls.append(life)
+                moved.append((rowid,))
+            if not rows:
+                return []
+            new_ids = _insert_messages(conn, project, dst, rows, ttls, now)
+            conn.executemany(q.MESSAGE_DELETE, moved)
+            driver._posted.add((project, dst))
+            return new_ids
 
         return await self.d.writer.run(job)
 
@@ -649,6 +665,33 @@ class SqliteMessages(base.MessageController):
             return [_message(row, now) for row in rows]
 
         return await self.d.writer.run(job)
+
+
+def _insert_messages(
+    conn: sqlite3.Connection, project: str, queue: str, rows: list[tuple[Any, ...]],
+    ttls: list[int], now: float,
+) -> list[str]:
+    """Append rows (body, created, expires, available, client_id) to the
+    queue, creating it if needed, with their notifications; the new ids."""
+    queue_id = _ensure_queue(conn, project, queue, now)
+    conn.executemany(q.MESSAGE_INSERT, [(queue_id, *row) for row in rows])
+    last = conn.execute(q.LAST_ROWID).fetchone()[0]
+    # One writer, one transaction: the ids of this batch are consecutive.
+    first = last - len(rows) + 1
+    # The outbox, in the same transaction: one indexed lookup, which
+    # finds nobody on most queues.
+    subscribers = conn.execute(q.SUBSCRIPTIONS_TO_NOTIFY, (project, queue, now)).fetchall()
+    if subscribers:
+        token = _new_token()
+        conn.executemany(
+            q.DELIVERY_INSERT,
+            [
+                (token, sub, 0, first + i, ttl, row[0], now, now)
+                for i, (ttl, row) in enumerate(zip(ttls, rows))
+                for (sub,) in subscribers
+            ],
+        )
+    return [message_id(i) for i in range(first, last + 1)]
 
 
 def _check_delete_allowed(

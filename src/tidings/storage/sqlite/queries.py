@@ -40,6 +40,11 @@ MESSAGE_CLAIM_STATE = (
     "WHERE id = ? AND queue_id = ? AND expires > ?"
 )
 MESSAGE_DELETE = "DELETE FROM messages WHERE id = ?"
+# Redrive: a message with its claim, to move it under that claim.
+MESSAGE_FOR_MOVE = (
+    "SELECT body, created, expires, client_id, claim_id, claim_expires FROM messages "
+    "WHERE id = ? AND queue_id = ? AND expires > ?"
+)
 MESSAGES_DELETE_OF_QUEUE = "DELETE FROM messages WHERE queue_id = ?"
 MESSAGES_CLAIMABLE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "

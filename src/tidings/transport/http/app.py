@@ -10,7 +10,7 @@ import falcon.asgi
 from tidings import errors
 from tidings.api.context import Service
 from tidings.auth.authenticator import Authenticator
-from tidings.transport.http import admin
+from tidings.transport.http import access, admin
 from tidings.transport.http import resources as r
 from tidings.transport.http import openapi, subscriptions, topics
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
@@ -28,11 +28,13 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         ("/v2/ping", r.Ping(service)),
         ("/v2/health", r.Health(service)),
         (openapi.PATH, openapi.OpenAPIDocument(service.limits)),
+        (access.PATH, access.MetricsEndpoint(service)),
         ("/v2/queues", r.QueueCollection(service)),
         (QUEUE, r.QueueItem(service)),
         (QUEUE + "/stats", r.QueueStats(service)),
         (QUEUE + "/purge", r.QueuePurge(service)),
         (QUEUE + "/share", r.QueueShare(service)),
+        (QUEUE + "/redrive", r.QueueRedrive(service)),
         (QUEUE + "/messages", r.MessageCollection(service)),
         (QUEUE + "/messages/{message_id}", r.MessageItem(service)),
         (QUEUE + "/claims", r.ClaimCollection(service)),

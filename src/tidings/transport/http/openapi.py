@@ -545,6 +545,11 @@ def system_paths() -> dict[str, Any]:
             "get": op("Health details", "health", {"200": ok("Details.", ref("Health"))}),
             "head": op("Is the service up?", "healthHead", {"204": ok("Up.")}),
         },
+        "/metrics": {"get": op("Prometheus metrics", "getMetrics", {
+            "200": ok("The metrics of the process that answered, in the Prometheus text "
+                      "format.", string(), media="text/plain")},
+            headers=False, extension=True, error_codes=(404,),
+            description="Needs no identifying headers. 404 when metrics are disabled.")},
         PATH: {"get": op("This document", "getOpenAPI", {
             "200": ok("The OpenAPI document.", {"type": "object"})},
             headers=False, extension=True, error_codes=(),
@@ -586,6 +591,26 @@ def admin_paths() -> dict[str, Any]:
             if isinstance(op, dict) and "operationId" in op:
                 op["tags"] = ["admin"]
     return paths
+
+
+def redrive_path(limits: Limits, queue: Schema) -> dict[str, Any]:
+    """Dead-letter redrive (docs/redrive.md)."""
+    request = obj({
+        "to": ref("Name"),
+        "limit": integer(1, INT32_MAX, "Move at most this many (default: all)."),
+    }, ("to",), additional=False)
+    moved = obj({"moved": integer(0), "messages": array(
+        string("The path of a moved message in the target queue."))}, ("moved", "messages"))
+    return {
+        "parameters": [queue],
+        "post": {**operation("Move dead letters back to a queue", "redriveQueue", {
+            "200": ok("Moved: each message once, its body unchanged.", moved)},
+            request=body(request), extension=True, description=(
+                "Moves up to `limit` messages of this (dead letter) queue to the tail of "
+                "`to`, oldest first, as fresh messages (unclaimed, claim count 0). "
+                "Policy `queues:redrive`. See docs/redrive.md.")),
+            "tags": ["queues"]},
+    }
 
 
 def build(limits: Limits | None = None) -> dict[str, Any]:
@@ -635,6 +660,7 @@ def build(limits: Limits | None = None) -> dict[str, Any]:
             "delete": {**operation("Release a claim", "deleteClaim", {
                 "204": ok("Released (also when it did not exist).")}), "tags": claims_tag},
         },
+        QUEUE + "/redrive": redrive_path(limits, queue),
         **subscription_paths(limits, QUEUE, "queue", "subscriptions"),
         "/v2/topics": {"get": topic_listing},
         **entity_paths(limits, TOPIC, "topic", "topics"),

@@ -8,7 +8,7 @@ import falcon
 import falcon.asgi
 
 from tidings import errors
-from tidings.api import claims, messages, queues, system
+from tidings.api import claims, messages, queues, redrive, system
 from tidings.api.context import Service
 from tidings.transport.http import homedoc
 from tidings.transport.http.request import (
@@ -141,6 +141,16 @@ class QueuePurge(Resource):
         document, _ = await read_body(req, SMALL_BODY, "purge request")
         await queues.purge(ctx, queue_name, document)
         resp.status = falcon.HTTP_204
+
+
+class QueueRedrive(Resource):
+    """Dead-letter redrive, a Tidings extension (docs/redrive.md)."""
+
+    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+        ctx = context(req, self.service)
+        document, _ = await read_body(req, SMALL_BODY, "redrive request")
+        target, limit = redrive.check_request(ctx, queue_name, document)
+        json_response(resp, await redrive.redrive(ctx, queue_name, to=target, limit=limit))
 
 
 class QueueShare(Resource):

@@ -1,0 +1,231 @@
+"""Admin commands of `tidings`: check, queues, peek, purge and redrive.
+
+They work on the configured storage directly (as `tidings gc` does), not
+through a running server. Queues belong to a project: --project names it
+(default: "default", or TIDINGS_PROJECT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tidings.config import Settings
+
+DEFAULT_PROJECT = "default"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def _project(args: argparse.Namespace) -> str:
+    return args.project or os.environ.get("TIDINGS_PROJECT") or DEFAULT_PROJECT
+
+
+async def _opened(settings: Settings) -> Any:
+    from tidings.storage.pooling import build_storage
+
+    storage = build_storage(settings)
+    await storage.open()
+    return storage
+
+
+def _run(settings_of: Callable[[argparse.Namespace], Settings],
+         action: Callable[[Any, argparse.Namespace, Settings], Any]
+         ) -> Callable[[argparse.Namespace], int]:
+    """A command: open the storage, run ``action``, close it; domain errors
+    become a message and exit status 1."""
+    from tidings import errors
+
+    def command(args: argparse.Namespace) -> int:
+        settings = settings_of(args)
+
+        async def main() -> int:
+            storage = await _opened(settings)
+            try:
+                return await action(storage, args, settings) or 0
+            finally:
+                await storage.close()
+
+        try:
+            return asyncio.run(main())
+        except errors.TidingsError as exc:
+            raise SystemExit(f"tidings: {exc}") from None
+
+    return command
+
+
+# --- check --------------------------------------------------------------------------
+
+
+def _sqlite_schema(url: str) -> None:
+    """Before opening (which would upgrade it): the SQLite file exists and
+    its schema is this version's."""
+    from tidings.storage.sqlite import schema
+    from tidings.storage.sqlite.driver import SqliteDriver
+
+    path = SqliteDriver.from_url(url).path
+    if not Path(path).exists():
+        raise CheckFailed(f"the SQLite database {path} does not exist: run `tidings migrate`")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CheckFailed(f"cannot read the SQLite database {path}: {exc}") from None
+    if found < schema.VERSION:
+        raise CheckFailed(f"the schema is outdated (version {found}, this Tidings needs "
+                          f"{schema.VERSION}): run `tidings migrate`")
+    if found > schema.VERSION:
+        raise CheckFailed(f"the schema is version {found}, newer than this Tidings "
+                          f"({schema.VERSION})")
+
+
+async def _check(settings: Settings) -> list[str]:
+    from tidings.storage.base import Capability
+    from tidings.storage.pooling import build_storage
+
+    report = [f"config: valid (storage {settings.storage})"]
+    pooled = getattr(settings, "pooling", None) is not None and settings.pooling.enabled
+    scheme = urlsplit(settings.storage).scheme
+    if not pooled and scheme == "sqlite":
+        _sqlite_schema(settings.storage)
+    storage = build_storage(settings)
+    if hasattr(storage, "migrate_on_open"):
+        storage.migrate_on_open = False  # PostgreSQL: check the version, change nothing
+    try:
+        await storage.open()
+    except Exception as exc:  # noqa: BLE001 - every failure to open is the answer
+        raise CheckFailed(f"cannot open the storage: {exc}") from None
+    try:
+        if not await storage.is_alive():
+            raise CheckFailed("the storage is not answering")
+        report.append(f"backend: {storage.name} reachable")
+        if not pooled:
+            if Capability.DURABILITY not in storage.capabilities:
+                raise CheckFailed(f"the {storage.name} backend does not persist data: "
+                                  "messages would be lost on restart")
+            report.append("persistence: on")
+        report.append("schema: current")
+    finally:
+        await storage.close()
+    return report
+
+
+def check(settings_of: Callable[[argparse.Namespace], Settings]
+          ) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = settings_of(args)
+        try:
+            for line in asyncio.run(_check(settings)):
+                print(line)
+        except CheckFailed as exc:
+            raise SystemExit(f"tidings check: FAILED: {exc}") from None
+        print("ok")
+        return 0
+
+    return command
+
+
+# --- queues, peek, purge, redrive ----------------------------------------------------
+
+
+async def _queues(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
+    project = _project(args)
+    rows: list[tuple[str, str, str, str, str]] = []
+    marker = None
+    while True:
+        page = await storage.queues.list(project, marker=marker, limit=100, detailed=False)
+        for record in page:
+            stats = await storage.queues.stats(project, record.name)
+            age = f"{stats.oldest.age}s" if stats.oldest is not None else "-"
+            rows.append((record.name, str(stats.total), str(stats.free), str(stats.claimed), age))
+        if len(page) < 100:
+            break
+        marker = page[-1].name
+    if not rows:
+        print(f"no queues in project {project}")
+        return 0
+    header = ("QUEUE", "DEPTH", "FREE", "CLAIMED", "OLDEST")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+async def _peek(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
+    project = _project(args)
+    page, _ = await storage.messages.list(
+        project, args.queue, marker=None, limit=args.limit, client_id=None, echo=True,
+        include_claimed=True, include_delayed=True)
+    if not page:
+        print(f"queue {args.queue} has no messages")
+        return 0
+    for m in page:
+        state = f"claimed({m.claim_id})" if m.claim_id else "free"
+        print(f"{m.id}  age={m.age}s ttl={m.ttl}s claims={m.claim_count} {state}  "
+              f"{json.dumps(m.body, ensure_ascii=False, default=str)}")
+    return 0
+
+
+async def _purge(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
+    project = _project(args)
+    total = (await storage.queues.stats(project, args.queue)).total
+    await storage.queues.purge_messages(project, args.queue)
+    print(f"purged {total} messages from {args.queue}")
+    return 0
+
+
+async def _redrive(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
+    from tidings.api import redrive
+    from tidings.api.context import Context, Service
+
+    ctx = Context(service=Service(storage=storage, limits=settings.limits),
+                  project=_project(args), client_id=str(uuid.uuid4()))
+    result = await redrive.redrive(ctx, args.dlq, to=args.to, limit=args.limit)
+    print(f"moved {result['moved']} messages from {args.dlq} to {args.to}")
+    return 0
+
+
+def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser], Any],
+                 settings_of: Callable[[argparse.Namespace], Settings]) -> None:
+    def with_project(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_config(p)
+        p.add_argument("--project", help="the project (default: TIDINGS_PROJECT or 'default')")
+        return p
+
+    p = with_config(commands.add_parser(
+        "check", help="check the config, the backend (reachable, persistent) and the schema"))
+    p.set_defaults(run=check(settings_of))
+
+    p = with_project(commands.add_parser("queues", help="list queues with depth and age"))
+    p.set_defaults(run=_run(settings_of, _queues))
+
+    p = with_project(commands.add_parser("peek", help="show a queue's first messages"))
+    p.add_argument("queue")
+    p.add_argument("--limit", type=int, default=10, help="how many (default 10)")
+    p.set_defaults(run=_run(settings_of, _peek))
+
+    p = with_project(commands.add_parser("purge", help="delete every message of a queue"))
+    p.add_argument("queue")
+    p.set_defaults(run=_run(settings_of, _purge))
+
+    p = with_project(commands.add_parser(
+        "redrive", help="move dead-lettered messages back to a queue (docs/redrive.md)"))
+    p.add_argument("dlq", help="the dead letter queue")
+    p.add_argument("--to", required=True, metavar="QUEUE",
+                   help="the queue to move them to (required: a dead letter queue does not "
+                        "record where its messages came from)")
+    p.add_argument("--limit", type=int, help="move at most this many (default: all)")
+    p.set_defaults(run=_run(settings_of, _redrive))

@@ -1,0 +1,310 @@
+"""Prometheus metrics of one server process, served at ``GET /metrics``.
+
+Every app has its own ``CollectorRegistry`` (never the global one), so
+tests can build several apps in one process. Where each metric is counted:
+
+- HTTP requests (count by method, route template and status; latency by
+  method and route): transport/http/access.py, a Falcon middleware. The
+  route is the URI template, ``unmatched`` when none: bounded labels.
+- Messages posted, claimed, deleted: the operation layer (api/messages.py,
+  api/claims.py), after the storage call returned.
+- Records removed by garbage collection (expired messages, claims,
+  subscriptions): the instrumented ``gc`` of the storage.
+- Storage latency and failures by driver and operation: ``instrument``
+  wraps the controllers of the driver once, in place (tidings.app).
+- Notifications delivered, retried, dead, abandoned by subscriber kind:
+  the delivery worker (notify/worker.py) of this process.
+- Queue depth and oldest-message age: ``QueueSampler``, a background task
+  that every ``metrics.sample_interval`` seconds reads the stats of the
+  queues this process posted to (at most ``sample_max_queues``) and labels
+  the ``sample_top_queues`` deepest; the rest are summed under
+  ``project="_other", queue="_other"``.
+
+Not counted: messages moved to a dead letter queue (the drivers do not
+report moves; the dead letter queue's depth shows them once sampled).
+
+With ``serve --workers N`` each worker has its own registry and a scrape
+reaches one of them; run one worker per port to scrape them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from tidings import errors
+
+log = logging.getLogger(__name__)
+
+# No ``*_created`` series: half the output, and nothing here reads them.
+disable_created_metrics()
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "QueueSampler", "instrument"]
+
+HTTP_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STORAGE_BUCKETS = (.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 5.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "_other"
+# The driver operations timed (every method of the controller interfaces).
+CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SUBSCRIBER_KINDS = {"http": "webhook", "https": "webhook", "mailto": "mailto"}
+
+
+def _label(value: str) -> str:
+    # Topics live in a shadow project (project + "\x1ftopics").
+    return _CONTROL.sub("/", value)
+
+
+class Metrics:
+    """The metric objects of one app and the helpers that record them."""
+
+    def __init__(self, max_queues: int = 1000) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "tidings_http_requests", "HTTP requests answered, by method, route template and "
+            "status.", ["method", "route", "status"], registry=registry)
+        self.http_duration = Histogram(
+            "tidings_http_request_duration_seconds", "Time to answer an HTTP request, by "
+            "method and route template.", ["method", "route"], buckets=HTTP_BUCKETS,
+            registry=registry)
+        self.messages_posted = Counter(
+            "tidings_messages_posted", "Messages posted (stored).", registry=registry)
+        self.messages_claimed = Counter(
+            "tidings_messages_claimed", "Messages handed out in claims.", registry=registry)
+        self.messages_deleted = Counter(
+            "tidings_messages_deleted", "Messages deleted: one by id (delete), by ids "
+            "(bulk: the ids acknowledged, unknown ones included) or popped (pop).", ["via"],
+            registry=registry)
+        self.gc_removed = Counter(
+            "tidings_gc_removed", "Expired records (messages, claims, subscriptions) removed "
+            "by garbage collection in this process.", registry=registry)
+        self.notifications = Counter(
+            "tidings_notifications", "Notification outcomes by subscriber kind: delivered, "
+            "retried (each retry scheduled), dead, abandoned (lease ran out).",
+            ["kind", "outcome"], registry=registry)
+        self.storage_duration = Histogram(
+            "tidings_storage_operation_duration_seconds", "Time of storage driver calls, by "
+            "driver and operation.", ["driver", "op"], buckets=STORAGE_BUCKETS,
+            registry=registry)
+        self.storage_errors = Counter(
+            "tidings_storage_errors", "Storage driver calls that failed (unavailable: the "
+            "backend failed; exception: an unexpected error), by driver and operation.",
+            ["driver", "op", "error"], registry=registry)
+        self.queue_messages = Gauge(
+            "tidings_queue_messages", "Live messages of the deepest queues (sampled), free or "
+            "claimed; the other sampled queues summed under queue=\"_other\".",
+            ["project", "queue", "state"], registry=registry)
+        self.queue_oldest_age = Gauge(
+            "tidings_queue_oldest_message_age_seconds", "Age of the oldest live message of "
+            "the deepest queues (sampled); the largest of the others under queue=\"_other\".",
+            ["project", "queue"], registry=registry)
+        self.queues_sampled = Gauge(
+            "tidings_queues_sampled", "Queues read by the last depth sample.",
+            registry=registry)
+        self.sample_duration = Gauge(
+            "tidings_queue_sample_duration_seconds", "Time the last depth sample took.",
+            registry=registry)
+        # Label children resolved once: the request path stays cheap.
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._deleted = {via: self.messages_deleted.labels(via)
+                         for via in ("delete", "bulk", "pop")}
+        # The queues to sample: (project, queue) in order of their last post.
+        self.max_queues = max_queues
+        self.queues: dict[tuple[str, str], None] = {}
+
+    # --- recording ---------------------------------------------------------
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "other"
+        key = (method, route, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.http_requests.labels(method, route, str(status))
+        counter.inc()
+        hkey = (method, route)
+        histogram = self._durations.get(hkey)
+        if histogram is None:
+            histogram = self._durations[hkey] = self.http_duration.labels(method, route)
+        histogram.observe(seconds)
+
+    def posted(self, project: str, queue: str, count: int) -> None:
+        self.messages_posted.inc(count)
+        key = (project, queue)
+        queues = self.queues
+        if key in queues:
+            if len(queues) > 1:  # most recently posted last
+                del queues[key]
+                queues[key] = None
+            return
+        queues[key] = None
+        if len(queues) > self.max_queues:
+            del queues[next(iter(queues))]
+
+    def claimed(self, count: int) -> None:
+        self.messages_claimed.inc(count)
+
+    def deleted(self, via: str, count: int = 1) -> None:
+        if count:
+            self._deleted[via].inc(count)
+
+    def notification(self, subscriber: str, outcome: str) -> None:
+        scheme = subscriber.partition(":")[0].lower()
+        kind = SUBSCRIBER_KINDS.get(scheme) or ("websocket" if scheme == "socket" else "other")
+        self.notifications.labels(kind, outcome).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- queue depth -------------------------------------------------------
+
+    def set_depths(self, samples: list[tuple[str, str, int, int, int | None]],
+                   top: int) -> None:
+        """Replace the depth gauges: ``samples`` holds (project, queue,
+        free, claimed, oldest age or None); the ``top`` deepest get labels."""
+        samples = sorted(samples, key=lambda s: s[2] + s[3], reverse=True)
+        self.queue_messages.clear()
+        self.queue_oldest_age.clear()
+        for project, queue, free, claimed, oldest in samples[:top]:
+            project, queue = _label(project), _label(queue)
+            self.queue_messages.labels(project, queue, "free").set(free)
+            self.queue_messages.labels(project, queue, "claimed").set(claimed)
+            if oldest is not None:
+                self.queue_oldest_age.labels(project, queue).set(oldest)
+        rest = samples[top:]
+        if rest:
+            self.queue_messages.labels(OTHER, OTHER, "free").set(sum(s[2] for s in rest))
+            self.queue_messages.labels(OTHER, OTHER, "claimed").set(sum(s[3] for s in rest))
+            ages = [s[4] for s in rest if s[4] is not None]
+            if ages:
+                self.queue_oldest_age.labels(OTHER, OTHER).set(max(ages))
+        self.queues_sampled.set(len(samples))
+
+
+class QueueSampler:
+    """Falcon middleware (lifespan only): samples queue depth and age in
+    the background. Put it after the middleware that opens the storage."""
+
+    def __init__(self, metrics: Metrics, storage: Any, interval: float, top: int) -> None:
+        self.metrics = metrics
+        self.storage = storage
+        self.interval = interval
+        self.top = max(top, 0)
+        self._task: asyncio.Task[None] | None = None
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        if self.interval > 0:
+            self._task = asyncio.create_task(self._run(), name="queue-sampler")
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sample()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep sampling; the storage may come back
+                log.exception("sampling queue depths failed")
+
+    async def sample(self) -> None:
+        started = time.perf_counter()
+        samples: list[tuple[str, str, int, int, int | None]] = []
+        empty: list[tuple[str, str]] = []
+        for project, queue in list(self.metrics.queues):
+            stats = await self.storage.queues.stats(project, queue)
+            if stats.total == 0:
+                empty.append((project, queue))  # sampled again after its next post
+            oldest = stats.oldest.age if stats.oldest is not None else None
+            samples.append((project, queue, stats.free, stats.claimed, oldest))
+        for key in empty:
+            self.metrics.queues.pop(key, None)
+        self.metrics.set_depths(samples, self.top)
+        self.metrics.sample_duration.set(time.perf_counter() - started)
+
+
+# --- storage instrumentation ---------------------------------------------------
+
+
+def _timed(method: Callable[..., Any], op: str, driver: str, metrics: Metrics,
+           after: Callable[[Any], None] | None = None) -> Callable[..., Any]:
+    observe = metrics.storage_duration.labels(driver, op).observe
+    failures = metrics.storage_errors
+    clock = time.perf_counter
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = clock()
+        try:
+            result = await method(*args, **kwargs)
+        except errors.ServiceUnavailable:
+            failures.labels(driver, op, "unavailable").inc()
+            raise
+        except errors.TidingsError:
+            raise  # an answer (not found, claimed...), not a failure
+        except Exception:
+            failures.labels(driver, op, "exception").inc()
+            raise
+        finally:
+            observe(clock() - started)
+        if after is not None:
+            after(result)
+        return result
+
+    timed.__name__ = getattr(method, "__name__", op)
+    return timed
+
+
+class _InstrumentedController:
+    """The interface methods of ``inner``, timed; anything else forwarded."""
+
+    def __init__(self, inner: Any, name: str, methods: frozenset[str], driver: str,
+                 metrics: Metrics) -> None:
+        self._inner = inner
+        for attr in methods:
+            method = getattr(inner, attr, None)
+            if method is not None:
+                setattr(self, attr, _timed(method, f"{name}.{attr}", driver, metrics))
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+
+def instrument(storage: Any, metrics: Metrics) -> Any:
+    """Time the controllers' calls and ``gc`` of ``storage``, in place (the
+    driver object stays the same: isinstance checks still hold)."""
+    from tidings.storage import base
+
+    if getattr(storage, "_tidings_instrumented", False):
+        return storage
+    interfaces = (base.QueueController, base.MessageController, base.ClaimController,
+                  base.SubscriptionController, base.DeliveryController)
+    driver = str(getattr(storage, "name", type(storage).__name__))
+    for name, interface in zip(CONTROLLERS, interfaces):
+        inner = getattr(storage, name, None)
+        if inner is not None:
+            setattr(storage, name, _InstrumentedController(
+                inner, name, frozenset(interface.__abstractmethods__), driver, metrics))
+    removed = metrics.gc_removed
+
+    def count(result: Any) -> None:
+        if isinstance(result, int) and result > 0:
+            removed.inc(result)
+
+    storage.gc = _timed(storage.gc, "gc", driver, metrics, count)
+    storage._tidings_instrumented = True
+    return storage
