@@ -122,20 +122,20 @@ def test_post_list_get_and_delete_messages(conn: connection.Connection) -> None:
 
 
 def test_claims(conn: connection.Connection) -> None:
-    conn.message.create_queue(name="work")
+    conn.message.create_queue(name="tasks")
     ids = message_ids(conn.message.post_message(
-        "work", [{"body": {"job": i}, "ttl": 3600} for i in range(8)]
+        "tasks", [{"body": {"job": i}, "ttl": 3600} for i in range(8)]
     ))
 
     # openstacksdk sends the claim's limit in the body; the server honours it.
-    claim = create_claim(conn, "work", ttl=120, grace=60, limit=5)
+    claim = create_claim(conn, "tasks", ttl=120, grace=60, limit=5)
     assert claim.id
-    assert claim.location == f"/v2/queues/work/claims/{claim.id}"
+    assert claim.location == f"/v2/queues/tasks/claims/{claim.id}"
     assert [m["id"] for m in claim.messages] == ids[:5]
     assert [m["body"] for m in claim.messages] == [{"job": i} for i in range(5)]
     assert {m["claim_id"] for m in claim.messages} == {claim.id}
 
-    fetched = conn.message.get_claim("work", claim.id)
+    fetched = conn.message.get_claim("tasks", claim.id)
     assert fetched.id == claim.id
     assert fetched.ttl == 120
     assert fetched.grace == 60
@@ -143,33 +143,33 @@ def test_claims(conn: connection.Connection) -> None:
     assert [m["id"] for m in fetched.messages] == ids[:5]
 
     # Claimed messages are left out of a plain listing.
-    assert [m.id for m in conn.message.messages("work")] == ids[5:]
-    assert len(list(conn.message.messages("work", include_claimed=True))) == 8
+    assert [m.id for m in conn.message.messages("tasks")] == ids[5:]
+    assert len(list(conn.message.messages("tasks", include_claimed=True))) == 8
 
     # Renew.
-    conn.message.update_claim("work", claim, ttl=300, grace=90)
-    renewed = conn.message.get_claim("work", claim.id)
+    conn.message.update_claim("tasks", claim, ttl=300, grace=90)
+    renewed = conn.message.get_claim("tasks", claim.id)
     assert (renewed.ttl, renewed.grace) == (300, 90)
 
     # Deleting a claimed message needs its claim.
     with pytest.raises(exceptions.ForbiddenException):
-        conn.message.delete_message("work", ids[0], ignore_missing=False)
-    conn.message.delete_message("work", ids[0], claim=claim)
+        conn.message.delete_message("tasks", ids[0], ignore_missing=False)
+    conn.message.delete_message("tasks", ids[0], claim=claim)
     with pytest.raises(exceptions.NotFoundException):
-        conn.message.get_message("work", ids[0])
-    assert [m["id"] for m in conn.message.get_claim("work", claim.id).messages] == ids[1:5]
+        conn.message.get_message("tasks", ids[0])
+    assert [m["id"] for m in conn.message.get_claim("tasks", claim.id).messages] == ids[1:5]
 
     # Release: the claim is gone, its messages can be claimed again.
-    conn.message.delete_claim("work", claim)
+    conn.message.delete_claim("tasks", claim)
     with pytest.raises(exceptions.NotFoundException):
-        conn.message.get_claim("work", claim.id)
-    conn.message.delete_claim("work", claim.id)  # a second delete is fine
-    again = create_claim(conn, "work", ttl=60, grace=60, limit=20)
+        conn.message.get_claim("tasks", claim.id)
+    conn.message.delete_claim("tasks", claim.id)  # a second delete is fine
+    again = create_claim(conn, "tasks", ttl=60, grace=60, limit=20)
     assert [m["id"] for m in again.messages] == ids[1:]
     # Nothing left to claim: 204 and no id.
-    assert create_claim(conn, "work", ttl=60, grace=60).id is None
+    assert create_claim(conn, "tasks", ttl=60, grace=60).id is None
 
-    conn.message.delete_queue("work")
+    conn.message.delete_queue("tasks")
     assert list(conn.message.queues()) == []
 
 

@@ -111,10 +111,10 @@ def test_queue_metadata_get_and_set(client: Client) -> None:
 
 
 def test_post_list_get_and_delete_messages(client: Client, other_client) -> None:
-    queue = client.queue("work", force_create=True)
+    queue = client.queue("tasks", force_create=True)
     single = queue.post({"body": {"n": 0}, "ttl": 300})
     assert len(single["resources"]) == 1
-    assert single["resources"][0].startswith("/v2/queues/work/messages/")
+    assert single["resources"][0].startswith("/v2/queues/tasks/messages/")
     # One post may hold more than 20 messages (the post limit is its size).
     batch = queue.post([{"body": {"n": i}, "ttl": 600} for i in range(1, 25)])
     ids = ids_of(single) + ids_of(batch)
@@ -127,14 +127,14 @@ def test_post_list_get_and_delete_messages(client: Client, other_client) -> None
     everything = list(queue.messages(echo=True, limit=7).stream())
     assert [m.id for m in everything] == ids
     assert [m.body for m in everything] == [{"n": i} for i in range(25)]
-    peer_queue = other_client().queue("work", auto_create=False)
+    peer_queue = other_client().queue("tasks", auto_create=False)
     assert [m.id for m in peer_queue.messages(limit=20).stream()] == ids
 
     # Get one.
     message = queue.message(ids[0])
     assert (message.id, message.body, message.ttl) == (ids[0], {"n": 0}, 300)
     assert 0 <= message.age < 60
-    assert message.href == f"/v2/queues/work/messages/{ids[0]}"
+    assert message.href == f"/v2/queues/tasks/messages/{ids[0]}"
     assert message.claim_id is None
 
     # Get many: unknown ids are skipped.
