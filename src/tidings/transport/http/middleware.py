@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
-import uuid
 from typing import Any
 
 import falcon
@@ -36,7 +36,9 @@ def sanitize(value: str | None) -> str | None:
 
 
 def new_request_id() -> str:
-    return "req-" + uuid.uuid4().hex
+    # 128 random bits, as a uuid4 has, without building a UUID object on
+    # every request (py-spy: uuid4 was 3 % of a ping).
+    return "req-" + os.urandom(16).hex()
 
 
 class RequestId:
