@@ -86,6 +86,17 @@ def test_update(nhttp: httpx.Client) -> None:
         7200, {"x": "y"}, "http://127.0.0.1:9/other")
 
 
+def test_update_leaves_null_fields_as_they_are(nhttp: httpx.Client) -> None:
+    # As in Zaqar; ``openstack messaging subscription update`` sends them.
+    sid = subscribe(nhttp, ttl=600, options={"a": 1})
+    resp = nhttp.patch(f"{SUBS}/{sid}", json={"subscriber": None, "ttl": 7200, "options": None})
+    assert resp.status_code == 204, resp.text
+    body = nhttp.get(f"{SUBS}/{sid}").json()
+    assert (body["subscriber"], body["ttl"], body["options"]) == (HOOK, 7200, {"a": 1})
+    assert nhttp.patch(f"{SUBS}/{sid}", json={"ttl": None}).status_code == 204
+    assert nhttp.get(f"{SUBS}/{sid}").json()["ttl"] == 7200
+
+
 def test_update_errors(nhttp: httpx.Client) -> None:
     sid = subscribe(nhttp)
     subscribe(nhttp, "mailto:taken@example.com")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.notify.addresses import AddressPolicy, RefusedAddress
+from tests.support.clock import FakeClock
+from tidings.notify.addresses import AddressPolicy, RefusedAddress, getaddrinfo
 
 DEFAULT = AddressPolicy()
 
@@ -52,3 +53,56 @@ async def test_names_are_checked_after_resolution():
 async def test_unresolvable_name_is_an_oserror_worth_a_retry():
     with pytest.raises(OSError):
         await DEFAULT.resolve("no-such-host.invalid", 80)
+
+
+class CountingResolver:
+    """The real resolver, counting its lookups."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        return await getaddrinfo(host, port)
+
+
+async def test_a_name_is_looked_up_again_only_after_the_cache_time():
+    clock, resolver = FakeClock(), CountingResolver()
+    policy = AddressPolicy(allow=["127.0.0.0/8", "::1/128"], cache_seconds=5,
+                           clock=clock, resolver=resolver)
+    first = await policy.resolve("localhost", 80)
+    clock.advance(4.9)
+    assert await policy.resolve("localhost", 80) == first
+    assert resolver.lookups == 1
+    clock.advance(0.2)
+    await policy.resolve("localhost", 80)
+    assert resolver.lookups == 2
+
+
+async def test_cached_addresses_are_still_checked_at_every_send():
+    # Allowed or not, the verdict follows the policy's lists, cache or no.
+    clock, resolver = FakeClock(), CountingResolver()
+    policy = AddressPolicy(cache_seconds=5, clock=clock, resolver=resolver)
+    for _ in range(3):
+        with pytest.raises(RefusedAddress, match="localhost resolves to"):
+            await policy.resolve("localhost", 80)
+    assert resolver.lookups == 1
+
+
+async def test_a_failed_lookup_is_not_cached():
+    resolver = CountingResolver()
+    policy = AddressPolicy(resolver=resolver, clock=FakeClock())
+    for _ in range(2):
+        with pytest.raises(OSError):
+            await policy.resolve("no-such-host.invalid", 80)
+    assert resolver.lookups == 2
+
+
+async def test_literals_need_no_lookup():
+    resolver = CountingResolver()
+    policy = AddressPolicy(allow=["127.0.0.1/32"], resolver=resolver)
+    assert await policy.resolve("127.0.0.1", 80) == ["127.0.0.1"]
+    assert len(await policy.resolve("[::ffff:127.0.0.1]", 80)) == 1  # the same host
+    with pytest.raises(RefusedAddress):
+        await policy.resolve("[::1]", 80)
+    assert resolver.lookups == 0

@@ -222,3 +222,90 @@ def test_confirmation_end_to_end_through_the_webhook(server_factory):
         received = receiver.wait_for(2, timeout=10)
     # The message posted before the confirmation was never sent; the later one was.
     assert [r.json.get("body") for r in received[1:]] == ["after confirming"]
+
+
+def test_confirming_false_sends_the_unsubscribe_confirmation(server_factory):
+    """Zaqar's unsubscribe flow: PUT .../confirm {"confirmed": false} stops
+    the messages and sends the subscriber an UnsubscribeConfirmation whose
+    signed URL takes it back with {"confirmed": true}."""
+    proc = server_factory(TIDINGS_NOTIFICATIONS__SIGNING_SECRET="e2e-secret").start()
+
+    def signed_headers(notice: dict) -> dict[str, str]:
+        keys = ("URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths", "X-Project-ID")
+        return {**{key: notice[key] for key in keys}, "Client-ID": str(uuid.uuid4())}
+
+    with Receiver() as receiver, httpx.Client(base_url=proc.url, headers=headers(),
+                                              timeout=10) as client:
+        response = client.post("/v2/queues/leaving/subscriptions", json={
+            "subscriber": receiver.url, "ttl": 3600,
+            "options": {"require_confirmation": True}})
+        assert response.status_code == 201, response.text
+        subscription_id = response.json()["subscription_id"]
+        [request] = receiver.wait_for(1, timeout=10)
+        subscribe_notice = request.json
+        assert subscribe_notice["Message_Type"] == "SubscriptionConfirmation"
+        confirm = httpx.put(subscribe_notice["WSGISubscribeURL"],
+                            json=subscribe_notice["SubscribeBody"],
+                            headers=signed_headers(subscribe_notice), timeout=10)
+        assert confirm.status_code == 204, confirm.text
+
+        # The subscriber leaves with the UnsubscribeBody of the same notice.
+        leave = httpx.put(subscribe_notice["WSGISubscribeURL"],
+                          json=subscribe_notice["UnsubscribeBody"],
+                          headers=signed_headers(subscribe_notice), timeout=10)
+        assert leave.status_code == 204, leave.text
+        [_, request] = receiver.wait_for(2, timeout=10)
+        notice = request.json
+        assert notice["Message_Type"] == "UnsubscribeConfirmation"
+        assert notice["Message"] == (
+            "You have unsubscribed successfully to the queue: leaving, "
+            "you can resubscribe it by using confirmed=True.")
+        assert notice["queue_name"] == "leaving"
+        assert notice["subscription_id"] == subscription_id
+        assert notice["SubscribeBody"] == {"confirmed": True}
+        assert notice["UnsubscribeBody"] == {"confirmed": False}
+        assert notice["URL-Methods"] == "PUT"
+        assert notice["URL-Paths"] == f"/v2/queues/leaving/subscriptions/{subscription_id}/confirm"
+        assert notice["WSGISubscribeURL"] == proc.url + notice["URL-Paths"]
+        assert request.header("X-Tidings-Delivery-ID")
+        shown = client.get(f"/v2/queues/leaving/subscriptions/{subscription_id}").json()
+        assert shown["confirmed"] is False
+
+        # Unsubscribed: a message posted now is not sent.
+        client.post("/v2/queues/leaving/messages",
+                    json={"messages": [{"body": "while away", "ttl": 600}]})
+        # The notice's own signed URL takes the subscriber back.
+        back = httpx.put(notice["WSGISubscribeURL"], json=notice["SubscribeBody"],
+                         headers=signed_headers(notice), timeout=10)
+        assert back.status_code == 204, back.text
+        client.post("/v2/queues/leaving/messages",
+                    json={"messages": [{"body": "welcome back", "ttl": 600}]})
+        received = receiver.wait_for(3, timeout=10)
+        time.sleep(0.3)  # nothing else comes: no second notice, no message from before
+        received = list(receiver.requests)
+    assert [r.json.get("Message_Type") for r in received] == [
+        "SubscriptionConfirmation", "UnsubscribeConfirmation", "Notification"]
+    assert received[2].json["body"] == "welcome back"
+
+
+def test_confirming_false_without_confirmation_sends_nothing(server_factory):
+    """A subscription that never needed confirming gets no unsubscribe
+    notice (as in Zaqar, where it follows require_confirmation)."""
+    proc = server_factory().start()
+    with Receiver() as receiver, httpx.Client(base_url=proc.url, headers=headers(),
+                                              timeout=10) as client:
+        subscription_id = subscribe(client, "plain", receiver.url)
+        response = client.put(f"/v2/queues/plain/subscriptions/{subscription_id}/confirm",
+                              json={"confirmed": False})
+        assert response.status_code == 204, response.text
+        client.post("/v2/queues/plain/messages",
+                    json={"messages": [{"body": "unsent", "ttl": 600}]})
+        client.put(f"/v2/queues/plain/subscriptions/{subscription_id}/confirm",
+                   json={"confirmed": True})
+        client.post("/v2/queues/plain/messages",
+                    json={"messages": [{"body": "sent", "ttl": 600}]})
+        [got] = receiver.wait_for(1, timeout=10)
+        time.sleep(0.3)
+        assert len(receiver.requests) == 1
+    assert got.json["Message_Type"] == "Notification"
+    assert got.json["body"] == "sent"

@@ -273,3 +273,46 @@ async def test_stop_leaves_unfinished_sends_to_their_lease(storage, running):
     finally:
         release.set()
         server.close()
+
+
+@pytest.fixture
+async def slow_recording(tmp_path: Path) -> AsyncIterator[DataDriver]:
+    """SQLite whose `delivered` takes a second, like a storage slow to commit."""
+    driver = driver_from_url(f"faulty+sqlite:///{tmp_path}/slow.db?latency_ms=1000"
+                             "&ops=deliveries.delivered", sync="normal")
+    await driver.open()
+    yield driver
+    await driver.close()
+
+
+async def test_sends_go_on_while_outcomes_are_being_written(slow_recording, receiver):
+    await subscribe(slow_recording, "orders", receiver.url)
+    await post(slow_recording, "orders", *range(6))
+    worker = Notifier(slow_recording, settings(max_in_flight=2))
+    worker.start()
+    try:
+        await eventually(lambda: len(receiver.requests) == 6)
+        # Two send slots, and all six were sent before one outcome was written.
+        assert worker.stats["delivered"] == 0
+        await eventually(lambda: worker.stats["delivered"] == 6)
+    finally:
+        await worker.stop()
+
+
+async def test_outcomes_waiting_to_be_written_are_bounded(slow_recording, receiver):
+    from tidings.notify.worker import RECORDING_PER_SEND
+
+    await subscribe(slow_recording, "orders", receiver.url)
+    await post(slow_recording, "orders", *range(10))
+    worker = Notifier(slow_recording, settings(max_in_flight=1))
+    worker.start()
+    bound = 1 + RECORDING_PER_SEND
+    try:
+        async def within_bound() -> bool:
+            assert len(receiver.requests) - worker.stats["delivered"] <= bound
+            assert worker.in_flight <= bound
+            return worker.stats["delivered"] == 10
+        await eventually(within_bound, timeout=20)
+    finally:
+        await worker.stop()
+    assert len(receiver.requests) == 10

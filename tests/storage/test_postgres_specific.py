@@ -136,6 +136,19 @@ def test_concurrent_migrate_processes(pg_server: PostgresServer, database: str
     assert versions.split() == [str(v) for v in range(1, schema.VERSION + 1)]
 
 
+def test_migrate_command_migrates_a_migrate_false_url(pg_server: PostgresServer,
+                                                      database: str) -> None:
+    """Servers run with migrate=false; `tidings migrate` on the same URL
+    creates the schema they then accept."""
+    url = pg_server.url(database, migrate="false")
+    done = subprocess.run([sys.executable, "-m", "tidings", "migrate", "--storage", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    versions = pg_server.psql("SELECT version FROM schema_version ORDER BY version",
+                              database=database)
+    assert versions.split() == [str(v) for v in range(1, schema.VERSION + 1)]
+
+
 async def test_migrate_false_refuses_an_outdated_schema(pg_server: PostgresServer,
                                                         database: str) -> None:
     driver = open_driver(pg_server.url(database, migrate="false"))

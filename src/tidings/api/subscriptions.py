@@ -39,6 +39,8 @@ RETRY_POLICY_INTS = ("retries_with_no_delay", "minimum_delay_retries", "minimum_
                      "backoff_interval")
 BACKOFF_FUNCTIONS = ("linear", "arithmetic", "geometric", "exponential")
 CONFIRM_MESSAGE = "You have chosen to subscribe to the queue: {queue}"
+UNSUBSCRIBE_MESSAGE = ("You have unsubscribed successfully to the queue: {queue}, "
+                       "you can resubscribe it by using confirmed=True.")
 
 
 def subscriptions_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
@@ -153,10 +155,12 @@ def _iso(timestamp: float) -> str:
 
 
 def confirmation_payload(ctx: Context, queue: str, subscription_id: str, ttl: int,
-                         base_url: str | None = None, now: float | None = None
-                         ) -> dict[str, Any]:
-    """Zaqar's SubscriptionConfirmation notification, with a URL pre-signed
-    for ``PUT <root>/<queue>/subscriptions/<id>/confirm``."""
+                         base_url: str | None = None, now: float | None = None, *,
+                         unsubscribed: bool = False) -> dict[str, Any]:
+    """Zaqar's SubscriptionConfirmation notification (UnsubscribeConfirmation
+    once the subscriber confirmed false), with a URL pre-signed for
+    ``PUT <root>/<queue>/subscriptions/<id>/confirm``: the same URL takes
+    the subscriber back with ``{"confirmed": true}``."""
     key = ctx.service.confirm_key
     if key is None:
         raise errors.ServiceUnavailable("No key to sign confirmation URLs with.")
@@ -168,9 +172,11 @@ def confirmation_payload(ctx: Context, queue: str, subscription_id: str, ttl: in
     project = real_project(ctx.project)
     url = signed.create(key, [path], project, ["PUT"], expires, now=now)
     base = (getattr(settings, "public_url", "") or base_url or "").rstrip("/")
+    kind, message = ("UnsubscribeConfirmation", UNSUBSCRIBE_MESSAGE) if unsubscribed \
+        else ("SubscriptionConfirmation", CONFIRM_MESSAGE)
     return {
-        "Message_Type": "SubscriptionConfirmation",
-        "Message": CONFIRM_MESSAGE.format(queue=queue),
+        "Message_Type": kind,
+        "Message": message.format(queue=queue),
         "queue_name": queue,
         "subscription_id": subscription_id,
         "URL-Signature": url["signature"],
@@ -185,8 +191,9 @@ def confirmation_payload(ctx: Context, queue: str, subscription_id: str, ttl: in
 
 
 async def _request_confirmation(ctx: Context, queue: str, subscription_id: str, ttl: int,
-                                base_url: str | None) -> None:
-    payload = confirmation_payload(ctx, queue, subscription_id, ttl, base_url)
+                                base_url: str | None, *, unsubscribed: bool = False) -> None:
+    payload = confirmation_payload(ctx, queue, subscription_id, ttl, base_url,
+                                   unsubscribed=unsubscribed)
     await ctx.storage.deliveries.enqueue(ctx.project, queue, subscription_id,
                                          DeliveryKind.CONFIRMATION, payload)
 
@@ -235,18 +242,25 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
     options = check_options(document.get("options"))
     await check_target(ctx, subscriber)
     confirm_first = needs_confirmation(ctx, subscriber, options)
+    request = None
+    if confirm_first:
+        now = time.time()
+
+        def request(subscription_id: str) -> dict[str, Any]:
+            return confirmation_payload(ctx, queue, subscription_id, ttl, base_url, now)
+
+    # One write: the subscription and its confirmation request stand or fall together.
     subscription_id = await ctx.storage.subscriptions.create(
         ctx.project, queue,
         NewSubscription(subscriber=subscriber, ttl=ttl, options=options,
                         confirmed=not confirm_first),
+        request,
     )
     if subscription_id is None:
         raise errors.Conflict(
             "Such subscription already exists. Subscriptions are unique by project + queue "
             "+ subscriber URI."
         )
-    if confirm_first:
-        await _request_confirmation(ctx, queue, subscription_id, ttl, base_url)
     return {"subscription_id": subscription_id}
 
 
@@ -291,6 +305,9 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
         raise errors.ValidationFailed(
             f"Unknown subscription fields: {', '.join(unknown)}; use subscriber, ttl, options."
         )
+    # A null field is left as it is, as in Zaqar: ``openstack messaging
+    # subscription update`` sends every field, null when not given.
+    document = {key: value for key, value in document.items() if value is not None}
     subscriber = None
     if "subscriber" in document:
         subscriber = check_subscriber(document["subscriber"])
@@ -318,8 +335,13 @@ async def delete(ctx: Context, queue: str, subscription_id: str) -> None:
 
 
 @stage("subscription", "confirm")
-async def confirm(ctx: Context, queue: str, subscription_id: str, document: Any) -> None:
-    """``{"confirmed": true|false}``: start (or stop) deliveries."""
+async def confirm(ctx: Context, queue: str, subscription_id: str, document: Any, *,
+                  base_url: str | None = None) -> None:
+    """``{"confirmed": true|false}``: start (or stop) deliveries.
+
+    As Zaqar does, ``false`` on a subscription that needs confirmation
+    sends the subscriber an UnsubscribeConfirmation notification, whose
+    signed URL takes it back with ``{"confirmed": true}``."""
     authorize(ctx, "subscription:confirm")
     validate.queue_name(queue, ctx.limits)
     document = validate.json_object({} if document is None else document, "confirmation")
@@ -327,6 +349,15 @@ async def confirm(ctx: Context, queue: str, subscription_id: str, document: Any)
     if not isinstance(confirmed, bool):
         raise errors.ValidationFailed("The 'confirmed' should be boolean.")
     await ctx.storage.subscriptions.confirm(ctx.project, queue, subscription_id, confirmed)
+    if confirmed:
+        return
+    subscription = await ctx.storage.subscriptions.get(ctx.project, queue, subscription_id)
+    if needs_confirmation(ctx, subscription.subscriber, subscription.options):
+        # Enqueued after the change: a crash in between leaves the
+        # subscriber unsubscribed without the notice, never notified of an
+        # unsubscription that did not happen.
+        await _request_confirmation(ctx, queue, subscription_id, subscription.ttl, base_url,
+                                    unsubscribed=True)
 
 
 async def delete_all(ctx: Context, queue: str) -> None:

@@ -187,11 +187,11 @@ async def delete_subscription(ctx: Context, name: str, subscription_id: str) -> 
     await subscriptions.delete(topic_context(ctx), name, subscription_id)
 
 
-async def confirm_subscription(ctx: Context, name: str, subscription_id: str, document: Any
-                               ) -> None:
+async def confirm_subscription(ctx: Context, name: str, subscription_id: str, document: Any,
+                               **kwargs: Any) -> None:
     authorize(ctx, "subscription:confirm")
     check_name(ctx, name)
-    await subscriptions.confirm(topic_context(ctx), name, subscription_id, document)
+    await subscriptions.confirm(topic_context(ctx), name, subscription_id, document, **kwargs)
 
 
 async def list_deliveries(ctx: Context, name: str, subscription_id: str, **kwargs: Any

@@ -10,6 +10,12 @@ that resolves elsewhere later (DNS rebinding) gains nothing.
 
 Order of the rules: the operator's ``deny`` list, then the operator's
 ``allow`` list, then the built-in refusals; anything else is allowed.
+
+A name's addresses are kept ``cache_seconds`` (5 s) after a lookup, so a
+busy webhook costs no lookup (a thread hop of getaddrinfo) per send; every
+send still checks the addresses it is about to use, and the verdict on an
+address is remembered for as long as the policy lives (its lists never
+change).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,6 +50,12 @@ BUILTIN_DENIED: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in (
     "ff00::/8",
 ))
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+DNS_CACHE_SECONDS = 5.0
+# Bounds the memory of the caches (names looked up, verdicts on addresses).
+MAX_CACHED = 4096
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+T = TypeVar("T")
 
 
 class RefusedAddress(Exception):
@@ -71,12 +85,31 @@ def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+async def getaddrinfo(host: str, port: int) -> list[str]:
+    """The IPv4 and IPv6 addresses of ``host``, in resolver order, once each."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    addresses = (str(sockaddr[0]).split("%", 1)[0] for family, _, _, _, sockaddr in infos
+                 if family in (socket.AF_INET, socket.AF_INET6))
+    return list(dict.fromkeys(addresses))
+
+
 class AddressPolicy:
     """The allow and deny lists, parsed once."""
 
-    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> None:
+    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = (), *,
+                 cache_seconds: float = DNS_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 resolver: Resolver = getaddrinfo) -> None:
         self.allow = _parse_networks(allow)
         self.deny = _parse_networks(deny)
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self.resolver = resolver
+        self._names: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._verdicts: dict[str, str | None] = {}
+        # host text -> the IP address it spells, "" for a name.
+        self._literals: dict[str, str] = {}
 
     def refusal(self, address: str | IPAddress) -> str | None:
         """Why ``address`` may not be reached, or None when it may."""
@@ -105,33 +138,66 @@ class AddressPolicy:
                 return f"{ip} is not a public address"
         return None
 
+    def _remembered_refusal(self, address: str) -> str | None:
+        if address in self._verdicts:
+            return self._verdicts[address]
+        return self._remember(self._verdicts, address, self.refusal(address))
+
+    @staticmethod
+    def _remember(cache: dict[str, T], key: str, value: T) -> T:
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+        cache[key] = value
+        return value
+
     async def resolve(self, host: str, port: int) -> list[str]:
         """The addresses of ``host`` that may be reached, in resolver order;
         raises RefusedAddress when there are none (OSError when the name
         does not resolve: that may pass, so it is worth a retry)."""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            literal = None
-        if literal is not None:
-            reason = self.refusal(literal)
+        literal = self._literals.get(host)
+        if literal is None:
+            ip = _ip_literal(host.strip("[]"))
+            literal = self._remember(self._literals, host, str(ip) if ip is not None else "")
+        if literal:
+            reason = self._remembered_refusal(literal)
             if reason:
                 raise RefusedAddress(f"webhook address refused: {reason}")
-            return [str(literal)]
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            return [literal]
         allowed: list[str] = []
         reasons: list[str] = []
-        for family, _, _, _, sockaddr in infos:
-            if family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            address = str(sockaddr[0]).split("%", 1)[0]
-            reason = self.refusal(address)
+        for address in await self._lookup(host, port):
+            reason = self._remembered_refusal(address)
             if reason:
                 reasons.append(reason)
-            elif address not in allowed:
+            else:
                 allowed.append(address)
         if not allowed:
             detail = "; ".join(dict.fromkeys(reasons)) or "no IPv4 or IPv6 address"
             raise RefusedAddress(f"webhook address refused: {host} resolves to {detail}")
         return allowed
+
+    async def _lookup(self, host: str, port: int) -> list[str]:
+        """The name's addresses, from the cache while they are fresh. Only
+        answers are kept: a failed lookup is tried again at the next send."""
+        key = (host, port)
+        now = self.clock()
+        cached = self._names.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        addresses = await self.resolver(host, port)
+        if self.cache_seconds > 0:
+            if len(self._names) >= MAX_CACHED:
+                self._names.clear()
+            self._names[key] = (now + self.cache_seconds, addresses)
+        return addresses
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    # A name cannot hold ":" and an IPv4 address starts with a digit: most
+    # names are told apart without ip_address() raising for each.
+    if not host or not (host[0].isdigit() or ":" in host):
+        return None
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None

@@ -8,15 +8,18 @@ and writes it (serialized with the socket's replies: the endpoint owns
 that), and unregisters it when the socket closes (it also deletes the
 socket's subscriptions then).
 
-A delivery for a socket this process does not hold is left for the process
-that holds it: the worker retries it shortly. Module functions act on one
-registry per process, ``REGISTRY``.
+A socket id starts with the id of the process that holds it
+(``<node>.<random>``), so a worker anywhere knows where to send the frame:
+notify/relay.py carries it there over the storage's bus. Module functions
+act on one registry per process, ``REGISTRY``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,9 +39,27 @@ def socket_id_of(subscriber: str) -> str | None:
     return rest if sep and scheme == SCHEME and rest else None
 
 
+def node_of(socket_id: str) -> str | None:
+    """The process holding the socket (None for an id of another form)."""
+    node, sep, _ = socket_id.partition(".")
+    return node if sep and node else None
+
+
 class SocketRegistry:
     def __init__(self) -> None:
         self._sockets: dict[str, tuple[Send, asyncio.Lock]] = {}
+        self._node: tuple[int, str] | None = None
+
+    @property
+    def node(self) -> str:
+        """This process's id, made on first use: a forked child gets its own."""
+        pid = os.getpid()
+        if self._node is None or self._node[0] != pid:
+            self._node = (pid, secrets.token_hex(8))
+        return self._node[1]
+
+    def new_socket_id(self) -> str:
+        return f"{self.node}.{secrets.token_hex(12)}"
 
     def register(self, socket_id: str, send: Send) -> None:
         self._sockets[socket_id] = (send, asyncio.Lock())

@@ -13,20 +13,33 @@ at send time and every address is checked against the allow/deny lists;
 the request goes to a checked address, with the original Host header and,
 for https, the original name for SNI and certificate checks. A refused
 address is a permanent failure. Redirects are not followed (they could
-point anywhere) and proxy variables are ignored.
+point anywhere) and proxy variables are ignored. The requests go over
+http1.py's kept-alive connections (httpx only parses the URL and makes the
+TLS context).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import re
+import ssl
+import time
 from collections import OrderedDict
 from typing import Any
 
 import httpx
 
 from tidings.notify.addresses import AddressPolicy, RefusedAddress
+from tidings.notify.http1 import (
+    KEEPALIVE_SECONDS,
+    ConnectFailed,
+    HostPool,
+    HttpError,
+    encode_request,
+)
 from tidings.notify.payload import (
     DELIVERY_ID_HEADER,
     MESSAGE_ID_HEADER,
@@ -43,17 +56,17 @@ ZAQAR_PLACEHOLDER = '"$zaqar_message$"'
 RESERVED_HEADERS = frozenset(h.lower() for h in (
     "host", "content-length", "transfer-encoding", "connection",
     DELIVERY_ID_HEADER, MESSAGE_ID_HEADER))
-# Bytes of a response body read before the connection is given up on.
-MAX_RESPONSE_READ = 64 * 1024
 # Connection pools kept open (one per target), least recently used dropped.
 MAX_POOLS = 256
 USER_AGENT = "tidings-notifier"
+# RFC 9110 token: what a header name may be made of.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class Target:
     """A parsed webhook URL: what to resolve, and what to send as Host."""
 
-    __slots__ = ("host", "host_header", "port", "scheme", "url")
+    __slots__ = ("host", "host_header", "path", "port", "scheme", "url")
 
     def __init__(self, subscriber: str) -> None:
         try:
@@ -71,6 +84,8 @@ class Target:
         self.port = url.port or (443 if url.scheme == "https" else 80)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = shown if url.port is None else f"{shown}:{url.port}"
+        # Path and query as sent (percent-encoded ASCII); no fragment.
+        self.path = url.raw_path.decode("ascii") or "/"
 
     @property
     def key(self) -> str:
@@ -78,9 +93,16 @@ class Target:
         return f"{self.scheme}://{self.host_header}"
 
 
+@functools.lru_cache(maxsize=4096)
+def parse_target(subscriber: str) -> Target:
+    """The subscriber's Target, parsed once per subscriber URL (every
+    delivery to it needs one, twice). Raises PermanentFailure."""
+    return Target(subscriber)
+
+
 def target_key(delivery: Delivery) -> str:
     try:
-        return Target(delivery.subscriber).key
+        return parse_target(delivery.subscriber).key
     except PermanentFailure:
         return "invalid"
 
@@ -105,48 +127,77 @@ def request_headers(delivery: Delivery, target: Target) -> dict[str, str]:
         for name, value in extra.items():
             if (isinstance(name, str) and isinstance(value, (str, int, float))
                     and not isinstance(value, bool) and name.lower() not in RESERVED_HEADERS
-                    and "\n" not in name + str(value) and "\r" not in name + str(value)):
+                    and HEADER_NAME.fullmatch(name) and _header_value_ok(str(value))):
                 headers[name] = str(value)
     headers.update(id_headers(delivery))
     headers["Host"] = target.host_header
     return headers
 
 
+def _header_value_ok(value: str) -> bool:
+    # No line breaks (they would start a header of the tenant's choosing),
+    # and bytes on the wire are latin-1.
+    if "\n" in value or "\r" in value or "\0" in value:
+        return False
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class WebhookSender:
-    """One small connection pool per target (scheme, host name, port): a
-    connection made and verified for one name never carries another name's
-    requests, and each pool stays as small as the per-target limit (httpx's
-    pool scans all its connections for every request)."""
+    """One small connection pool per target (http1.HostPool), the least
+    recently used dropped beyond ``max_pools``; one TLS context for all."""
 
     def __init__(self, addresses: AddressPolicy, *, timeout: float = 10.0,
                  connect_timeout: float = 5.0, max_connections: int = 16,
-                 max_pools: int = MAX_POOLS) -> None:
+                 max_pools: int = MAX_POOLS, tls: ssl.SSLContext | None = None) -> None:
         self.addresses = addresses
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
+        self.max_connections = max_connections
         self.max_pools = max_pools
-        self._timeouts = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections)
-        self._pools: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._tls = tls
+        self._pools: OrderedDict[str, HostPool] = OrderedDict()
+        self._next_sweep = 0.0
 
-    def _client_for(self, target: Target) -> httpx.AsyncClient:
-        client = self._pools.get(target.key)
-        if client is None:
-            client = self._pools[target.key] = httpx.AsyncClient(
-                timeout=self._timeouts, limits=self._limits, follow_redirects=False,
-                trust_env=False)
+    def _tls_context(self) -> ssl.SSLContext:
+        # Made once: loading the CA bundle costs milliseconds (it was paid
+        # per target, as each httpx client made its own).
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context(trust_env=False)
+        return self._tls
+
+    def _pool_for(self, target: Target) -> HostPool:
+        pool = self._pools.get(target.key)
+        if pool is None:
+            https = target.scheme == "https"
+            pool = self._pools[target.key] = HostPool(
+                limit=self.max_connections, connect_timeout=self.connect_timeout,
+                tls=self._tls_context() if https else None,
+                server_hostname=target.host if https else None)
             while len(self._pools) > self.max_pools:
                 _, old = self._pools.popitem(last=False)
-                # Requests still running on it finish first.
-                asyncio.get_running_loop().call_later(
-                    self.timeout + 1, lambda c=old: asyncio.ensure_future(c.aclose()))
+                old.close()  # requests still running on it finish first
         else:
             self._pools.move_to_end(target.key)
-        return client
+        self._sweep_idle()
+        return pool
+
+    def _sweep_idle(self) -> None:
+        """Closes connections idle too long in every pool, now and then:
+        a target that is not sent to again would keep them open."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + KEEPALIVE_SECONDS
+        for pool in self._pools.values():
+            pool.close_expired()
 
     async def send(self, delivery: Delivery, doc: dict[str, Any]) -> None:
         """Raises SendFailed (PermanentFailure for a refused address)."""
-        target = Target(delivery.subscriber)
+        target = parse_target(delivery.subscriber)
         try:
             async with asyncio.timeout(self.timeout):
                 await self._send(delivery, doc, target)
@@ -160,44 +211,29 @@ class WebhookSender:
             raise PermanentFailure(str(exc)) from None
         except OSError as exc:  # resolution failed: DNS may recover
             raise SendFailed(f"cannot resolve {target.host}: {exc}") from None
-        content = render(delivery, doc)
-        headers = request_headers(delivery, target)
-        client = self._client_for(target)
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        request = encode_request(target.path, request_headers(delivery, target),
+                                 render(delivery, doc))
+        pool = self._pool_for(target)
         errors: list[str] = []
         for address in addresses:
-            request = client.build_request(
-                "POST", target.url.copy_with(host=address), content=content,
-                headers=headers, extensions=extensions)
             try:
-                response = await client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                errors.append(f"{address}: {exc or type(exc).__name__}")
+                status = await pool.post(address, target.port, request)
+            except ConnectFailed as exc:
+                errors.append(str(exc))
                 continue  # the next address of the name may answer
-            except httpx.TimeoutException as exc:
-                raise SendFailed(f"{target.key} timed out: {type(exc).__name__}") from None
-            except httpx.HTTPError as exc:
-                raise SendFailed(f"{target.key}: {type(exc).__name__}: {exc}") from None
-            try:
-                status = response.status_code
-                read = 0
-                if 200 <= status < 300:
-                    # Drain a small answer so the connection can be reused.
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read > MAX_RESPONSE_READ:
-                            break
-            except httpx.HTTPError:
-                pass  # the status is what counts
-            finally:
-                await response.aclose()
+            except HttpError as exc:
+                raise SendFailed(f"{target.key}: {exc}") from None
             if 200 <= status < 300:
                 return
             raise SendFailed(f"{target.key} answered HTTP {status}")
         raise SendFailed(f"cannot connect to {target.key}: " + "; ".join(errors))
 
+    @property
+    def idle_connections(self) -> int:
+        return sum(pool.idle for pool in self._pools.values())
+
     async def aclose(self) -> None:
-        clients = list(self._pools.values())
+        pools = list(self._pools.values())
         self._pools.clear()
-        for client in clients:
-            await client.aclose()
+        for pool in pools:
+            pool.close()

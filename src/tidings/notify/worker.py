@@ -2,14 +2,20 @@
 
 Loop: lease due deliveries (``storage.deliveries.lease``), send each in its
 own task (at most ``max_in_flight`` at once, ``max_in_flight_per_target``
-per webhook host or SMTP server), then record the outcome:
+per webhook host or SMTP server), then record the outcome. A send frees its
+slot before its outcome is written: the write waits for a commit (a disk
+sync), and holding the slot meanwhile left the worker idle behind the disk.
+Deliveries waiting for their outcome to be written are bounded too
+(``RECORDING_PER_SEND`` times ``max_in_flight``), so a slow storage slows
+the leasing. The outcomes:
 
 - sent → ``delivered`` (the delivery is removed);
 - failed → ``retry(at=now + delay)`` with the delay the retry policy gives
   for this attempt, or ``dead`` once the policy has no retry left;
 - refused for good (an address the allow/deny lists refuse, a malformed
   subscriber) → ``dead`` at once;
-- a WebSocket held by another process → ``retry`` shortly.
+- a WebSocket whose process did not take the frame (relay.py) → ``retry``
+  shortly.
 
 The worker holds nothing the storage does not: a delivery is removed only
 after the subscriber has it, and a worker that dies (or is stopped before a
@@ -40,6 +46,7 @@ from tidings.notify.addresses import AddressPolicy
 from tidings.notify.mailto import MailSender
 from tidings.notify.payload import NotHere, PermanentFailure, SendFailed, document
 from tidings.notify.policy import RetryPolicy, effective_policy
+from tidings.notify.relay import Relay
 from tidings.notify.webhook import WebhookSender, target_key
 from tidings.storage.base import Clock, DataDriver, Delivery
 
@@ -50,6 +57,8 @@ MIN_POLL = 0.02
 # the lease (not recorded: another worker will send it again).
 LEASE_MARGIN = 1.0
 QUEUE_POLICY_TTL = 5.0
+# Deliveries sent and waiting for their outcome to be written, per send slot.
+RECORDING_PER_SEND = 3
 ERROR_PREVIEW = 500
 
 
@@ -77,24 +86,33 @@ def _networks(value: list[str] | str) -> list[str]:
 
 
 class SocketSender:
-    """Pushes to a WebSocket of this process through the registry."""
+    """Pushes to a WebSocket of any process through the relay (relay.py):
+    sent only once the process holding the socket wrote the frame."""
 
-    def __init__(self, registry: socket_registry.SocketRegistry, retry_in: float) -> None:
-        self.registry = registry
+    def __init__(self, relay: Relay, retry_in: float) -> None:
+        self.relay = relay
         self.retry_in = retry_in
 
     async def send(self, delivery: Delivery, doc: dict[str, Any]) -> None:
         socket_id = socket_registry.socket_id_of(delivery.subscriber)
         if socket_id is None:
             raise PermanentFailure(f"invalid socket subscriber {delivery.subscriber!r}")
-        if not await self.registry.push(socket_id, doc):
-            raise NotHere(f"socket {socket_id} is not open in this process", self.retry_in)
+        if not await self.relay.push(socket_id, doc):
+            raise NotHere(f"socket {socket_id} did not take the frame (closed, or its "
+                          "process is unreachable)", self.retry_in)
 
 
 @dataclass(slots=True)
 class _Target:
     semaphore: asyncio.Semaphore
     users: int = 0
+
+
+@dataclass(slots=True)
+class _SendSlot:
+    """Held by a leased delivery until its send is over."""
+
+    held: bool = True
 
 
 class Notifier:
@@ -109,6 +127,7 @@ class Notifier:
         clock: Clock | None = None,
         decrypt: Callable[[Any], Any] | None = None,
         registry: socket_registry.SocketRegistry | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings = settings or NotificationSettings()
@@ -122,8 +141,13 @@ class Notifier:
                                      connect_timeout=settings.webhook_connect_timeout,
                                      max_connections=max(settings.max_in_flight_per_target, 1))
         self.mail = MailSender(settings.smtp)
-        self.sockets = SocketSender(registry if registry is not None else socket_registry.REGISTRY,
-                                    settings.socket_retry_delay)
+        if relay is None:
+            # Not started: reaches this process's sockets only (whoever runs
+            # the worker starts the relay it passes in; see app.py, cli.py).
+            relay = Relay(storage, registry if registry is not None else socket_registry.REGISTRY,
+                          ack_timeout=settings.socket_ack_timeout)
+        self.relay = relay
+        self.sockets = SocketSender(relay, settings.socket_retry_delay)
         self.max_in_flight = max(settings.max_in_flight, 1)
         self.per_target = max(settings.max_in_flight_per_target, 1)
         self.lease_batch = max(settings.lease_batch, 1)
@@ -140,7 +164,9 @@ class Notifier:
         self._slot = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Every delivery task, sending or recording its outcome.
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sending = 0
         self._targets: dict[str, _Target] = {}
         self._next_due: float | None = None
         self._queue_policies: dict[tuple[str, str], tuple[float, Any]] = {}
@@ -193,13 +219,13 @@ class Notifier:
             return
         idle = MIN_POLL
         while not self._stopping:
-            if len(self._in_flight) >= self.max_in_flight:
+            if self._room() <= 0:
                 self._slot.clear()
-                if len(self._in_flight) >= self.max_in_flight:
+                if self._room() <= 0:
                     await self._slot.wait()
                 continue
             self._wake.clear()
-            want = min(self.max_in_flight - len(self._in_flight), self.lease_batch)
+            want = min(self._room(), self.lease_batch)
             try:
                 leased = await self.lease_and_send(want)
             except NotImplementedError:
@@ -241,14 +267,30 @@ class Notifier:
         deadline = started + self.lease_seconds - LEASE_MARGIN
         loop = asyncio.get_running_loop()
         for delivery in batch:
-            task = loop.create_task(self._deliver(delivery, deadline))
+            slot = _SendSlot()
+            self._sending += 1
+            task = loop.create_task(self._deliver(delivery, deadline, slot))
             self._in_flight.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(lambda t, slot=slot: self._done(t, slot))
         return len(batch)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _room(self) -> int:
+        """How many more deliveries may be leased now."""
+        return min(self.max_in_flight - self._sending,
+                   self.max_in_flight * (1 + RECORDING_PER_SEND) - len(self._in_flight))
+
+    def _send_over(self, slot: _SendSlot) -> None:
+        if slot.held:
+            slot.held = False
+            self._sending -= 1
+            # Lease again once half the slots are free: bigger, fewer leases.
+            if self._room() >= self.max_in_flight // 2:
+                self._slot.set()
+
+    def _done(self, task: asyncio.Task[None], slot: _SendSlot) -> None:
         self._in_flight.discard(task)
-        if len(self._in_flight) <= self.max_in_flight // 2:
+        self._send_over(slot)  # a task cancelled before it ran still held its slot
+        if self._room() >= self.max_in_flight // 2:
             self._slot.set()
 
     async def drain(self) -> None:
@@ -285,27 +327,32 @@ class Notifier:
             if target.users == 0:
                 self._targets.pop(key, None)
 
-    async def _deliver(self, delivery: Delivery, deadline: float) -> None:
+    async def _deliver(self, delivery: Delivery, deadline: float,
+                       slot: _SendSlot | None = None) -> None:
         deliveries = self.storage.deliveries
         try:
             try:
-                sender, key = self._sender(delivery)
-                doc = document(delivery, self.decrypt)
-                async with self._target_slot(key):
-                    remaining = deadline - self.clock()
-                    if remaining <= 0:
-                        # Waited too long for the target: the lease is
-                        # running out; leave it to be leased again.
-                        self._count("abandoned", delivery)
-                        return
-                    try:
-                        async with asyncio.timeout(remaining):
-                            await sender.send(delivery, doc)
-                    except TimeoutError:
-                        self._count("abandoned", delivery)
-                        log.warning("delivery %s outlasted its lease; it will be sent again",
-                                    delivery.id)
-                        return
+                try:
+                    sender, key = self._sender(delivery)
+                    doc = document(delivery, self.decrypt)
+                    async with self._target_slot(key):
+                        remaining = deadline - self.clock()
+                        if remaining <= 0:
+                            # Waited too long for the target: the lease is
+                            # running out; leave it to be leased again.
+                            self._count("abandoned", delivery)
+                            return
+                        try:
+                            async with asyncio.timeout(remaining):
+                                await sender.send(delivery, doc)
+                        except TimeoutError:
+                            self._count("abandoned", delivery)
+                            log.warning("delivery %s outlasted its lease; it will be sent "
+                                        "again", delivery.id)
+                            return
+                finally:
+                    if slot is not None:
+                        self._send_over(slot)
             except PermanentFailure as exc:
                 await deliveries.dead(delivery.id, error=_short(str(exc)))
                 self._count("dead", delivery)

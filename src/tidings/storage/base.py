@@ -20,6 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Callable, Protocol, Sequence
 
 Clock = Callable[[], float]
+# Called in the event loop with each message heard on a channel (DataDriver.listen).
+Receive = Callable[[bytes], None]
 
 
 def system_clock() -> float:
@@ -335,9 +337,17 @@ class SubscriptionController(ABC):
     """
 
     @abstractmethod
-    async def create(self, project: str, queue: str, subscription: NewSubscription) -> str | None:
+    async def create(self, project: str, queue: str, subscription: NewSubscription,
+                     confirmation: Callable[[str], dict[str, Any]] | None = None
+                     ) -> str | None:
         """The new subscription's id; None when the queue already has a
-        live subscription with this subscriber (the caller answers 409)."""
+        live subscription with this subscriber (the caller answers 409).
+
+        With ``confirmation``, a CONFIRMATION delivery whose payload is
+        ``confirmation(<the new id>)`` is enqueued in the same transaction:
+        a crash never leaves an unconfirmed subscription that nobody was
+        asked to confirm. If ``confirmation`` raises, nothing is written.
+        """
 
     @abstractmethod
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
@@ -483,3 +493,24 @@ class DataDriver(ABC):
         for Redis, LISTEN/NOTIFY for PostgreSQL), never by polling.
         """
         raise NotImplementedError(f"{self.name} cannot watch queues yet")
+
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        """Hand ``message`` to every listener of ``channel`` on this backend
+        (in any process: Redis pub/sub, PostgreSQL LISTEN/NOTIFY; within this
+        process for SQLite). At most once and unordered: a listener that is
+        reconnecting misses it, so callers needing proof of receipt must
+        ask for an answer. Returns how many listeners got it when the
+        backend can tell (0: nobody listens), None when it cannot.
+
+        ``channel`` is a short name of letters, digits, ``.``, ``_`` and
+        ``-``; ``message`` may be as large as a message post.
+        """
+        raise NotImplementedError(f"{self.name} cannot publish yet")
+
+    def listen(self, channel: str, receive: Receive) -> AbstractAsyncContextManager[None]:
+        """Call ``receive(message)`` for each message published on
+        ``channel`` while the context is entered; listening is active once
+        ``__aenter__`` returns (ServiceUnavailable if the backend cannot be
+        reached). A lost connection is re-established in the background;
+        what was published meanwhile is lost (see ``publish``)."""
+        raise NotImplementedError(f"{self.name} cannot listen yet")

@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
-from tidings.storage.base import Clock, DataDriver, PostWatch, system_clock
+from tidings.storage.base import Clock, DataDriver, PostWatch, Receive, system_clock
 
 SCHEME_PREFIX = "faulty+"
 CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
@@ -247,6 +247,12 @@ class FaultyDriver(DataDriver):
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
         return self.inner.watch(project, queue)
+
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        return await self.inner.publish(channel, message)
+
+    def listen(self, channel: str, receive: Receive) -> AbstractAsyncContextManager[None]:
+        return self.inner.listen(channel, receive)
 
 
 def split_url(url: str) -> tuple[str, FaultPlan]:

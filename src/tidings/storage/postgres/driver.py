@@ -40,10 +40,13 @@ driver dispatches to the in-process watches keyed by (project, queue).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -322,6 +325,9 @@ class PostgresDriver(base.DataDriver):
         self._watches: dict[tuple[str, str], set[PostgresWatch]] = {}
         self._watch_subscription: Subscription | None = None
         self._watch_lock = asyncio.Lock()
+        # listen(): one LISTEN connection per bus channel of this process.
+        self._bus_listeners: dict[str, Listener] = {}
+        self._bus_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock
@@ -471,6 +477,9 @@ class PostgresDriver(base.DataDriver):
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
+        listeners, self._bus_listeners = list(self._bus_listeners.values()), {}
+        for listener in listeners:
+            await listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -554,6 +563,73 @@ class PostgresDriver(base.DataDriver):
                 return await self._listener.subscribe(callback)
         except BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from exc
+
+    # --- the bus ----------------------------------------------------------
+
+    def _bus_channel(self, channel: str) -> str:
+        name = f"{self.channel}.bus.{channel}"
+        if len(name.encode()) > 63:  # PostgreSQL's limit for a channel name
+            digest = hashlib.sha256(channel.encode()).hexdigest()[:24]
+            name = f"{self.channel[:30]}.bus.{digest}"
+        return name
+
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        """NOTIFY on the channel; a message too large for a NOTIFY payload
+        is stored in bus_messages and announced by its row id."""
+        name = self._bus_channel(channel)
+        text = base64.b64encode(message).decode()
+        if len(text) <= MAX_NOTIFY_PAYLOAD:
+            await self.execute(q.BUS_NOTIFY, name, text)
+        else:
+            await self.execute(q.BUS_PUBLISH_LARGE, name, message)
+        return None  # NOTIFY does not say who heard it
+
+    def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
+        """LISTEN on the channel, on a connection of its own (see listener.py)."""
+        return self._listen(channel, receive)
+
+    @asynccontextmanager
+    async def _listen(self, channel: str, receive: base.Receive) -> AsyncIterator[None]:
+        if self._pool is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        name = self._bus_channel(channel)
+
+        def heard(payload: str | None, _unused: Any) -> Awaitable[None] | None:
+            if payload is None:
+                return None  # reconnected: what was published meanwhile is lost
+            if payload.startswith("@"):
+                return self._receive_stored(int(payload[1:]), receive)
+            receive(base64.b64decode(payload))
+            return None
+
+        async with self._bus_lock:
+            listener = self._bus_listeners.get(name)
+            if listener is None:
+                listener = self._bus_listeners[name] = Listener(
+                    lambda: asyncpg.connect(self.dsn, **self._connect_kwargs()), name,
+                    ping_timeout=self.command_timeout, decode=lambda text: (text, None))
+            try:
+                async with asyncio.timeout(self.deadline):
+                    subscription = await listener.subscribe(heard)
+            except BACKEND_ERRORS as exc:
+                raise self._unavailable(exc) from exc
+        try:
+            yield
+        finally:
+            await subscription.close()
+            async with self._bus_lock:
+                if not listener.has_subscribers() and self._bus_listeners.get(name) is listener:
+                    del self._bus_listeners[name]
+                    await listener.close()
+
+    async def _receive_stored(self, row_id: int, receive: base.Receive) -> None:
+        try:
+            message = await self.fetchval(q.BUS_MESSAGE, row_id)
+        except errors.ServiceUnavailable:
+            log.warning("a bus message could not be read; it is lost")
+            return
+        if message is not None:
+            receive(bytes(message))
 
     def watch(self, project: str, queue: str) -> PostgresWatch:
         """See DataDriver.watch: LISTEN is active once ``async with`` has
@@ -1063,14 +1139,27 @@ class PostgresSubscriptions(base.SubscriptionController):
     def __init__(self, driver: PostgresDriver) -> None:
         self.d = driver
 
-    async def create(self, project: str, queue: str, subscription: NewSubscription
+    async def create(self, project: str, queue: str, subscription: NewSubscription,
+                     confirmation: Callable[[str], dict[str, Any]] | None = None
                      ) -> str | None:
-        row = await self.d.fetchrow(
-            q.SUBSCRIPTION_CREATE, project, queue, subscription.subscriber,
-            int(subscription.ttl), _encode(subscription.options), subscription.confirmed,
-            self.d.clock(),
-        )
-        return None if row is None else public_id(row[0], row[1])
+        now = self.d.clock()
+        args = (project, queue, subscription.subscriber, int(subscription.ttl),
+                _encode(subscription.options), subscription.confirmed, now)
+        if confirmation is None:
+            row = await self.d.fetchrow(q.SUBSCRIPTION_CREATE, *args)
+            return None if row is None else public_id(row[0], row[1])
+
+        async def create_and_ask(conn: asyncpg.Connection) -> str | None:
+            row = await conn.fetchrow(q.SUBSCRIPTION_CREATE, *args)
+            if row is None:
+                return None
+            subscription_id = public_id(row[0], row[1])
+            await conn.fetchrow(
+                q.DELIVERY_ENQUEUE, row[0], row[1], project, queue, now,
+                DeliveryKind.CONFIRMATION.value, _encode(confirmation(subscription_id)))
+            return subscription_id
+
+        return await self.d.run(create_and_ask, transaction=True)
 
     async def get(self, project: str, queue: str, subscription_id: str) -> base.Subscription:
         parsed = parse_public_id(subscription_id)

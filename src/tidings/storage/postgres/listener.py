@@ -67,9 +67,12 @@ class Listener:
         *,
         ping_interval: float = 30.0,
         ping_timeout: float = 10.0,
+        decode: Callable[[str], tuple[Any, Any]] = decode_payload,
     ) -> None:
         self._connect_fn = connect
         self.channel = channel
+        # What the callbacks get for a payload: (project, queue) by default.
+        self._decode = decode
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._subs: list[Subscription] = []
@@ -156,10 +159,13 @@ class Listener:
     # --- delivery --------------------------------------------------------------
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        project, queue = decode_payload(payload)
-        self._dispatch(project, queue)
+        first, second = self._decode(payload)
+        self._dispatch(first, second)
 
-    def _dispatch(self, project: str | None, queue: str | None) -> None:
+    def has_subscribers(self) -> bool:
+        return bool(self._subs)
+
+    def _dispatch(self, project: Any, queue: Any) -> None:
         for sub in list(self._subs):
             try:
                 result = sub.callback(project, queue)

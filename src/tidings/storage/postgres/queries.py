@@ -133,6 +133,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_by_queue ON deliveries (project, queue, status, seq);
     CREATE INDEX deliveries_by_subscription ON deliveries (subscription_seq, status, seq);
     """,
+    # 3: messages too large for a NOTIFY payload go through a table
+    # (DataDriver.publish); rows older than a few minutes are removed by
+    # the next large publish.
+    """
+    CREATE TABLE bus_messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        payload bytea NOT NULL,
+        created timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
 
 # --- queues ---------------------------------------------------------------
@@ -580,3 +590,18 @@ MESSAGE_COUNTS_BY_QUEUE = """
             ) s) AS messages
     FROM queues q ORDER BY q.project, q.name LIMIT $2::integer
 """
+
+
+# --- the bus (DataDriver.publish / listen) ----------------------------------------
+# $1 channel, $2 payload (base64 text).
+BUS_NOTIFY = "SELECT pg_notify($1::text, $2::text)"
+# $1 channel, $2 payload (bytea). Announces "@<row id>"; drops old rows.
+BUS_PUBLISH_LARGE = """
+    WITH old AS (
+        DELETE FROM bus_messages WHERE created < now() - interval '5 minutes'
+    ), stored AS (
+        INSERT INTO bus_messages (payload) VALUES ($2::bytea) RETURNING id
+    )
+    SELECT pg_notify($1::text, '@' || id::text) FROM stored
+"""
+BUS_MESSAGE = "SELECT payload FROM bus_messages WHERE id = $1::bigint"

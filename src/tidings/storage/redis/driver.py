@@ -315,6 +315,16 @@ class RedisDriver(base.DataDriver):
         """Redis pub/sub on the queue's channel (see watch.py)."""
         return self.watches.watch(project, queue)
 
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        with self.guard():
+            heard = await self.client.publish(self.watches.bus_channel(channel), message)
+        # On a Cluster PUBLISH counts the listeners of one node only.
+        return None if self.cluster else int(heard)
+
+    def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
+        """Redis pub/sub on ``<prefix>bus:<channel>`` (see watch.py)."""
+        return self.watches.listen(channel, receive)
+
     async def gc(self) -> int:
         """Remove expired messages and claims of every queue, expired
         subscriptions with their deliveries, and dead deliveries older than

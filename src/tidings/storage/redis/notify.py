@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -126,20 +127,34 @@ class RedisSubscriptions(base.SubscriptionController):
     def __init__(self, driver: RedisDriver) -> None:
         self.d = driver
 
-    async def create(self, project: str, queue: str, subscription: NewSubscription) -> str | None:
+    async def create(self, project: str, queue: str, subscription: NewSubscription,
+                     confirmation: Callable[[str], dict[str, Any]] | None = None
+                     ) -> str | None:
         keys = self.d.keys
+        member = keys.member(project, queue)
         # The global set first: every queue holding a subscription (and so
         # possibly deliveries) is in it, for gc to find (see the module doc).
         with self.d.guard():
-            await self.d.client.sadd(keys.subscribed, keys.member(project, queue))
+            await self.d.client.sadd(keys.subscribed, member)
         now = self.d.clock()
-        sid = await self.d.run(
-            scripts.sub_create,
-            [keys.queue(project, queue)],
-            [repr(now), subscription.ttl, subscription.subscriber, _encode(subscription.options),
-             int(subscription.confirmed), sequence_seed(now), _salt()],
-        )
-        return None if sid is None else _text(sid)
+        base_key = keys.queue(project, queue)
+        salt = _salt()
+        args: list[Any] = [repr(now), subscription.ttl, subscription.subscriber,
+                           _encode(subscription.options), int(subscription.confirmed),
+                           sequence_seed(now), salt]
+        if confirmation is not None:
+            # The confirmation payload names the id, and the script that
+            # stores both must have it: reserve the id's sequence first (a
+            # reservation that is never used only leaves a gap).
+            seq = await self.d.run(scripts.nseq_reserve, [base_key], [sequence_seed(now)])
+            payload = confirmation(f"{int(seq):016x}{salt}")
+            args += [int(seq), _encode(payload), _salt(), member_tag(member)]
+        sid = await self.d.run(scripts.sub_create, [base_key], args)
+        if sid is None:
+            return None
+        if confirmation is not None:
+            await self.d.deliveries.lower(member, now)
+        return _text(sid)
 
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
         now = self.d.clock()

@@ -645,7 +645,9 @@ return #ARGV
 #    options (JSON), sequence}
 # and it is live while expires > now.
 
-# ARGV: now, ttl, subscriber, options JSON, confirmed (0/1), seed, salt.
+# ARGV: now, ttl, subscriber, options JSON, confirmed (0/1), seed, salt,
+# then optionally a sequence reserved with NSEQ_RESERVE (the id is then known
+# beforehand), a CONFIRMATION delivery's payload JSON, its salt and the tag.
 # Returns the new id, or false when the subscriber has a live subscription.
 SUB_CREATE = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
@@ -654,13 +656,23 @@ if old then
   if live_sub(base, old, now) then return false end
   drop_sub(base, old)
 end
-local seq = nseqs(base, 1, ARGV[6])
+local seq
+if ARGV[8] and ARGV[8] ~= '' then seq = tonumber(ARGV[8]) else seq = nseqs(base, 1, ARGV[6]) end
 local id = string.format('%016x', seq) .. ARGV[7]
 local ttl = tonumber(ARGV[2])
 put_sub(base, id, {now, now + ttl, ttl, tonumber(ARGV[5]), ARGV[3], ARGV[4], seq})
 redis.call('ZADD', base .. ':no', seq, id)
 redis.call('HSET', base .. ':nu', ARGV[3], id)
+if ARGV[9] and ARGV[9] ~= '' then
+  new_delivery(base, nseqs(base, 1, ARGV[6]), ARGV[10], ARGV[11], id, 'confirmation',
+               ARGV[9], now)
+end
 return id
+"""
+
+# ARGV: seed. A sequence number for a subscription created later (SUB_CREATE).
+NSEQ_RESERVE = r"""
+return nseqs(KEYS[1], 1, ARGV[1])
 """
 
 # ARGV: now, id. Returns the live record or false.
@@ -957,6 +969,7 @@ dead_letter_take = _script("dead_letter_take", LIB, DEAD_LETTER_TAKE)
 dead_letter_put = _script("dead_letter_put", LIB, DEAD_LETTER_PUT)
 dead_letter_done = _script("dead_letter_done", DEAD_LETTER_DONE)
 sub_create = _script("sub_create", NOTIFY_LIB, SUB_CREATE)
+nseq_reserve = _script("nseq_reserve", NOTIFY_LIB, NSEQ_RESERVE)
 sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET)
 sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND)
 sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST)

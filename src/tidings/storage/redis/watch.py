@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +36,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from tidings import errors
+from tidings.storage.base import Receive
 
 if TYPE_CHECKING:
     from tidings.storage.redis.driver import RedisDriver
@@ -56,6 +59,9 @@ class _Watch:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.hub.remove(self)
 
+    def hear(self, message: bytes) -> None:
+        self.event.set()
+
     async def wait(self, timeout: float) -> bool:
         if self.event.is_set():
             return True
@@ -66,6 +72,21 @@ class _Watch:
         except TimeoutError:
             return self.event.is_set()
         return True
+
+
+class _Listening(_Watch):
+    """A ``driver.listen`` subscription: hands each message to ``receive``;
+    its event means the connection (and the subscription with it) is gone."""
+
+    def __init__(self, hub: WatchHub, channel: bytes, receive: Receive) -> None:
+        super().__init__(hub, channel)
+        self.receive = receive
+
+    def hear(self, message: bytes) -> None:
+        try:
+            self.receive(message)
+        except Exception:  # one receiver's bug must not stop the reader
+            log.exception("a bus receiver failed")
 
 
 class WatchHub:
@@ -85,6 +106,42 @@ class WatchHub:
     def watch(self, project: str, queue: str) -> _Watch:
         channel = (self.d.keys.queue(project, queue) + ":w").encode()
         return _Watch(self, channel)
+
+    def bus_channel(self, channel: str) -> bytes:
+        return f"{self.d.keys.prefix}bus:{channel}".encode()
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str, receive: Receive) -> AsyncIterator[None]:
+        """See DataDriver.listen: subscribed when entered; after a lost
+        connection a background task subscribes again until it succeeds."""
+        name = self.bus_channel(channel)
+        listening = _Listening(self, name, receive)
+        await self.add(listening)
+        keeper = asyncio.create_task(self._keep(listening), name="tidings-redis-listen")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep(self, listening: _Listening) -> None:
+        delay = 0.05
+        try:
+            while True:
+                await listening.event.wait()  # set when the connection dropped
+                listening.event.clear()
+                while True:
+                    try:
+                        await self.add(listening)
+                        delay = 0.05
+                        break
+                    except errors.ServiceUnavailable:
+                        listening.event.clear()
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 2.0)
+        finally:
+            await self.remove(listening)
 
     # --- the connection ---------------------------------------------------
 
@@ -131,8 +188,8 @@ class WatchHub:
                     continue
                 kind = reply[0]
                 if kind == b"message":
-                    for watch in self._watches.get(reply[1], ()):
-                        watch.event.set()
+                    for watch in list(self._watches.get(reply[1], ())):
+                        watch.hear(reply[2])
                 elif kind == b"subscribe":
                     waiting = self._confirms.get(reply[1])
                     if waiting:

@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import msgspec
 
 from tidings import errors
-from tidings.storage import base
+from tidings.storage import base, local_bus
 from tidings.storage.base import (
     Capability,
     Claim,
@@ -50,6 +50,11 @@ from tidings.storage.sqlite.writer import Writer
 
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 GC_BATCH = 5000
+# How long a queue's metadata is served from the cache (see SqliteQueues).
+METADATA_CACHE_SECONDS = 1.0
+METADATA_CACHE_SIZE = 10_000
+# Rows per INSERT statement (six parameters each, far below SQLite's cap).
+INSERT_CHUNK = 500
 # How long gc keeps a dead delivery for inspection.
 DEAD_RETENTION = 14 * 86400
 _encode = msgspec.json.encode
@@ -314,6 +319,18 @@ class SqliteDriver(base.DataDriver):
             for watch in self._watches.get(key, ()):
                 watch.event.set()
 
+    # --- the bus ----------------------------------------------------------
+
+    def _bus(self) -> local_bus.LocalBus:
+        # In-process: drivers of one file in this process share it.
+        return local_bus.bus_for(os.path.realpath(self.path))
+
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        return await self._bus().publish(channel, message)
+
+    def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
+        return self._bus().listen(channel, receive)
+
     # --- life cycle -------------------------------------------------------
 
     async def open(self) -> None:
@@ -384,8 +401,17 @@ class SqliteDriver(base.DataDriver):
 
 
 class SqliteQueues(base.QueueController):
+    """Queues. Every post and claim reads its queue's metadata (for the
+    queue's limits), so the metadata is cached: changes made through this
+    driver drop their entry once committed; changes by another process on
+    the same file (``serve --workers N``) are seen within
+    ``METADATA_CACHE_SECONDS``."""
+
     def __init__(self, driver: SqliteDriver) -> None:
         self.d = driver
+        # (project, name) -> (monotonic time read, metadata)
+        self._metadata: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self.monotonic = time.monotonic
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         now = self.d.clock()
@@ -394,13 +420,28 @@ class SqliteQueues(base.QueueController):
         def job(conn: sqlite3.Connection) -> bool:
             return conn.execute(q.QUEUE_INSERT, (project, name, text, now)).rowcount == 1
 
-        return await self.d.writer.run(job)
+        try:
+            return await self.d.writer.run(job)
+        finally:
+            self.forget_metadata(project, name)
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
+        key = (project, name)
+        cached = self._metadata.get(key)
+        now = self.monotonic()
+        if cached is not None and now - cached[0] < METADATA_CACHE_SECONDS:
+            return dict(cached[1])
         row = self.d.read(lambda c: c.execute(q.QUEUE_METADATA, (project, name)).fetchone())
         if row is None:
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
-        return _decode(row[0])
+        metadata = _decode(row[0])
+        if len(self._metadata) >= METADATA_CACHE_SIZE:
+            del self._metadata[next(iter(self._metadata))]
+        self._metadata[key] = (now, metadata)
+        return dict(metadata)
+
+    def forget_metadata(self, project: str, name: str) -> None:
+        self._metadata.pop((project, name), None)
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
         text = _encode(metadata).decode()
@@ -409,7 +450,10 @@ class SqliteQueues(base.QueueController):
             if conn.execute(q.QUEUE_SET_METADATA, (text, project, name)).rowcount == 0:
                 raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
 
-        await self.d.writer.run(job)
+        try:
+            await self.d.writer.run(job)
+        finally:
+            self.forget_metadata(project, name)
 
     async def delete(self, project: str, name: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
@@ -422,7 +466,10 @@ class SqliteQueues(base.QueueController):
             conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, (project, name))
             conn.execute(q.SUBSCRIPTIONS_DELETE_OF_QUEUE, (project, name))
 
-        await self.d.writer.run(job, heavy=True)
+        try:
+            await self.d.writer.run(job, heavy=True)
+        finally:
+            self.forget_metadata(project, name)
 
     @staticmethod
     def _filter_sql(filters: QueueFilters | None) -> tuple[str, list[Any]]:
@@ -674,7 +721,12 @@ def _insert_messages(
     """Append rows (body, created, expires, available, client_id) to the
     queue, creating it if needed, with their notifications; the new ids."""
     queue_id = _ensure_queue(conn, project, queue, now)
-    conn.executemany(q.MESSAGE_INSERT, [(queue_id, *row) for row in rows])
+    # One multi-row INSERT per chunk rather than executemany's statement
+    # per row: a third less time for a post of ten.
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start:start + INSERT_CHUNK]
+        conn.execute(q.message_insert(len(chunk)),
+                     [value for row in chunk for value in (queue_id, *row)])
     last = conn.execute(q.LAST_ROWID).fetchone()[0]
     # One writer, one transaction: the ids of this batch are consecutive.
     first = last - len(rows) + 1
@@ -854,7 +906,8 @@ class SqliteSubscriptions(base.SubscriptionController):
     def __init__(self, driver: SqliteDriver) -> None:
         self.d = driver
 
-    async def create(self, project: str, queue: str, subscription: NewSubscription
+    async def create(self, project: str, queue: str, subscription: NewSubscription,
+                     confirmation: Callable[[str], dict[str, Any]] | None = None
                      ) -> str | None:
         now = self.d.clock()
         token = _new_token()
@@ -873,7 +926,17 @@ class SqliteSubscriptions(base.SubscriptionController):
                 (token, project, queue, subscriber, ttl, now, now + ttl, options,
                  int(subscription.confirmed)),
             )
-            return public_id(conn.execute(q.LAST_ROWID).fetchone()[0], token)
+            rowid = conn.execute(q.LAST_ROWID).fetchone()[0]
+            subscription_id = public_id(rowid, token)
+            if confirmation is not None:
+                # The job's savepoint makes the two inserts one: a failing
+                # payload leaves no subscription behind.
+                conn.execute(
+                    q.DELIVERY_INSERT,
+                    (_new_token(), rowid, _KIND_CODES[DeliveryKind.CONFIRMATION], None, None,
+                     _encode(confirmation(subscription_id)), now, now),
+                )
+            return subscription_id
 
         return await self.d.writer.run(job)
 

@@ -1,5 +1,7 @@
 """Every SQL statement of the SQLite driver, named."""
 
+import functools
+
 QUEUE_ID = "SELECT id FROM queues WHERE project = ? AND name = ?"
 QUEUE_METADATA = "SELECT metadata FROM queues WHERE project = ? AND name = ?"
 QUEUE_INSERT = (
@@ -20,6 +22,13 @@ MESSAGE_INSERT = (
     "INSERT INTO messages (queue_id, body, created, expires, available, client_id) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+
+
+@functools.cache
+def message_insert(rows: int) -> str:
+    """MESSAGE_INSERT for ``rows`` rows in one statement."""
+    return MESSAGE_INSERT + ", (?, ?, ?, ?, ?, ?)" * (rows - 1)
+
 LAST_ROWID = "SELECT last_insert_rowid()"
 _MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_count"
 MESSAGE_PAGE = (

@@ -104,7 +104,8 @@ class SubscriptionConfirm(_Resource):
         ctx = context(req, self.service)
         subscriptions.verify_signed_confirmation(ctx, req.method, req.path, req.get_header)
         document, _ = await read_body(req, SMALL_BODY, "confirmation")
-        await self.ops.confirm(ctx, parent(params), subscription_id, document)
+        await self.ops.confirm(ctx, parent(params), subscription_id, document,
+                               base_url=req.prefix)
         resp.status = falcon.HTTP_204
 
 

@@ -40,7 +40,8 @@ class SocketState:
     def __init__(self, ws: Any) -> None:
         import asyncio
 
-        self.id = uuid.uuid4().hex
+        # Names the process holding it, so other processes can push to it.
+        self.id = registry.REGISTRY.new_socket_id() if registry is not None else uuid.uuid4().hex
         self.ws = ws
         self.lock = asyncio.Lock()
         # (encode, is_text) of the frame being answered; of the last
