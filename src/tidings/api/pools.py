@@ -14,7 +14,7 @@ from tidings.api import validate
 from tidings.api.context import Context
 from tidings.auth import authorize
 from tidings.storage.pooling.control import PoolRecord
-from tidings.storage.pooling.driver import PooledDriver
+from tidings.storage.pooling.driver import PooledDriver, pool_url
 from tidings.storage.registry import driver_from_url
 
 DEFAULT_PER_PAGE = 10
@@ -114,7 +114,7 @@ async def create(ctx: Context, name: str, document: Any) -> bool:
     record = PoolRecord(name=name, uri=_uri(body["uri"]), weight=_weight(body["weight"]),
                         flavor=_flavor(body.get("flavor")),
                         options=_options(body.get("options")))
-    await can_connect(driver, record.uri)
+    await can_connect(driver, pool_url(record))
     created = await driver.control.pool_upsert(record)
     driver.invalidate()
     return created
@@ -147,17 +147,17 @@ async def patch(ctx: Context, name: str, document: Any) -> dict[str, Any]:
     record = await driver.control.pool_get(name)
     if record is None:
         raise PoolDoesNotExist(f"Pool {name} does not exist")
+    before = pool_url(record)
     if "uri" in body:
-        uri = _uri(body["uri"])
-        if uri != record.uri:
-            await can_connect(driver, uri)
-        record.uri = uri
+        record.uri = _uri(body["uri"])
     if "weight" in body:
         record.weight = _weight(body["weight"])
     if "flavor" in body:
         record.flavor = _flavor(body["flavor"])
     if "options" in body:
         record.options = _options(body["options"])
+    if pool_url(record) != before:
+        await can_connect(driver, pool_url(record))
     await driver.control.pool_upsert(record)
     driver.invalidate()
     return render(record, False)

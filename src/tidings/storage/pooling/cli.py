@@ -1,5 +1,5 @@
-"""`tidings pool list|add|remove`: the pools of the control store, from the
-command line (the same rules as /v2/pools)."""
+"""`tidings pool list|add|remove|drain`: the pools of the control store,
+from the command line (the same rules as /v2/pools; drain.py moves queues)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 from typing import Any, Callable
 
 from tidings.storage.pooling.control import PoolRecord, control_from_url
+from tidings.storage.pooling.drain import Drain, DrainError
+from tidings.storage.pooling.driver import PooledDriver
 
 
 def add_commands(commands: Any, with_config: Callable[[Any], Any], settings: Callable[..., Any]
@@ -25,6 +27,18 @@ def add_commands(commands: Any, with_config: Callable[[Any], Any], settings: Cal
     p = with_config(sub.add_parser("remove", help="deregister a pool that holds no queues"))
     p.add_argument("name")
     p.set_defaults(run=lambda args: _run(args, settings, _remove))
+    p = with_config(sub.add_parser(
+        "drain", help="move every queue off a pool onto the others, while servers run"))
+    p.add_argument("name")
+    p.add_argument("--grace", type=float,
+                   help="seconds an operation may take (default: pooling.drain_grace)")
+    p.add_argument("--claim-wait", type=float,
+                   help="seconds to wait for a queue's claims to end "
+                        "(default: pooling.drain_claim_wait)")
+    p.add_argument("--batch", type=int, default=20, help="queues moved together")
+    p.add_argument("--cancel", action="store_true",
+                   help="let the pool take new queues again (moved queues stay moved)")
+    p.set_defaults(run=lambda args: _drain(args, settings))
 
 
 def _run(args: argparse.Namespace, settings: Callable[..., Any], action: Any) -> int:
@@ -40,9 +54,49 @@ def _run(args: argparse.Namespace, settings: Callable[..., Any], action: Any) ->
     return asyncio.run(go())
 
 
+def _drain(args: argparse.Namespace, settings: Callable[..., Any]) -> int:
+    if args.cancel:
+        return _run(args, settings, _cancel_drain)
+    config = settings(args)
+    pooling = config.pooling
+    pooled = PooledDriver(control_from_url(pooling.control_storage), sync=config.sqlite_sync,
+                          cache_seconds=pooling.cache_seconds, move_wait=pooling.move_wait)
+    drain = Drain(pooled,
+                  grace=pooling.drain_grace if args.grace is None else args.grace,
+                  claim_wait=(pooling.drain_claim_wait if args.claim_wait is None
+                              else args.claim_wait),
+                  batch=args.batch, say=print)
+
+    async def go() -> int:
+        await pooled.open()
+        try:
+            report = await drain.run(args.name)
+        except DrainError as exc:
+            raise SystemExit(f"tidings: {exc}") from None
+        finally:
+            await pooled.close()
+        for project, queue, why in report.left:
+            print(f"left {project}/{queue} on {args.name}: {why}")
+        print(f"pool {args.name} drained: {len(report.moved)} queues moved, "
+              f"{len(report.left)} left")
+        return 1 if report.left else 0
+
+    return asyncio.run(go())
+
+
+async def _cancel_drain(control: Any, args: argparse.Namespace) -> int:
+    if await control.pool_get(args.name) is None:
+        raise SystemExit(f"tidings: pool {args.name} does not exist")
+    await control.pool_set_draining(args.name, False)
+    print(f"pool {args.name} takes new queues again")
+    return 0
+
+
 async def _list(control: Any, args: argparse.Namespace) -> int:
     for pool in await control.pool_list():
-        print(f"{pool.name}\tweight={pool.weight}\tflavor={pool.flavor or '-'}\t{pool.uri}")
+        state = "\tdraining" if pool.draining else ""
+        print(f"{pool.name}\tweight={pool.weight}\tflavor={pool.flavor or '-'}\t{pool.uri}"
+              f"{state}")
     return 0
 
 

@@ -11,8 +11,19 @@ Reads of a queue that is not placed go to the first pool, which answers
 
 Listings merge the pools' listings in name order; delivery ids carry their
 pool (``pool:id``) so the notification worker's calls route without a
-queue. Placements are cached in the process; the pool list is cached for
-``POOL_CACHE_SECONDS`` so pools registered by another process are seen.
+queue. Stable placements and the pool list are cached in the process for
+``cache_seconds`` (``[pooling] cache_seconds``): a cache hit costs no call
+to the control store, and no cached answer is older than that, which is
+what lets a drain move a queue while servers run (see drain.py). A queue
+in the middle of a move is never cached: while it is MOVING every request
+on it waits (up to ``move_wait`` seconds, then 503) and while it is
+CLOSING claims find nothing to claim.
+
+A pool's ``options`` are its driver's URL options (``sync`` for SQLite,
+``prefix`` or ``socket_timeout`` for Redis, ``max_size`` or
+``command_timeout`` for PostgreSQL, ...): string, number and boolean
+values are added to the pool's URI, replacing a URI option of the same
+name; other values are kept but not passed on.
 """
 
 from __future__ import annotations
@@ -22,9 +33,10 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
 from tidings.storage import base
@@ -47,12 +59,23 @@ from tidings.storage.base import (
     Subscription,
     system_clock,
 )
-from tidings.storage.pooling.control import ControlDriver, PoolRecord
+from tidings.storage.pooling.control import (
+    CLOSING,
+    MOVING,
+    ControlDriver,
+    Placement,
+    PoolRecord,
+)
 from tidings.storage.registry import driver_from_url
 
 log = logging.getLogger(__name__)
 
-POOL_CACHE_SECONDS = 5.0
+CACHE_SECONDS = 2.0
+MOVE_WAIT_SECONDS = 30.0
+# How often a request waiting on a moving queue reads its placement again.
+MOVE_POLL_SECONDS = 0.05
+# How many times a placement retries when its chosen pool turned draining.
+PLACE_ATTEMPTS = 5
 CATALOGUE_CACHE_SIZE = 200_000
 # Delivery ids of the pooled driver: "<pool>:<the pool's own id>".
 ID_SEP = ":"
@@ -63,19 +86,44 @@ class NoPools(errors.ServiceUnavailable):
     pass
 
 
+class QueueMoving(errors.ServiceUnavailable):
+    pass
+
+
+def pool_url(pool: PoolRecord) -> str:
+    """The URL the pool's driver is built from: its URI with its options."""
+    passed = {key: ("true" if value else "false") if isinstance(value, bool) else str(value)
+              for key, value in pool.options.items()
+              if isinstance(value, (str, int, float, bool))}
+    if not passed:
+        return pool.uri
+    parts = urlsplit(pool.uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in passed]
+    return urlunsplit(parts._replace(query=urlencode(query + list(passed.items()))))
+
+
 class PooledDriver(DataDriver):
     name = "pooled"
 
     def __init__(self, control: ControlDriver, *, sync: str = "full",
-                 clock: Clock = system_clock, rng: random.Random | None = None) -> None:
+                 clock: Clock = system_clock, rng: random.Random | None = None,
+                 cache_seconds: float = CACHE_SECONDS,
+                 move_wait: float = MOVE_WAIT_SECONDS, monotonic: Clock = time.monotonic
+                 ) -> None:
         self.control = control
         self.sync = sync
         self.clock = clock
         self.rng = rng or random.Random()
+        self.cache_seconds = cache_seconds
+        self.move_wait = move_wait
+        # Ages of cached answers (injectable so tests can age them).
+        self.monotonic = monotonic
         self._drivers: dict[str, DataDriver] = {}
         self._uris: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._catalogue: dict[tuple[str, str], str] = {}
+        # (project, queue) -> (stable placement, monotonic time of the read)
+        self._catalogue: dict[tuple[str, str], tuple[Placement, float]] = {}
         self._pools: list[PoolRecord] | None = None
         self._pools_at = 0.0
         self._lease_turn = 0
@@ -139,10 +187,23 @@ class PooledDriver(DataDriver):
         async with driver.watch(project, queue) as watch:
             yield watch
 
+    # The bus rides on the first pool, which every process of the deployment
+    # picks alike (the pools ordered by name).
+    async def publish(self, channel: str, message: bytes) -> int | None:
+        return await (await self.fallback()).publish(channel, message)
+
+    def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
+        return self._listen(channel, receive)
+
+    @asynccontextmanager
+    async def _listen(self, channel: str, receive: base.Receive) -> AsyncIterator[None]:
+        async with (await self.fallback()).listen(channel, receive):
+            yield
+
     # --- pools --------------------------------------------------------------------
     async def pools(self, *, fresh: bool = False) -> list[PoolRecord]:
-        now = time.monotonic()
-        if fresh or self._pools is None or now - self._pools_at > POOL_CACHE_SECONDS:
+        now = self.monotonic()
+        if fresh or self._pools is None or now - self._pools_at >= self.cache_seconds:
             self._pools = await self.control.pool_list()
             self._pools_at = now
             await self._close_changed()
@@ -153,8 +214,8 @@ class PooledDriver(DataDriver):
         self._pools = None
 
     async def _close_changed(self) -> None:
-        """Close the drivers of pools that went or whose URI changed."""
-        current = {p.name: p.uri for p in self._pools or []}
+        """Close the drivers of pools that went or whose URI or options changed."""
+        current = {p.name: pool_url(p) for p in self._pools or []}
         for name in list(self._drivers):
             if current.get(name) != self._uris.get(name):
                 driver = self._drivers.pop(name)
@@ -176,10 +237,11 @@ class PooledDriver(DataDriver):
             record = await self.control.pool_get(pool)
             if record is None:
                 raise errors.ServiceUnavailable(f"Pool {pool} is not registered.")
-            driver = driver_from_url(record.uri, sync=self.sync, clock=self.clock)
+            url = pool_url(record)
+            driver = driver_from_url(url, sync=self.sync, clock=self.clock)
             await driver.open()
             self._drivers[pool] = driver
-            self._uris[pool] = record.uri
+            self._uris[pool] = url
             return driver
 
     async def all_drivers(self) -> list[tuple[str, DataDriver]]:
@@ -190,8 +252,9 @@ class PooledDriver(DataDriver):
     async def choose_pool(self, flavor: str | None = None, *,
                           exclude: frozenset[str] = frozenset()) -> str:
         """A pool at random by weight: the flavor's pools, or for no flavor
-        the pools without one (all pools when every pool has a flavor)."""
-        pools = [p for p in await self.pools() if p.name not in exclude]
+        the pools without one (all pools when every pool has a flavor).
+        Draining pools take no new queues."""
+        pools = [p for p in await self.pools() if p.name not in exclude and not p.draining]
         if not pools:
             raise NoPools("No pools registered.")
         if flavor is not None:
@@ -206,19 +269,40 @@ class PooledDriver(DataDriver):
         return self.rng.choices(candidates, weights=weights)[0].name
 
     # --- the catalogue --------------------------------------------------------------
-    async def lookup(self, project: str, queue: str) -> str | None:
+    async def placement(self, project: str, queue: str) -> Placement | None:
+        """The queue's placement, None when it is not placed. A fresh stable
+        placement comes from the cache; a MOVING queue is waited out."""
         key = (project, queue)
-        pool = self._catalogue.get(key)
-        if pool is None:
-            pool = await self.control.lookup(project, queue)
-            if pool is not None:
-                self._remember(key, pool)
-        return pool
+        cached = self._catalogue.get(key)
+        if cached is not None and self.monotonic() - cached[1] < self.cache_seconds:
+            return cached[0]
+        deadline: float | None = None
+        while True:
+            # Taken before the read: the entry's age is never understated.
+            read_at = self.monotonic()
+            placement = await self.control.lookup(project, queue)
+            if placement is None or not placement.stable:
+                self._catalogue.pop(key, None)
+            else:
+                self._remember(key, placement, read_at)
+            if placement is None or placement.state != MOVING:
+                return placement
+            if deadline is None:
+                deadline = read_at + self.move_wait
+            if self.monotonic() >= deadline:
+                raise QueueMoving(f"Queue {queue} is being moved to another pool; "
+                                  "try again shortly.")
+            await asyncio.sleep(MOVE_POLL_SECONDS)
 
-    def _remember(self, key: tuple[str, str], pool: str) -> None:
+    async def lookup(self, project: str, queue: str) -> str | None:
+        """The pool of the queue, None when it is not placed."""
+        placement = await self.placement(project, queue)
+        return placement.pool if placement is not None else None
+
+    def _remember(self, key: tuple[str, str], placement: Placement, read_at: float) -> None:
         if len(self._catalogue) >= CATALOGUE_CACHE_SIZE:
             self._catalogue.clear()
-        self._catalogue[key] = pool
+        self._catalogue[key] = (placement, read_at)
 
     def forget_cached(self, project: str, queue: str) -> None:
         self._catalogue.pop((project, queue), None)
@@ -241,13 +325,27 @@ class PooledDriver(DataDriver):
         """The driver of the queue's pool, placing the queue first if needed."""
         return await self.driver_for(await self.place_name(project, queue, flavor))
 
-    async def place_name(self, project: str, queue: str, flavor: str | None = None) -> str:
-        pool = await self.lookup(project, queue)
-        if pool is None:
-            chosen = await self.choose_pool(flavor)
-            pool = await self.control.place(project, queue, chosen)
-            self._remember((project, queue), pool)
-        return pool
+    async def place_name(self, project: str, queue: str, flavor: str | None = None,
+                         *, near: str | None = None) -> str:
+        """The queue's pool, placing it first if needed: on ``near`` when
+        given and not draining, else on a pool chosen by weight."""
+        for _ in range(PLACE_ATTEMPTS):
+            placement = await self.placement(project, queue)
+            if placement is not None:
+                return placement.pool
+            chosen = near or await self.choose_pool(flavor)
+            near = None
+            read_at = self.monotonic()
+            placed = await self.control.place(project, queue, chosen)
+            if placed is None:
+                # The chosen pool began draining since the pool list was read.
+                self.invalidate()
+                continue
+            if placed.stable:
+                self._remember((project, queue), placed, read_at)
+                return placed.pool
+            # Placed by another process and already on the move: wait it out.
+        raise NoPools("No pool takes new queues (every candidate is draining).")
 
     # --- delivery ids ----------------------------------------------------------------
     @staticmethod
@@ -366,20 +464,21 @@ class PooledClaims(_Part, base.ClaimController):
                      dead_letter: DeadLetterPolicy | None
                      ) -> tuple[str | None, list[Message]]:
         pooled = self.pooled
-        pool = await pooled.lookup(project, queue)
-        if pool is None:
+        placement = await pooled.placement(project, queue)
+        if placement is None:
             driver = await pooled.fallback()
             return await driver.claims.create(project, queue, ttl=ttl, grace=grace,
                                               limit=limit, dead_letter=dead_letter)
+        if placement.state == CLOSING:
+            # A drain waits for the queue's claims to end: grant none meanwhile.
+            return None, []
+        pool = placement.pool
         driver = await pooled.driver_for(pool)
         elsewhere: str | None = None
         if dead_letter is not None and dead_letter.queue:
             # The pool moves dead letters to a queue of its own: place the
             # dead letter queue beside this one when it is not placed yet.
-            dlq_pool = await pooled.lookup(project, dead_letter.queue)
-            if dlq_pool is None:
-                dlq_pool = await pooled.control.place(project, dead_letter.queue, pool)
-                pooled._remember((project, dead_letter.queue), dlq_pool)
+            dlq_pool = await pooled.place_name(project, dead_letter.queue, near=pool)
             if dlq_pool != pool:
                 elsewhere = dlq_pool
         result = await driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit,
@@ -423,11 +522,12 @@ class PooledClaims(_Part, base.ClaimController):
 
 
 class PooledSubscriptions(_Part, base.SubscriptionController):
-    async def create(self, project: str, queue: str, subscription: NewSubscription
+    async def create(self, project: str, queue: str, subscription: NewSubscription,
+                     confirmation: Callable[[str], dict[str, Any]] | None = None
                      ) -> str | None:
         # Placed now: the posts that notify it must reach the same pool.
         driver = await self.pooled.place(project, queue)
-        return await driver.subscriptions.create(project, queue, subscription)
+        return await driver.subscriptions.create(project, queue, subscription, confirmation)
 
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
         return await (await self.pooled.route(project, queue)).subscriptions.get(
