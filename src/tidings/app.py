@@ -21,9 +21,10 @@ import msgspec
 
 from tidings.auth import Policy, PolicyError
 from tidings.auth.authenticator import Authenticator
-from tidings.config import WORKER_SETTINGS_ENV, Settings
+from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings
 from tidings.metrics import Metrics, QueueSampler, instrument
-from tidings.notify import Notifier
+from tidings.notify import Notifier, sockets
+from tidings.notify.relay import Relay
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.pooling import build_storage
 from tidings.transport import ws
@@ -36,24 +37,32 @@ class Lifespan:
     """Falcon middleware that opens storage and runs background tasks."""
 
     def __init__(self, storage: DataDriver, gc_interval: float,
-                 auth: Authenticator | None = None, notifier: Notifier | None = None) -> None:
+                 auth: Authenticator | None = None, notifier: Notifier | None = None,
+                 relay: Relay | None = None) -> None:
         self.storage = storage
         self.gc_interval = gc_interval
         self.auth = auth
         # The delivery worker (notifications.worker_in_server).
         self.notifier = notifier
+        # Takes pushes for this process's WebSockets from any worker, whether
+        # or not this process runs one.
+        self.relay = relay
         self._gc_task: asyncio.Task[None] | None = None
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         await self.storage.open()
         if self.gc_interval > 0:
             self._gc_task = asyncio.create_task(self._collect_garbage())
+        if self.relay is not None:
+            await self.relay.start()
         if self.notifier is not None:
             self.notifier.start()
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         if self.notifier is not None:
             await self.notifier.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -73,7 +82,11 @@ class Lifespan:
                 log.exception("gc pass failed")
 
 
-def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.App:
+def create_app(settings: Settings, clock: Clock = system_clock,
+               metrics_dir: str | None = None) -> falcon.asgi.App:
+    """The app of one server process; ``metrics_dir``: the directory where
+    the workers of ``serve --workers N`` share their metrics, so that
+    /metrics reports them all (tidings.metric_snapshots)."""
     storage = build_storage(settings, clock)
     auth = Authenticator(settings.auth)
     try:
@@ -86,34 +99,50 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> falcon.asgi.A
     service = Service(storage=storage, limits=settings.limits, policy=policy,
                       signing_key=auth.signing_key, quotas=Quotas(settings.quotas),
                       metrics=metrics)
+    if settings.auth.strategy == "noauth" and settings.auth.noauth_project:
+        service.default_project = settings.auth.noauth_project
     configure_notifications(service, settings)
+    relay = Relay(storage, sockets.REGISTRY,
+                  ack_timeout=settings.notifications.socket_ack_timeout)
     notifier = None
     if settings.notifications.worker_in_server:
-        notifier = Notifier.from_settings(storage, settings)
+        notifier = Notifier.from_settings(storage, settings, relay=relay)
         notifier.metrics = metrics
         service.wake_notifier = notifier.wake
-    app = create_http_app(service, middleware=[Lifespan(storage, settings.gc_interval, auth,
-                                                        notifier),
-                                               *observability(settings, metrics, storage)],
-                          socket=ws.Endpoint(service, settings.websocket, auth), auth=auth)
+    observe, sampler = observability(settings, metrics, storage)
+    snapshots: list[Any] = []
+    if metrics is not None and metrics_dir:
+        from tidings.metric_snapshots import SharedMetrics, SnapshotWriter
+
+        # First: it stops last, once nothing counts any more.
+        snapshots.append(SnapshotWriter(SharedMetrics(metrics, metrics_dir,
+                                                      settings.metrics.sample_top_queues)))
+    app = create_http_app(service, middleware=[*snapshots,
+                                               Lifespan(storage, settings.gc_interval, auth,
+                                                        notifier, relay), *sampler],
+                          socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
+                          request_id=observe)
     ws.use_raw_frames(app)
     return app
 
 
 def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver
-                  ) -> list[Any]:
-    """The request metrics and access log middleware, and the queue depth
-    sampler (after Lifespan: the storage is open when it starts)."""
+                  ) -> tuple[Any, list[Any]]:
+    """The middleware that names, counts and logs each request (None when
+    metrics and the access log are both off: requests are only named), and
+    the queue depth sampler (after Lifespan: the storage is open when it
+    starts)."""
     from tidings.transport.http.access import Observe, configure_access_log
 
     stream = configure_access_log(settings.logging)
-    middleware: list[Any] = []
+    observe = None
     if metrics is not None or stream is not None:
-        middleware.append(Observe(metrics, stream, settings.logging.access_format))
+        observe = Observe(metrics, stream, settings.logging.access_format)
+    sampler: list[Any] = []
     if metrics is not None and settings.metrics.sample_interval > 0:
-        middleware.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,
-                                       settings.metrics.sample_top_queues))
-    return middleware
+        sampler.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,
+                                    settings.metrics.sample_top_queues))
+    return observe, sampler
 
 
 def configure_notifications(service: Service, settings: Settings) -> None:
@@ -144,4 +173,4 @@ def app_from_environment() -> falcon.asgi.App:
     # Spawned workers start with the defaults: take the parent's settings.
     configure_logging(settings.log_level)
     protocol.configure(settings.http)
-    return create_app(settings)
+    return create_app(settings, metrics_dir=os.environ.get(WORKER_METRICS_ENV) or None)

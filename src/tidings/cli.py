@@ -7,14 +7,16 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from typing import Any
 
 import msgspec
 
 from tidings import __version__
-from tidings.config import WORKER_SETTINGS_ENV, Settings, load_settings
+from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -102,7 +104,17 @@ def serve(args: argparse.Namespace) -> int:
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, sockets=sockets).run()
+        metrics_dir = None
+        if settings.metrics.enabled:
+            # Each worker writes its metrics here and a scrape merges them
+            # (tidings.metric_snapshots); removed when the supervisor stops.
+            metrics_dir = tempfile.mkdtemp(prefix="tidings-metrics-")
+            os.environ[WORKER_METRICS_ENV] = metrics_dir
+        try:
+            Multiprocess(config, sockets=sockets).run()
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
         server.run(sockets=sockets)
     return 0
@@ -138,6 +150,10 @@ async def _with_storage(settings: Settings, action: str) -> int:
     from tidings.storage.pooling import build_storage
 
     storage = build_storage(settings)
+    if action == "migrate" and hasattr(storage, "migrate_on_open"):
+        # Migrating is the point, whatever the URL's migrate=false says
+        # (that option is for the servers).
+        storage.migrate_on_open = True
     await storage.open()  # opening upgrades the schema
     try:
         if action == "gc":
@@ -173,12 +189,17 @@ def notifier(args: argparse.Namespace) -> int:
 async def _run_notifier(settings: Settings) -> None:
     import signal
 
-    from tidings.notify import Notifier
+    from tidings.notify import Notifier, sockets
+    from tidings.notify.relay import Relay
     from tidings.storage.pooling import build_storage
 
     storage = build_storage(settings)
     await storage.open()
-    worker = Notifier.from_settings(storage, settings)
+    # Holds no socket, but pushes to the servers' sockets and hears their acks.
+    relay = Relay(storage, sockets.REGISTRY,
+                  ack_timeout=settings.notifications.socket_ack_timeout)
+    await relay.start()
+    worker = Notifier.from_settings(storage, settings, relay=relay)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,6 +211,7 @@ async def _run_notifier(settings: Settings) -> None:
         await stopped.wait()
     finally:
         await worker.stop()
+        await relay.stop()
         await storage.close()
 
 
@@ -218,7 +240,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=migrate)
 
     p = with_config(commands.add_parser(
-        "notifier", help="deliver notifications (webhook, mailto) without serving HTTP"))
+        "notifier", help="deliver notifications (webhook, mailto, the servers' WebSockets) "
+                     "without serving HTTP"))
     p.set_defaults(run=notifier)
     from tidings.storage.pooling.cli import add_commands as pool_commands
 

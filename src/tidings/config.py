@@ -18,36 +18,67 @@ ENV_PREFIX = "TIDINGS_"
 # Not settings themselves: where to find them.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 WORKER_SETTINGS_ENV = ENV_PREFIX + "WORKER_SETTINGS"
+# serve --workers N: the directory where workers share their metrics
+# (tidings.metric_snapshots); set by the supervisor, never a setting.
+WORKER_METRICS_ENV = ENV_PREFIX + "WORKER_METRICS_DIR"
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Zaqar's default limits; every one can be changed."""
+    """Zaqar's default limits; every one can be changed. Times are in seconds,
+    sizes in bytes."""
 
+    # Characters in a queue (or topic) name, of A-Z, a-z, 0-9, _ and -.
     max_queue_name_length: int = 64
+    # Characters in a project id (X-Project-ID).
     max_project_id_length: int = 256
+    # The largest ``limit`` of a queue listing.
     max_queues_per_page: int = 20
+    # The largest ``limit`` of a message listing, and ids in one bulk get or delete.
     max_messages_per_page: int = 20
+    # The largest ``limit`` of a claim or a pop.
     max_messages_per_claim_or_pop: int = 20
+    # The largest message post (its JSON body), and the largest value of a
+    # queue's _max_messages_post_size.
     max_messages_post_size: int = 256 * 1024
+    # The largest queue metadata document (its JSON).
     max_queue_metadata: int = 64 * 1024
+    # A message's ttl: the longest allowed.
     max_message_ttl: int = 1_209_600
+    # A message's ttl: the shortest allowed.
     min_message_ttl: int = 60
+    # The ttl of a message posted without one, unless the queue's
+    # _default_message_ttl says otherwise.
     default_message_ttl: int = 3600
+    # The longest delay of a message (its ``delay``, or the queue's
+    # _default_message_delay) before it can be read or claimed.
     max_message_delay: int = 900
+    # A claim's ttl: the longest allowed.
     max_claim_ttl: int = 43_200
+    # A claim's ttl: the shortest allowed.
     min_claim_ttl: int = 60
+    # A claim's grace: the longest allowed.
     max_claim_grace: int = 43_200
+    # A claim's grace: the shortest allowed.
     min_claim_grace: int = 60
+    # The ttl of a claim made without one (or with a null one).
     default_claim_ttl: int = 300
+    # The grace of a claim made without one (or with a null one).
     default_claim_grace: int = 60
+    # Messages in a listing without ``limit``.
     default_messages_per_page: int = 10
+    # Messages in a claim without ``limit``.
     default_messages_per_claim: int = 10
+    # Queues in a listing without ``limit``.
     default_queues_per_page: int = 10
-    # Subscriptions (Zaqar: at least 60 s; its default is 3600 s).
+    # A subscription's ttl: the shortest allowed (Zaqar: 60).
     min_subscription_ttl: int = 60
+    # A subscription's ttl: the longest allowed.
     max_subscription_ttl: int = 2**31 - 1
+    # The ttl of a subscription made without one (Zaqar: 3600).
     default_subscription_ttl: int = 3600
+    # The largest ``limit`` of a subscription (or delivery) listing.
     max_subscriptions_per_page: int = 20
+    # Subscriptions (or deliveries) in a listing without ``limit``.
     default_subscriptions_per_page: int = 10
     # Long polling: the largest ``wait`` (seconds) on listings and claims.
     max_wait: int = 20
@@ -76,6 +107,7 @@ class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     up to N times the rate in all.
     """
 
+    # Queues one project may have.
     max_queues_per_project: int = 0
     # Live messages (claimed or not, delayed included) in one queue.
     max_messages_per_queue: int = 0
@@ -113,9 +145,11 @@ class KeystoneSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     url: str = ""
     # Sent to clients in WWW-Authenticate on a 401; the url when empty.
     www_authenticate_uri: str = ""
+    # The service user's name and password, and the project it logs in to.
     username: str = ""
     password: str = ""
     project_name: str = ""
+    # The domains of the service user and of its project.
     user_domain_id: str = "default"
     project_domain_id: str = "default"
     # Seconds a validated token is trusted without asking Keystone again
@@ -126,9 +160,17 @@ class KeystoneSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 
 class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Who may call the API: the authentication strategy, the policy and
+    pre-signed URLs (tidings.auth)."""
+
     # "noauth": the project comes from X-Project-ID and everything is allowed;
     # "keystone": X-Auth-Token is validated and the policy applies.
     strategy: Literal["noauth", "keystone"] = "noauth"
+    # Under noauth, the project of a request that names none (no
+    # X-Project-ID): for clients that cannot send the header, such as the
+    # ``openstack messaging`` CLI with ``--os-auth-type none``, whose auth
+    # options carry no project. Empty: such requests get 400, as in Zaqar.
+    noauth_project: str = ""
     # A YAML or JSON file of policy rules over Zaqar's defaults.
     policy_file: str = ""
     # The HMAC key of pre-signed URLs (POST /v2/queues/{name}/share);
@@ -141,9 +183,13 @@ class RetryPolicySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     """The server's defaults for Zaqar's ``_retry_policy`` (a subscription
     option or queue metadata); see tidings.notify.policy. Delays in seconds."""
 
+    # Retries at once after the first failed attempt.
     retries_with_no_delay: int = 3
+    # Then this many retries, minimum_delay apart.
     minimum_delay_retries: int = 3
     minimum_delay: float = 5.0
+    # Then the back-off from minimum_delay up to maximum_delay, and this
+    # many retries maximum_delay apart; then the delivery is dead.
     maximum_delay: float = 30.0
     maximum_delay_retries: int = 3
     # linear, arithmetic, geometric or exponential.
@@ -159,6 +205,7 @@ class RetryPolicySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 class SmtpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The mail server mailto: subscriptions are sent through."""
 
+    # The SMTP server's address and port.
     host: str = "localhost"
     port: int = 25
     # The From address when the subscription's options give none.
@@ -166,8 +213,10 @@ class SmtpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # STARTTLS after connecting; tls: TLS from the start (port 465).
     starttls: bool = False
     tls: bool = False
+    # Credentials to log in with; empty: no login.
     username: str = ""
     password: str = ""
+    # Seconds each exchange with the SMTP server may take.
     timeout: float = 30.0
 
 
@@ -211,15 +260,21 @@ class NotificationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
     # Seconds a webhook request may take in all, and to connect.
     webhook_timeout: float = 10.0
     webhook_connect_timeout: float = 5.0
-    # A notification for a WebSocket held by another process is tried again
-    # after this many seconds, at most socket_max_attempts times.
+    # A notification its WebSocket did not take (closed, or its process
+    # unreachable) is tried again after this many seconds, at most
+    # socket_max_attempts times.
     socket_retry_delay: float = 0.5
     socket_max_attempts: int = 1000
+    # Seconds to wait for the process holding a WebSocket to say it wrote a
+    # pushed frame (tidings.notify.relay) before trying again later.
+    socket_ack_timeout: float = 5.0
     retry_policy: RetryPolicySettings = msgspec.field(default_factory=RetryPolicySettings)
     smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
 
 
 class EncryptionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Message bodies encrypted at rest (tidings.api.crypto)."""
+
     # The AES-256-GCM key of queues with _enable_encrypt_messages: 32 bytes,
     # base64. Empty: such queues cannot be created.
     key: str = ""
@@ -230,9 +285,23 @@ class PoolingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     see tidings.storage.pooling). When enabled, ``storage`` is not used: the
     pools registered through /v2/pools (or `tidings pool add`) hold the data."""
 
+    # Route each queue to one of the registered pools.
     enabled: bool = False
-    # Where pools, flavors and the catalogue live (SQLite only for now).
+    # Where pools, flavors and the catalogue live: sqlite://, redis:// or
+    # postgres:// (see tidings.storage.pooling.control).
     control_storage: str = "sqlite:///./data/tidings-control.db"
+    # Seconds a process trusts its cached placements and pool list; also how
+    # long a drain waits for every process to see a queue's new state. All
+    # processes of a deployment must agree on it.
+    cache_seconds: float = 2.0
+    # Seconds a request on a queue being moved waits before a 503.
+    move_wait: float = 30.0
+    # A drain's margin for operations in flight: at least the longest a
+    # pool's operation can take (its backend timeouts).
+    drain_grace: float = 5.0
+    # Seconds a drain waits for a queue's claims to end before it leaves
+    # the queue where it is (run the drain again later).
+    drain_claim_wait: float = 600.0
 
 
 class LoggingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -240,6 +309,7 @@ class LoggingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     A line names the request id, method, path, route, status, duration and
     project; never a body nor a query string."""
 
+    # Write the access log.
     access_log: bool = True
     # "text": key=value pairs; "json": one JSON object a line.
     access_format: Literal["text", "json"] = "text"
@@ -250,6 +320,7 @@ class LoggingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Prometheus metrics at ``GET /metrics`` (tidings.metrics)."""
 
+    # Serve /metrics and count; false: /metrics answers 404.
     enabled: bool = True
     # Seconds between samples of queue depth and oldest-message age; 0: none.
     sample_interval: float = 15.0
@@ -262,7 +333,11 @@ class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The server: where it listens, where data lives, and every section below."""
+
+    # The address to listen on (``--host``); 0.0.0.0 for every IPv4 interface.
     host: str = "127.0.0.1"
+    # The port of the HTTP and WebSocket API (``--port``).
     port: int = 8888
     # Server processes sharing the port; each holds no state the others need.
     workers: int = 1
@@ -273,6 +348,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sqlite_sync: str = "full"
     # Seconds between garbage-collection passes in the server; 0 disables.
     gc_interval: float = 30.0
+    # The server's log level: debug, info, warning, error or critical.
     log_level: str = "info"
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
@@ -297,7 +373,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn TIDINGS_A__B=v into {"a": {"b": v}}; values stay strings."""
     tree: dict[str, Any] = {}
     for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key in (CONFIG_ENV, WORKER_SETTINGS_ENV):
+        if not key.startswith(ENV_PREFIX) or key in (CONFIG_ENV, WORKER_SETTINGS_ENV,
+                                                     WORKER_METRICS_ENV):
             continue
         path = key[len(ENV_PREFIX):].lower().split("__")
         node = tree

@@ -23,8 +23,17 @@ tests can build several apps in one process. Where each metric is counted:
 Not counted: messages moved to a dead letter queue (the drivers do not
 report moves; the dead letter queue's depth shows them once sampled).
 
-With ``serve --workers N`` each worker has its own registry and a scrape
-reaches one of them; run one worker per port to scrape them all.
+With ``serve --workers N`` each worker counts in its own memory, and a
+scrape, whichever worker it reaches, reports the whole server: every
+worker writes a snapshot of its metrics to a directory the supervisor
+made, every second and when it stops, and the worker answering the scrape
+writes its own and merges them all (tidings.metric_snapshots). Counters
+and histograms are summed over every worker that ever ran, exited ones
+included, and never go backwards; the other workers' counts may lag by up
+to one second (the snapshot interval). The depth gauges hold, for each
+queue, the latest sample any running worker took (they all read the same
+storage), labelled as one process labels its own. A single process
+(``--workers 1``) serves its own registry, as before.
 """
 
 from __future__ import annotations
@@ -34,16 +43,22 @@ import contextlib
 import logging
 import re
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tidings import errors
+from tidings.metric_families import Counter, Histogram
+
+if TYPE_CHECKING:
+    from tidings.metric_snapshots import SharedMetrics
 
 log = logging.getLogger(__name__)
 
 # No ``*_created`` series: half the output, and nothing here reads them.
+# (Counters and histograms come from tidings.metric_families: lock-free,
+# recorded on the event loop; the gauges are prometheus-client's own.)
 disable_created_metrics()
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "QueueSampler", "instrument"]
@@ -56,6 +71,15 @@ OTHER = "_other"
 CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SUBSCRIBER_KINDS = {"http": "webhook", "https": "webhook", "mailto": "mailto"}
+
+
+class DepthSample(NamedTuple):
+    """The last queue depth sample: when it was taken (Unix time), how long
+    it took, and (project, queue, free, claimed, oldest age or None) per queue."""
+
+    at: float
+    seconds: float
+    queues: list[tuple[str, str, int, int, int | None]]
 
 
 def _label(value: str) -> str:
@@ -120,6 +144,13 @@ class Metrics:
         # The queues to sample: (project, queue) in order of their last post.
         self.max_queues = max_queues
         self.queues: dict[tuple[str, str], None] = {}
+        self.last_sample: DepthSample | None = None
+        # serve --workers N: the snapshots of every worker, merged at scrape.
+        self.shared: SharedMetrics | None = None
+
+    def families(self) -> list[Counter | Histogram]:
+        """The counter and histogram families (the gauges are sampled)."""
+        return [f for f in vars(self).values() if isinstance(f, (Counter, Histogram))]
 
     # --- recording ---------------------------------------------------------
 
@@ -163,6 +194,8 @@ class Metrics:
         self.notifications.labels(kind, outcome).inc()
 
     def exposition(self) -> bytes:
+        if self.shared is not None:
+            return self.shared.exposition()
         return generate_latest(self.registry)
 
     # --- queue depth -------------------------------------------------------
@@ -235,7 +268,9 @@ class QueueSampler:
         for key in empty:
             self.metrics.queues.pop(key, None)
         self.metrics.set_depths(samples, self.top)
-        self.metrics.sample_duration.set(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.sample_duration.set(seconds)
+        self.metrics.last_sample = DepthSample(time.time(), seconds, samples)
 
 
 # --- storage instrumentation ---------------------------------------------------

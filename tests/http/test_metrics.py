@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,18 +179,23 @@ def test_no_message_body_is_logged(observed: dict[str, Any]) -> None:
     assert SECRET not in Path(observed["log"]).read_text()
 
 
-def _wait_for_depths(client: httpx.Client, timeout: float = 10.0) -> Samples:
+def _wait_for_depths(client: httpx.Client, done: Callable[[Samples], bool],
+                     timeout: float = 10.0) -> Samples:
+    """Scrape until a depth sample taken after the workload shows (a sample
+    taken between its posts and its claim would show q1 deeper)."""
     deadline = time.monotonic() + timeout
     while True:
         samples = scrape(client)
-        if value(samples, "tidings_queues_sampled") >= 2 or time.monotonic() > deadline:
+        if done(samples) or time.monotonic() > deadline:
             return samples
         time.sleep(0.1)
 
 
 def test_depth_gauges_after_the_sampler_ran(observed: dict[str, Any]) -> None:
-    samples = _wait_for_depths(observed["client"])
     project = observed["project"]
+    samples = _wait_for_depths(observed["client"], lambda samples: value(
+        samples, "tidings_queue_messages", project="_other", queue="_other",
+        state="claimed") == 1)
     assert value(samples, "tidings_queues_sampled") == 2
     depth = "tidings_queue_messages"
     # q2 (2 free) is the deepest: the only one labelled (sample_top_queues=1).

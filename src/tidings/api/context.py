@@ -14,6 +14,10 @@ from tidings.config import Limits
 from tidings.storage.base import DataDriver
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The form nearly every client sends; uuid.UUID() (which also takes braces,
+# a urn: prefix or no hyphens) costs five times as much.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(slots=True)
@@ -40,6 +44,9 @@ class Service:
     quotas: Any = None
     # Prometheus metrics of this process (tidings.metrics.Metrics); None: off.
     metrics: Any = None
+    # Under noauth, the project of requests without X-Project-ID
+    # (auth.noauth_project); None: they are refused.
+    default_project: str | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +77,8 @@ def check_client_id(value: str | None) -> str:
     """Client-ID must be present and a UUID, as Zaqar requires."""
     if value is None:
         raise errors.MissingHeader("The header Client-ID was missing.")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         uuid.UUID(value)
     except ValueError:
@@ -96,9 +105,12 @@ def make_context(service: Service, project: str | None, client_id: str | None,
                  identity: Identity | None = None) -> Context:
     """Check the identifying headers of a request and build its context.
     The project is the identity's when there is one (a Keystone token, a
-    pre-signed URL), else X-Project-ID's (noauth)."""
+    pre-signed URL), else X-Project-ID's (noauth), else the service's
+    default project when it has one."""
     client_id = check_client_id(client_id)
     if identity is not None:
         project = identity.project
+    elif project is None:
+        project = service.default_project
     project = check_project(project, service.limits)
     return Context(service=service, project=project, client_id=client_id, identity=identity)

@@ -13,6 +13,13 @@ This protocol adds:
 - a body timeout: the body must be in within ``body_timeout`` seconds of
   the headers, or the connection is closed.
 
+The deadlines are checked by one sweep per event loop (``Sweeper``), not
+by a timer per request: arming a deadline is storing a float, where a
+timer per request cost a heap push and a cancellation each time (about a
+tenth of a ping). A deadline fires within ``sweep_interval`` after it
+passes: at most a second, and a quarter of the shortest timeout when
+that is smaller.
+
 Idle keep-alive connections are closed by uvicorn itself after
 ``keep_alive_timeout`` (``timeout_keep_alive``). The settings are module
 state set by ``configure`` before the server starts (uvicorn builds the
@@ -24,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import weakref
+from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -51,28 +59,79 @@ def _response(status: bytes, text: str) -> bytes:
             + body)
 
 
+def sweep_interval(limits: HttpSettings) -> float:
+    timeouts = [t for t in (limits.header_timeout, limits.body_timeout) if t > 0]
+    return min([1.0, *(t / 4 for t in timeouts)])
+
+
+class Sweeper:
+    """Fires the expired deadlines of one event loop's connections, every
+    ``interval`` seconds while there are connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.connections: set[GuardedHttpToolsProtocol] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: GuardedHttpToolsProtocol) -> None:
+        self.connections.add(connection)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.interval, self._sweep)
+
+    def discard(self, connection: GuardedHttpToolsProtocol) -> None:
+        self.connections.discard(connection)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            if 0 < connection.deadline <= now:
+                connection.expire()
+        self._timer = (self.loop.call_later(self.interval, self._sweep)
+                       if self.connections else None)
+
+
+_sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (
+    weakref.WeakKeyDictionary())
+
+
+def sweeper_for(loop: asyncio.AbstractEventLoop) -> Sweeper:
+    sweeper = _sweepers.get(loop)
+    if sweeper is None:
+        sweeper = _sweepers[loop] = Sweeper(loop, sweep_interval(_settings))
+    return sweeper
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _settings
-        self._timer: asyncio.TimerHandle | None = None
+        # loop.time() after which on_deadline runs; 0: none.
+        self.deadline = 0.0
+        self._on_deadline: Callable[[], None] | None = None
+        self._sweeper = sweeper_for(self.loop)
         self._awaiting_headers = True
         self._header_bytes = 0
 
-    # --- timers ------------------------------------------------------------
+    # --- deadlines ---------------------------------------------------------
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        self._disarm()
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         if seconds > 0:
-            self._timer = self.loop.call_later(seconds, callback)
+            self.deadline = self.loop.time() + seconds
+            self._on_deadline = callback
+        else:
+            self.deadline = 0.0
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
+
+    def expire(self) -> None:
+        """The deadline passed (called by the sweeper)."""
+        self.deadline = 0.0
+        if self._on_deadline is not None:
+            self._on_deadline()
 
     def _header_timeout(self) -> None:
-        self._timer = None
         if self.transport.is_closing() or not self._awaiting_headers:
             return
         if self.cycle is None or self.cycle.response_complete:
@@ -81,7 +140,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _body_timeout(self) -> None:
-        self._timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -89,11 +147,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._sweeper.add(self)
         # A new connection must start a request in time, too.
         self._arm(self._limits.header_timeout, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._sweeper.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -110,6 +170,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the transport, with its own pings.
         self._disarm()
+        self._sweeper.discard(self)
         self._awaiting_headers = False
         super().handle_websocket_upgrade()
 
