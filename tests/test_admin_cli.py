@@ -131,6 +131,20 @@ def test_redrive(storage: str) -> None:
     assert "has no messages" in tidings("peek", "dlq", "--storage", storage).stdout
 
 
-def test_redrive_needs_a_target(storage: str) -> None:
+def test_redrive_back_to_the_queue_that_names_the_dlq(storage: str) -> None:
+    seed(storage)
     out = tidings("redrive", "dlq", "--storage", storage, check=False)
-    assert out.returncode == 2 and "--to" in out.stderr
+    assert out.returncode == 1 and "No queue names dlq" in out.stderr
+
+    async def name_the_dlq() -> None:
+        driver = driver_from_url(storage)
+        await driver.open()
+        try:
+            await driver.queues.set_metadata("default", "q", {"_dead_letter_queue": "dlq",
+                                                              "_max_claim_count": 1})
+        finally:
+            await driver.close()
+
+    asyncio.run(name_the_dlq())
+    out = tidings("redrive", "dlq", "--storage", storage)
+    assert "moved 3 messages from dlq to q" in out.stdout

@@ -194,7 +194,7 @@ async def _redrive(storage: Any, args: argparse.Namespace, settings: Settings) -
     ctx = Context(service=Service(storage=storage, limits=settings.limits),
                   project=_project(args), client_id=str(uuid.uuid4()))
     result = await redrive.redrive(ctx, args.dlq, to=args.to, limit=args.limit)
-    print(f"moved {result['moved']} messages from {args.dlq} to {args.to}")
+    print(f"moved {result['moved']} messages from {args.dlq} to {result['to']}")
     return 0
 
 
@@ -224,8 +224,8 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     p = with_project(commands.add_parser(
         "redrive", help="move dead-lettered messages back to a queue (docs/redrive.md)"))
     p.add_argument("dlq", help="the dead letter queue")
-    p.add_argument("--to", required=True, metavar="QUEUE",
-                   help="the queue to move them to (required: a dead letter queue does not "
-                        "record where its messages came from)")
+    p.add_argument("--to", metavar="QUEUE",
+                   help="the queue to move them to (default: the one queue whose "
+                        "_dead_letter_queue is DLQ)")
     p.add_argument("--limit", type=int, help="move at most this many (default: all)")
     p.set_defaults(run=_run(settings_of, _redrive))

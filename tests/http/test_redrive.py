@@ -57,7 +57,22 @@ def test_redrive_through_the_api(http: httpx.Client, peer: httpx.Client) -> None
     assert Counter(seen) == Counter(range(25))  # none lost, none twice
     # An empty DLQ moves nothing.
     assert http.post("/v2/queues/dlq/redrive", json={"to": "q"}).json() == {
-        "moved": 0, "messages": []}
+        "moved": 0, "to": "q", "messages": []}
+
+
+def test_redrive_without_a_target_goes_back_to_the_source(http: httpx.Client) -> None:
+    dead_letter(http, 4)  # q names dlq as its dead letter queue
+    resp = http.post("/v2/queues/dlq/redrive", json={})
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["moved"], resp.json()["to"]) == (4, "q")
+    assert Counter(consume_all(http, "q")) == Counter(range(4))
+    # Two queues name the same DLQ: which one is ambiguous.
+    dead_letter(http, 1)
+    http.put("/v2/queues/other", json={"_dead_letter_queue": "dlq"})
+    resp = http.post("/v2/queues/dlq/redrive")
+    assert_error(resp, 400)
+    assert "(other, q)" in resp.json()["description"]
+    assert http.get("/v2/queues/dlq/stats").json()["messages"]["total"] == 1
 
 
 def test_redrive_through_the_cli(http: httpx.Client, server: ServerProcess,
@@ -93,8 +108,11 @@ def test_redrive_to_another_queue(http: httpx.Client) -> None:
 
 
 def test_redrive_bad_requests(http: httpx.Client) -> None:
+    # No queue names dlq as its dead letter queue, so the target must be named.
     assert_error(http.post("/v2/queues/dlq/redrive", json={}), 400)
     assert_error(http.post("/v2/queues/dlq/redrive"), 400)
+    assert_error(http.post("/v2/queues/dlq/redrive", json={"to": ""}), 400)
+    assert_error(http.post("/v2/queues/dlq/redrive", json={"to": 7}), 400)
     assert_error(http.post("/v2/queues/dlq/redrive", json={"to": "dlq"}), 400)
     assert_error(http.post("/v2/queues/dlq/redrive", json={"to": "q", "limit": 0}), 400)
     assert_error(http.post("/v2/queues/dlq/redrive", json={"to": "q", "limit": "x"}), 400)

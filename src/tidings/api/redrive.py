@@ -36,9 +36,10 @@ pools) use the base class's post-then-delete-with-the-claim: no loss, but a
 crash between the post and the delete redrives that batch again once the
 claim expires (at least once; see ``MessageController.move``).
 
-The target must be named: no driver records which queue a dead letter came
-from (a dead-lettered message is a new message of the DLQ), and one DLQ may
-serve many queues.
+Where to: the target named in the request, or else the source: the queue
+of the project whose ``_dead_letter_queue`` names this DLQ (no driver
+records which queue a dead letter came from, but a DLQ usually serves one
+queue). When several queues name it, or none, the target must be named.
 """
 
 from __future__ import annotations
@@ -51,39 +52,64 @@ from tidings.api.context import Context
 from tidings.api.messages import messages_path
 from tidings.api.pipeline import stage
 from tidings.auth import authorize
+from tidings.storage.base import QueueFilters
 
 # How long a redrive holds the batch it is moving: long enough for one move,
 # short enough that a crashed redrive leaves little waiting.
 CLAIM_TTL = 60
 
 
-def check_request(ctx: Context, dlq: str, document: Any) -> tuple[str, int | None]:
+def check_request(ctx: Context, dlq: str, document: Any) -> tuple[str | None, int | None]:
     """The target queue and limit of a redrive request body."""
     document = validate.json_object({} if document is None else document, "redrive request")
     unknown = sorted(set(document) - {"to", "limit"})
     if unknown:
         raise errors.ValidationFailed(f"Unknown keys: {', '.join(unknown)}.")
     target = document.get("to")
-    if not isinstance(target, str) or not target:
-        raise errors.ValidationFailed(
-            "Name the queue to redrive to in \"to\": the dead letter queue does not record "
-            "where its messages came from."
-        )
+    if target is not None and (not isinstance(target, str) or not target):
+        raise errors.ValidationFailed("\"to\" must name a queue.")
     limit = document.get("limit")
     if limit is not None:
         limit = validate.integer(limit, "limit")
     return target, limit
 
 
+async def source_of(ctx: Context, dlq: str) -> str:
+    """The one queue of the project whose dead letter queue is ``dlq``."""
+    found: list[str] = []
+    marker = None
+    filters = QueueFilters(metadata=(("_dead_letter_queue", dlq),))
+    while True:
+        page = await ctx.storage.queues.list(ctx.project, marker=marker, limit=100,
+                                             detailed=True, filters=filters)
+        found += [q.name for q in page
+                  if (q.metadata or {}).get("_dead_letter_queue") == dlq]
+        if len(page) < 100 or len(found) > 1:
+            break
+        marker = page[-1].name
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise errors.ValidationFailed(
+            f"No queue names {dlq} as its dead letter queue: name the queue to redrive to "
+            "in \"to\".")
+    raise errors.ValidationFailed(
+        f"Several queues name {dlq} as their dead letter queue ({', '.join(found[:5])}): "
+        "name the one to redrive to in \"to\".")
+
+
 @stage("queue", "redrive")
-async def redrive(ctx: Context, dlq: str, *, to: str, limit: int | None = None
-                  ) -> dict[str, Any]:
-    """Move up to ``limit`` messages (all when None) from ``dlq`` to ``to``;
-    ``{"moved": n, "messages": [hrefs in the target]}``."""
+async def redrive(ctx: Context, dlq: str, *, to: str | None = None,
+                  limit: int | None = None) -> dict[str, Any]:
+    """Move up to ``limit`` messages (all when None) from ``dlq`` to ``to``
+    (when None, the queue that names ``dlq`` as its dead letter queue);
+    ``{"moved": n, "to": queue, "messages": [hrefs in the target]}``."""
     authorize(ctx, "queues:redrive")
     ctx.require_client_id()
     limits = ctx.limits
     validate.queue_name(dlq, limits)
+    if to is None:
+        to = await source_of(ctx, dlq)
     validate.queue_name(to, limits)
     if to == dlq:
         raise errors.ValidationFailed("A queue cannot be redriven to itself.")
@@ -116,4 +142,4 @@ async def redrive(ctx: Context, dlq: str, *, to: str, limit: int | None = None
     if moved and ctx.service.wake_notifier is not None:
         ctx.service.wake_notifier()  # subscribers of the target have deliveries
     path = messages_path(to, ctx.href_root)
-    return {"moved": len(moved), "messages": [f"{path}/{i}" for i in moved]}
+    return {"moved": len(moved), "to": to, "messages": [f"{path}/{i}" for i in moved]}

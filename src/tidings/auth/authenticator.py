@@ -22,7 +22,18 @@ PUBLIC = frozenset({
     ("HEAD", "/v2/health"),
     # The OpenAPI document (transport/http/openapi.py) describes the service only.
     ("GET", "/v2/openapi.json"),
+    # The web console's page (transport/http/console.py): static files that
+    # hold nothing of any project; what it does, it does with credentials.
+    ("GET", "/console"),
 })
+CONSOLE_FILES = "/console/"
+
+
+def is_public(method: str, path: str) -> bool:
+    if (method, path) in PUBLIC:
+        return True
+    # A dot segment could name another route to a router that resolved it.
+    return method == "GET" and path.startswith(CONSOLE_FILES) and "/." not in path
 
 
 class Authenticator:
@@ -64,6 +75,6 @@ class Authenticator:
                 signature_value=url_signature, expires=header("URL-Expires"),
                 methods=header("URL-Methods"), paths=header("URL-Paths"), now=self.clock(),
             )
-        if (method, path) in PUBLIC:
+        if is_public(method, path):
             return None
         raise self.keystone.unauthorized()

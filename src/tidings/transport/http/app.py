@@ -10,7 +10,7 @@ import falcon.asgi
 from tidings import errors
 from tidings.api.context import Service
 from tidings.auth.authenticator import Authenticator
-from tidings.transport.http import access, admin
+from tidings.transport.http import access, admin, console
 from tidings.transport.http import resources as r
 from tidings.transport.http import openapi, subscriptions, topics
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
@@ -42,6 +42,7 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         *subscriptions.routes(service, QUEUE),
         *topics.routes(service),
         *admin.routes(service),
+        *console.routes(),
     ]
 
 
@@ -59,12 +60,14 @@ class Authenticate:
 
 def create_http_app(service: Service, middleware: list[Any] | None = None,
                     socket: r.SocketHandler | None = None,
-                    auth: Authenticator | None = None) -> falcon.asgi.App:
+                    auth: Authenticator | None = None,
+                    request_id: RequestId | None = None) -> falcon.asgi.App:
     """The HTTP API; ``socket``, if given, serves WebSocket upgrades at ``/``.
     Under noauth (``auth`` None or disabled) no middleware checks requests.
-    Every request gets its id first; the rate limit (if on) counts it once
-    the project is known, after authentication."""
-    middleware = [RequestId(), *(middleware or [])]
+    Every request gets its id first (from ``request_id``, a ``RequestId``
+    that may also observe the request); the rate limit (if on) counts it
+    once the project is known, after authentication."""
+    middleware = [request_id or RequestId(), *(middleware or [])]
     if auth is not None and auth.enabled:
         middleware.append(Authenticate(auth))
     if service.quotas is not None and service.quotas.rate_limited:

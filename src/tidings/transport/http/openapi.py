@@ -557,6 +557,32 @@ def system_paths() -> dict[str, Any]:
     }
 
 
+def console_paths() -> dict[str, Any]:
+    """The web console's static files (transport/http/console.py): no
+    identifying headers, nor a token under Keystone auth; the page asks for
+    them. See docs/console.md."""
+    unchanged = ok("Unchanged since the ETag in If-None-Match.")
+
+    def get(summary: str, op_id: str, ok_response: Schema, error_codes: tuple[int, ...]
+            ) -> Operation:
+        return {**operation(summary, op_id, {"200": ok_response, "304": unchanged},
+                            headers=False, extension=True, error_codes=error_codes,
+                            description="Needs no identifying headers, nor a token."),
+                "tags": ["system"]}
+
+    page = ok("The console's page.", string(), media="text/html")
+    file = {"description": "The file.", "content": {
+        media: {"schema": string()}
+        for media in ("text/html", "text/javascript", "text/css", "image/png", "image/svg+xml")}}
+    return {
+        "/console": {"get": get("The web console", "getConsole", page, ())},
+        "/console/": {"get": get("The web console", "getConsoleSlash", page, ())},
+        "/console/{name}": {
+            "parameters": [path_param("name", "A file of the console, by exact name.")],
+            "get": get("A file of the web console", "getConsoleFile", file, (404,))},
+    }
+
+
 def admin_paths() -> dict[str, Any]:
     """Pools and flavors (Zaqar's admin API). Without pooling on, every one
     of them is a 404, as in Zaqar."""
@@ -598,16 +624,18 @@ def redrive_path(limits: Limits, queue: Schema) -> dict[str, Any]:
     request = obj({
         "to": ref("Name"),
         "limit": integer(1, INT32_MAX, "Move at most this many (default: all)."),
-    }, ("to",), additional=False)
-    moved = obj({"moved": integer(0), "messages": array(
-        string("The path of a moved message in the target queue."))}, ("moved", "messages"))
+    }, (), additional=False)
+    moved = obj({"moved": integer(0), "to": ref("Name"), "messages": array(
+        string("The path of a moved message in the target queue."))},
+        ("moved", "to", "messages"))
     return {
         "parameters": [queue],
         "post": {**operation("Move dead letters back to a queue", "redriveQueue", {
             "200": ok("Moved: each message once, its body unchanged.", moved)},
-            request=body(request), extension=True, description=(
+            request=body(request, required=False), extension=True, description=(
                 "Moves up to `limit` messages of this (dead letter) queue to the tail of "
-                "`to`, oldest first, as fresh messages (unclaimed, claim count 0). "
+                "`to` (default: the one queue whose `_dead_letter_queue` names this one), "
+                "oldest first, as fresh messages (unclaimed, claim count 0). "
                 "Policy `queues:redrive`. See docs/redrive.md.")),
             "tags": ["queues"]},
     }
@@ -666,6 +694,7 @@ def build(limits: Limits | None = None) -> dict[str, Any]:
         **entity_paths(limits, TOPIC, "topic", "topics"),
         **subscription_paths(limits, TOPIC, "topic", "topics"),
         **admin_paths(),
+        **console_paths(),
     }
     return {
         "openapi": "3.1.0",
