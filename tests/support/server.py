@@ -33,6 +33,8 @@ class ServerProcess:
     log_path: Path | None = None
     # ``serve --workers N``: a supervisor process and N worker processes.
     workers: int = 1
+    # The tidings command: this interpreter's, unless told (an installed one).
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tidings"])
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +51,7 @@ class ServerProcess:
         try:
             workers = ["--workers", str(self.workers)] if self.workers > 1 else []
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
+                [*self.program, "serve", "--port", str(self.port),
                  "--storage", self.storage, *workers],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
                 # Its own process group, so kill() reaches the workers too.
