@@ -16,6 +16,15 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 have_postgres || missing+=(postgresql)
+# The web console's tests drive a headless Chromium (tests/console/).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# The quickstart's snippets (tests/docs) run curl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+# deploy/ is checked with systemd-analyze and a real nginx (Debian keeps
+# nginx in /usr/sbin, which a user's PATH may lack).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if ((${#missing[@]})); then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -328,6 +328,7 @@ class Workload:
         self.project = f"history-{uuid.uuid4().hex[:10]}"
         self.history = History()
         self.stop = threading.Event()
+        self.nemesis_done = threading.Event()
         self.errors: list[str] = []
         self.started = 0.0
 
@@ -439,17 +440,28 @@ class Workload:
         nemesis = self.nemesis
         history = self.history
         deadline = self.started + self.seconds
-        backend_crashes = 0
-        # A planned moment for the first backend crash, so every run has one.
+        backend_crashes = server_crashes = 0
+        # A planned moment for the first backend crash, so every run has one;
+        # on a slow machine it comes right after the first server crash.
         backend_due = self.started + self.seconds * rng.uniform(0.3, 0.6)
+
+        def enough() -> bool:
+            # Every run crashes the server, and the backend when there is one.
+            done = server_crashes >= 1 and (nemesis.kill_backend is None or backend_crashes >= 1)
+            if done:
+                self.nemesis_done.set()
+            return done
+
         for _ in range(10_000):
             pause = rng.uniform(*self.kill_interval)
-            if time.monotonic() + pause >= deadline - 1.0:
+            late = time.monotonic() + pause >= deadline - 1.0
+            if late and enough():
                 return
-            if self.stop.wait(pause):
+            # Past the planned time, the crashes every run needs come quickly.
+            if self.stop.wait(0.2 if late else pause):
                 return
             backend = nemesis.kill_backend is not None and (
-                (backend_crashes == 0 and time.monotonic() >= backend_due)
+                (backend_crashes == 0 and (time.monotonic() >= backend_due or server_crashes))
                 or (backend_crashes > 0 and rng.random() < 0.25))
             try:
                 if backend:
@@ -458,6 +470,7 @@ class Workload:
                     history.fault("backend-kill")
                     nemesis.kill_backend()  # type: ignore[misc]
                     if also_server:
+                        server_crashes += 1
                         history.fault("server-kill")
                         nemesis.kill_server()
                     time.sleep(rng.uniform(0.2, 1.0))  # down for a while
@@ -467,6 +480,7 @@ class Workload:
                         nemesis.start_server()
                         history.fault("server-start")
                 else:
+                    server_crashes += 1
                     history.fault("server-kill")
                     nemesis.kill_server()
                     time.sleep(rng.uniform(0.0, 0.5))
@@ -490,6 +504,8 @@ class Workload:
         nemesis.start()
         try:
             self.stop.wait(self.seconds)
+            # A slow machine may need longer for the crashes every run makes.
+            self.nemesis_done.wait(60)
         finally:
             self.stop.set()
             nemesis.join(60)
