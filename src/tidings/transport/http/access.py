@@ -38,7 +38,6 @@ from tidings.transport.http.middleware import RequestId, answer_request_id, name
 PATH = "/metrics"
 UNMATCHED = "unmatched"
 MAX_FIELD = 256
-_SAFE = re.compile(r"^[A-Za-z0-9._~:/@+%=,{}-]*$")
 
 def configure_access_log(settings: LoggingSettings) -> TextIO | None:
     """The stream access lines go to (open for the life of the process);
@@ -51,10 +50,10 @@ def configure_access_log(settings: LoggingSettings) -> TextIO | None:
     return sys.stderr
 
 
-def _text_value(value: Any) -> str:
-    text = str(value)
-    if _SAFE.match(text):
-        return text or '""'
+_safe = re.compile(r"[A-Za-z0-9._~:/@+%=,{}-]+").fullmatch
+
+
+def _quoted(text: str) -> str:
     return msgspec.json.encode(text).decode()
 
 
@@ -107,20 +106,25 @@ class Observe(RequestId):
         project = identity.project if identity is not None else req.get_header("X-Project-ID")
         if project:
             project = project[:MAX_FIELD]
-        duration_ms = round(seconds * 1000.0, 3)
         if self.log_format == "json":
             line = self._json.encode({
                 "request_id": rid, "method": req.method, "path": req.path[:MAX_FIELD],
-                "route": route, "status": status, "duration_ms": duration_ms,
+                "route": route, "status": status, "duration_ms": round(seconds * 1000.0, 3),
                 "project": project or None,
             }).decode()
         else:
-            # The request id is sanitized, the method, route and numbers are
-            # safe: only the path and project may need quoting.
-            line = (f"request_id={rid} method={_text_value(req.method)} "
-                    f"path={_text_value(req.path[:MAX_FIELD])} route={route} status={status} "
-                    f"duration_ms={duration_ms} "
-                    f"project={_text_value(project) if project else '-'}")
+            # The request id is sanitized, the method a token (the parser
+            # refuses others), the route a template of ours and the numbers
+            # numbers: only the path and project may need quoting.
+            path = req.path[:MAX_FIELD]
+            if not _safe(path):
+                path = _quoted(path)
+            if not project:
+                project = "-"
+            elif not _safe(project):
+                project = _quoted(project)
+            line = (f"request_id={rid} method={req.method} path={path} route={route} "
+                    f"status={status} duration_ms={seconds * 1000.0:.3f} project={project}")
         if not self._lines:
             asyncio.get_running_loop().call_soon(self.flush)
         self._lines.append(line + "\n")
