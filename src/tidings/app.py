@@ -109,7 +109,7 @@ def create_app(settings: Settings, clock: Clock = system_clock,
         notifier = Notifier.from_settings(storage, settings, relay=relay)
         notifier.metrics = metrics
         service.wake_notifier = notifier.wake
-    observe, sampler = observability(settings, metrics, storage)
+    observe, sampler = observability(settings, metrics, storage, service.default_project)
     snapshots: list[Any] = []
     if metrics is not None and metrics_dir:
         from tidings.metric_snapshots import SharedMetrics, SnapshotWriter
@@ -126,8 +126,8 @@ def create_app(settings: Settings, clock: Clock = system_clock,
     return app
 
 
-def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver
-                  ) -> tuple[Any, list[Any]]:
+def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver,
+                  default_project: str | None = None) -> tuple[Any, list[Any]]:
     """The middleware that names, counts and logs each request (None when
     metrics and the access log are both off: requests are only named), and
     the queue depth sampler (after Lifespan: the storage is open when it
@@ -137,7 +137,7 @@ def observability(settings: Settings, metrics: Metrics | None, storage: DataDriv
     stream = configure_access_log(settings.logging)
     observe = None
     if metrics is not None or stream is not None:
-        observe = Observe(metrics, stream, settings.logging.access_format)
+        observe = Observe(metrics, stream, settings.logging.access_format, default_project)
     sampler: list[Any] = []
     if metrics is not None and settings.metrics.sample_interval > 0:
         sampler.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,

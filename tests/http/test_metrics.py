@@ -222,15 +222,30 @@ def test_metrics_need_no_identifying_headers(observed: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
-    """Text access lines on standard error (the server log); metrics off."""
+    """Text access lines on standard error (the server log); metrics off; a
+    default project for requests without X-Project-ID."""
     base = tmp_path_factory.mktemp("metrics-text")
     proc = ServerProcess(storage=f"sqlite:///{base}/tidings.db", log_path=base / "server.log",
-                         env={"TIDINGS_METRICS__ENABLED": "false"})
+                         env={"TIDINGS_METRICS__ENABLED": "false",
+                              "TIDINGS_AUTH__NOAUTH_PROJECT": "fallback-p"})
     proc.start()
     try:
         yield proc, base / "server.log"
     finally:
         proc.stop()
+
+
+def test_access_line_names_the_default_project(text_server: tuple[ServerProcess, Path]
+                                               ) -> None:
+    proc, log = text_server
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Request-ID": "default-project-1"}
+    assert httpx.put(proc.url + "/v2/queues/dq", headers=headers, timeout=10).status_code == 201
+    deadline = time.monotonic() + 5
+    while "request_id=default-project-1 " not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in log.read_text().splitlines()
+             if "request_id=default-project-1 " in line]
+    assert len(lines) == 1 and lines[0].endswith(" project=fallback-p")
 
 
 def test_text_access_lines_and_metrics_disabled(text_server: tuple[ServerProcess, Path]

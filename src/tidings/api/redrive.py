@@ -76,17 +76,12 @@ def check_request(ctx: Context, dlq: str, document: Any) -> tuple[str | None, in
 
 async def source_of(ctx: Context, dlq: str) -> str:
     """The one queue of the project whose dead letter queue is ``dlq``."""
-    found: list[str] = []
-    marker = None
-    filters = QueueFilters(metadata=(("_dead_letter_queue", dlq),))
-    while True:
-        page = await ctx.storage.queues.list(ctx.project, marker=marker, limit=100,
-                                             detailed=True, filters=filters)
-        found += [q.name for q in page
-                  if (q.metadata or {}).get("_dead_letter_queue") == dlq]
-        if len(page) < 100 or len(found) > 1:
-            break
-        marker = page[-1].name
+    # The storage filters the listing; two names are enough to tell "one"
+    # from "several".
+    page = await ctx.storage.queues.list(
+        ctx.project, marker=None, limit=2, detailed=False,
+        filters=QueueFilters(metadata=(("_dead_letter_queue", dlq),)))
+    found = [q.name for q in page]
     if len(found) == 1:
         return found[0]
     if not found:
@@ -94,7 +89,7 @@ async def source_of(ctx: Context, dlq: str) -> str:
             f"No queue names {dlq} as its dead letter queue: name the queue to redrive to "
             "in \"to\".")
     raise errors.ValidationFailed(
-        f"Several queues name {dlq} as their dead letter queue ({', '.join(found[:5])}): "
+        f"Several queues name {dlq} as their dead letter queue ({', '.join(found)}): "
         "name the one to redrive to in \"to\".")
 
 

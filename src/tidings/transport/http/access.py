@@ -33,7 +33,8 @@ import msgspec
 from tidings.api.context import Service
 from tidings.config import LoggingSettings
 from tidings.metrics import CONTENT_TYPE_LATEST, Metrics
-from tidings.transport.http.middleware import RequestId, answer_request_id, name_request
+from tidings.transport.http.middleware import (RequestId, answer_request_id, name_request,
+                                                project_of)
 
 PATH = "/metrics"
 UNMATCHED = "unmatched"
@@ -63,10 +64,11 @@ class Observe(RequestId):
     "json"."""
 
     def __init__(self, metrics: Metrics | None, stream: TextIO | None,
-                 log_format: str = "text") -> None:
+                 log_format: str = "text", default_project: str | None = None) -> None:
         self.metrics = metrics
         self.stream = stream
         self.log_format = log_format
+        self.default_project = default_project
         self._json = msgspec.json.Encoder()
         self._lines: list[str] = []
 
@@ -102,8 +104,7 @@ class Observe(RequestId):
 
     def _log(self, req: falcon.asgi.Request, rid: str, route: str, status: int,
              seconds: float) -> None:
-        identity = getattr(req.context, "identity", None)
-        project = identity.project if identity is not None else req.get_header("X-Project-ID")
+        project = project_of(req, self.default_project)
         if project:
             project = project[:MAX_FIELD]
         if self.log_format == "json":

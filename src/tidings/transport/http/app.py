@@ -71,7 +71,7 @@ def create_http_app(service: Service, middleware: list[Any] | None = None,
     if auth is not None and auth.enabled:
         middleware.append(Authenticate(auth))
     if service.quotas is not None and service.quotas.rate_limited:
-        middleware.append(RateLimit(service.quotas))
+        middleware.append(RateLimit(service.quotas, service.default_project))
     app = falcon.asgi.App(middleware=middleware)
     # Query values like ids=a,b stay one string; list_param splits them.
     app.req_options.auto_parse_qs_csv = False

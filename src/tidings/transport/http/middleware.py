@@ -92,18 +92,27 @@ class RequestId:
         name_request(req)
 
 
+def project_of(req: falcon.asgi.Request, default: str | None = None) -> str | None:
+    """The project a request acts for, as make_context settles it: the
+    identity's, else X-Project-ID, else ``default`` (auth.noauth_project)."""
+    identity = getattr(req.context, "identity", None)
+    if identity is not None:
+        return identity.project
+    return req.get_header("X-Project-ID") or default
+
+
 class RateLimit:
     """Falcon middleware after authentication: one token of the project's
     bucket per request (429 with Retry-After when empty). Requests naming
     no project (the version document, ping) are not counted."""
 
-    def __init__(self, quotas: Quotas) -> None:
+    def __init__(self, quotas: Quotas, default_project: str | None = None) -> None:
         self.quotas = quotas
+        self.default_project = default_project
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response
                               ) -> None:
-        identity = getattr(req.context, "identity", None)
-        project = identity.project if identity is not None else req.get_header("X-Project-ID")
+        project = project_of(req, self.default_project)
         if project:
             self.quotas.take(project)
 
