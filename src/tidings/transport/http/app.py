@@ -10,13 +10,27 @@ import falcon.asgi
 from tidings import errors
 from tidings.api.context import Service
 from tidings.auth.authenticator import Authenticator
-from tidings.transport.http import access, admin, console
+from tidings.transport.http import access, admin, console, openapi, subscriptions
 from tidings.transport.http import resources as r
-from tidings.transport.http import openapi, subscriptions, topics
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
 from tidings.transport.http.middleware import RateLimit, RequestId
 
 QUEUE = "/v2/queues/{queue_name}"
+TOPIC = "/v2/topics/{topic_name}"
+
+
+def entity_routes(service: Service, collection: str, item: str, ops: r.EntityOps,
+                  subscription_ops: subscriptions.SubscriptionOps) -> list[tuple[str, Any]]:
+    """The routes queues and topics share, under ``collection`` and ``item``."""
+    return [
+        (collection, r.Collection(service, ops)),
+        (item, r.Item(service, ops)),
+        (item + "/stats", r.Stats(service, ops)),
+        (item + "/purge", r.Purge(service, ops)),
+        (item + "/messages", r.MessageCollection(service, ops)),
+        (item + "/messages/{message_id}", r.MessageItem(service, ops)),
+        *subscriptions.routes(service, item, subscription_ops),
+    ]
 
 
 def routes(service: Service, socket: r.SocketHandler | None = None
@@ -29,18 +43,12 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         ("/v2/health", r.Health(service)),
         (openapi.PATH, openapi.OpenAPIDocument(service.limits)),
         (access.PATH, access.MetricsEndpoint(service)),
-        ("/v2/queues", r.QueueCollection(service)),
-        (QUEUE, r.QueueItem(service)),
-        (QUEUE + "/stats", r.QueueStats(service)),
-        (QUEUE + "/purge", r.QueuePurge(service)),
+        *entity_routes(service, "/v2/queues", QUEUE, r.QUEUE_ENTITY, subscriptions.QUEUE_OPS),
         (QUEUE + "/share", r.QueueShare(service)),
         (QUEUE + "/redrive", r.QueueRedrive(service)),
-        (QUEUE + "/messages", r.MessageCollection(service)),
-        (QUEUE + "/messages/{message_id}", r.MessageItem(service)),
         (QUEUE + "/claims", r.ClaimCollection(service)),
         (QUEUE + "/claims/{claim_id}", r.ClaimItem(service)),
-        *subscriptions.routes(service, QUEUE),
-        *topics.routes(service),
+        *entity_routes(service, "/v2/topics", TOPIC, r.TOPIC_ENTITY, subscriptions.TOPIC_OPS),
         *admin.routes(service),
         *console.routes(),
     ]

@@ -1,14 +1,23 @@
-"""Falcon resources: decode the request, call the operation, encode the answer."""
+"""Falcon resources: decode the request, call the operation, encode the answer.
+
+Queues and topics share their HTTP shapes (a topic is a queue without
+claims, kept in a shadow project by api/topics.py), so one set of
+resources serves both: ``EntityOps`` names the operation functions of one
+kind, ``QUEUE_ENTITY`` or ``TOPIC_ENTITY``, and the entity's name comes from
+the route (``queue_name`` or ``topic_name``).
+"""
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import falcon
 import falcon.asgi
 
 from tidings import errors
-from tidings.api import claims, messages, queues, redrive, system
+from tidings.api import claims, messages, queues, redrive, system, topics
 from tidings.api.context import Service
 from tidings.transport.http import homedoc
 from tidings.transport.http.request import (
@@ -24,10 +33,53 @@ from tidings.transport.http.request import (
 Req = falcon.asgi.Request
 Resp = falcon.asgi.Response
 SocketHandler = Callable[[Req, falcon.asgi.WebSocket], Awaitable[None]]
+Op = Callable[..., Awaitable[Any]]
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 # Small bodies (claims, purge) need no more than this.
 SMALL_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class EntityOps:
+    """The operations of queues or of topics, by the HTTP resource that calls them."""
+
+    noun: str  # in error descriptions
+    list: Op
+    create: Op
+    get: Op
+    patch: Op
+    delete: Op
+    stats: Op
+    purge: Op
+    post_messages: Op
+    list_messages: Op
+    get_messages: Op
+    get_message: Op
+    delete_message: Op
+    delete_messages: Op
+
+
+QUEUE_ENTITY = EntityOps(
+    noun="queue", list=queues.list_queues, create=queues.create, get=queues.get,
+    patch=queues.patch, delete=queues.delete, stats=queues.stats, purge=queues.purge,
+    post_messages=messages.post, list_messages=messages.list_messages,
+    get_messages=messages.get_many, get_message=messages.get, delete_message=messages.delete,
+    delete_messages=messages.delete_many,
+)
+TOPIC_ENTITY = EntityOps(
+    noun="topic", list=topics.list_topics, create=topics.create, get=topics.get,
+    patch=topics.patch, delete=topics.delete, stats=topics.stats, purge=topics.purge,
+    post_messages=topics.post_messages, list_messages=topics.list_messages,
+    get_messages=topics.get_messages, get_message=topics.get_message,
+    delete_message=topics.delete_message, delete_messages=topics.delete_messages,
+)
+
+
+def parent(params: dict[str, str]) -> str:
+    """The queue's or topic's name among a route's fields."""
+    name = params.get("queue_name")
+    return name if name is not None else params["topic_name"]
 
 
 class Resource:
@@ -83,7 +135,13 @@ class Health(Resource):
         resp.status = falcon.HTTP_204
 
 
-class QueueCollection(Resource):
+class EntityResource(Resource):
+    def __init__(self, service: Service, ops: EntityOps = QUEUE_ENTITY) -> None:
+        super().__init__(service)
+        self.ops = ops
+
+
+class Collection(EntityResource):
     async def on_get(self, req: Req, resp: Resp) -> None:
         ctx = context(req, self.service)
         # Any other parameter filters on a metadata value, as in Zaqar.
@@ -92,7 +150,7 @@ class QueueCollection(Resource):
             for key, value in req.params.items()
             if key not in queues.LISTING_PARAMS
         }
-        result = await queues.list_queues(
+        result = await self.ops.list(
             ctx,
             marker=str_param(req, "marker"),
             limit=int_param(req, "limit"),
@@ -104,18 +162,19 @@ class QueueCollection(Resource):
         json_response(resp, result)
 
 
-class QueueItem(Resource):
-    async def on_put(self, req: Req, resp: Resp, queue_name: str) -> None:
+class Item(EntityResource):
+    async def on_put(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
-        document, _ = await read_body(req, self.limits.max_queue_metadata, "queue metadata")
-        created = await queues.create(ctx, queue_name, document)
+        document, _ = await read_body(req, self.limits.max_queue_metadata,
+                                      f"{self.ops.noun} metadata")
+        created = await self.ops.create(ctx, parent(params), document)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_204
         resp.location = req.path
 
-    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
-        json_response(resp, await queues.get(context(req, self.service), queue_name))
+    async def on_get(self, req: Req, resp: Resp, **params: str) -> None:
+        json_response(resp, await self.ops.get(context(req, self.service), parent(params)))
 
-    async def on_patch(self, req: Req, resp: Resp, queue_name: str) -> None:
+    async def on_patch(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
         if (req.content_type or "").split(";")[0].strip().lower() != JSON_PATCH:
             resp.append_header("Accept-Patch", JSON_PATCH)
@@ -123,23 +182,23 @@ class QueueItem(Resource):
         document, _ = await read_body(req, 2 * self.limits.max_queue_metadata, "patch")
         if document is None:
             raise errors.InvalidBody("The PATCH body must be a JSON array of changes.")
-        json_response(resp, await queues.patch(ctx, queue_name, document))
+        json_response(resp, await self.ops.patch(ctx, parent(params), document))
 
-    async def on_delete(self, req: Req, resp: Resp, queue_name: str) -> None:
-        await queues.delete(context(req, self.service), queue_name)
+    async def on_delete(self, req: Req, resp: Resp, **params: str) -> None:
+        await self.ops.delete(context(req, self.service), parent(params))
         resp.status = falcon.HTTP_204
 
 
-class QueueStats(Resource):
-    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
-        json_response(resp, await queues.stats(context(req, self.service), queue_name))
+class Stats(EntityResource):
+    async def on_get(self, req: Req, resp: Resp, **params: str) -> None:
+        json_response(resp, await self.ops.stats(context(req, self.service), parent(params)))
 
 
-class QueuePurge(Resource):
-    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+class Purge(EntityResource):
+    async def on_post(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
         document, _ = await read_body(req, SMALL_BODY, "purge request")
-        await queues.purge(ctx, queue_name, document)
+        await self.ops.purge(ctx, parent(params), document)
         resp.status = falcon.HTTP_204
 
 
@@ -160,26 +219,26 @@ class QueueShare(Resource):
         json_response(resp, await queues.share(ctx, queue_name, document))
 
 
-class MessageCollection(Resource):
-    async def on_post(self, req: Req, resp: Resp, queue_name: str) -> None:
+class MessageCollection(EntityResource):
+    async def on_post(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
         document, size = await read_body(
             req, self.limits.max_messages_post_size, "message collection"
         )
         if document is None:
             raise errors.InvalidBody("The request body must hold a \"messages\" array.")
-        result = await messages.post(ctx, queue_name, document, size)
+        result = await self.ops.post_messages(ctx, parent(params), document, size)
         json_response(resp, result, falcon.HTTP_201)
 
-    async def on_get(self, req: Req, resp: Resp, queue_name: str) -> None:
+    async def on_get(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
         ids = list_param(req, "ids")
         if ids is not None:
-            json_response(resp, await messages.get_many(ctx, queue_name, ids))
+            json_response(resp, await self.ops.get_messages(ctx, parent(params), ids))
             return
-        result = await messages.list_messages(
+        result = await self.ops.list_messages(
             ctx,
-            queue_name,
+            parent(params),
             marker=str_param(req, "marker"),
             limit=int_param(req, "limit"),
             echo=bool_param(req, "echo"),
@@ -189,14 +248,14 @@ class MessageCollection(Resource):
         )
         json_response(resp, result)
 
-    async def on_delete(self, req: Req, resp: Resp, queue_name: str) -> None:
+    async def on_delete(self, req: Req, resp: Resp, **params: str) -> None:
         ctx = context(req, self.service)
-        popped = await messages.delete_many(
+        popped = await self.ops.delete_messages(
             ctx,
-            queue_name,
-            ids=list_param(req, "ids"),
-            claim_ids=list_param(req, "claim_ids"),
-            pop=int_param(req, "pop"),
+            parent(params),
+            list_param(req, "ids"),
+            list_param(req, "claim_ids"),
+            int_param(req, "pop"),
         )
         if popped is None:
             resp.status = falcon.HTTP_204
@@ -204,13 +263,15 @@ class MessageCollection(Resource):
             json_response(resp, popped)
 
 
-class MessageItem(Resource):
-    async def on_get(self, req: Req, resp: Resp, queue_name: str, message_id: str) -> None:
-        json_response(resp, await messages.get(context(req, self.service), queue_name, message_id))
-
-    async def on_delete(self, req: Req, resp: Resp, queue_name: str, message_id: str) -> None:
+class MessageItem(EntityResource):
+    async def on_get(self, req: Req, resp: Resp, message_id: str, **params: str) -> None:
         ctx = context(req, self.service)
-        await messages.delete(ctx, queue_name, message_id, str_param(req, "claim_id"))
+        json_response(resp, await self.ops.get_message(ctx, parent(params), message_id))
+
+    async def on_delete(self, req: Req, resp: Resp, message_id: str, **params: str) -> None:
+        ctx = context(req, self.service)
+        await self.ops.delete_message(ctx, parent(params), message_id,
+                                      str_param(req, "claim_id"))
         resp.status = falcon.HTTP_204
 
 

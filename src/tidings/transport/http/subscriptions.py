@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +17,7 @@ from tidings import errors
 from tidings.api import deliveries, subscriptions, topics
 from tidings.api.context import Service
 from tidings.transport.http.request import context, int_param, json_response, read_body, str_param
-
-Req = falcon.asgi.Request
-Resp = falcon.asgi.Response
-SMALL_BODY = 64 * 1024
-Op = Callable[..., Awaitable[Any]]
+from tidings.transport.http.resources import SMALL_BODY, Op, Req, Resp, parent
 
 
 @dataclass(frozen=True)
@@ -47,10 +42,6 @@ TOPIC_OPS = SubscriptionOps(
     delete=topics.delete_subscription, confirm=topics.confirm_subscription,
     deliveries=topics.list_deliveries,
 )
-
-
-def parent(params: dict[str, str]) -> str:
-    return params.get("queue_name") or params["topic_name"]
 
 
 class _Resource:
