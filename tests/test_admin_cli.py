@@ -40,9 +40,10 @@ def seed(url: str, project: str = "default") -> None:
             await driver.messages.post(project, "q", [
                 NewMessage(body={"job": i}, ttl=3600) for i in range(5)], CLIENT)
             policy = DeadLetterPolicy(max_claim_count=1, queue="dlq", ttl=None)
-            claim_id, _ = await driver.claims.create(project, "q", ttl=60, grace=0, limit=3,
-                                                     dead_letter=policy)
-            await driver.claims.delete(project, "q", claim_id)
+            result = await driver.claims.create(project, "q", ttl=60, grace=0, limit=3,
+                                                dead_letter=policy)
+            assert result.claim_id is not None
+            await driver.claims.delete(project, "q", result.claim_id)
             await driver.claims.create(project, "q", ttl=60, grace=0, limit=3,
                                        dead_letter=policy)
         finally:

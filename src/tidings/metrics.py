@@ -6,8 +6,12 @@ tests can build several apps in one process. Where each metric is counted:
 - HTTP requests (count by method, route template and status; latency by
   method and route): transport/http/access.py, a Falcon middleware. The
   route is the URI template, ``unmatched`` when none: bounded labels.
-- Messages posted, claimed, deleted: the operation layer (api/messages.py,
-  api/claims.py), after the storage call returned.
+- Messages posted, claimed, deleted, and moved to a dead letter queue by
+  a claim: the operation layer (api/messages.py, api/claims.py), after the
+  storage call returned. The claim reports how many messages it moved
+  (``ClaimResult.dead_lettered``): only moves it committed, whether or not
+  it claimed anything. Messages dropped by a dead-letter policy without
+  a queue are not moves and are not counted.
 - Records removed by garbage collection (expired messages, claims,
   subscriptions): the instrumented ``gc`` of the storage.
 - Storage latency and failures by driver and operation: ``instrument``
@@ -19,9 +23,6 @@ tests can build several apps in one process. Where each metric is counted:
   queues this process posted to (at most ``sample_max_queues``) and labels
   the ``sample_top_queues`` deepest; the rest are summed under
   ``project="_other", queue="_other"``.
-
-Not counted: messages moved to a dead letter queue (the drivers do not
-report moves; the dead letter queue's depth shows them once sampled).
 
 With ``serve --workers N`` each worker counts in its own memory, and a
 scrape, whichever worker it reaches, reports the whole server: every
@@ -103,6 +104,9 @@ class Metrics:
             "tidings_messages_posted", "Messages posted (stored).", registry=registry)
         self.messages_claimed = Counter(
             "tidings_messages_claimed", "Messages handed out in claims.", registry=registry)
+        self.messages_dead_lettered = Counter(
+            "tidings_messages_dead_lettered", "Messages a claim moved to a dead letter queue "
+            "(claimed _max_claim_count times).", registry=registry)
         self.messages_deleted = Counter(
             "tidings_messages_deleted", "Messages deleted: one by id (delete), by ids "
             "(bulk: the ids acknowledged, unknown ones included) or popped (pop).", ["via"],
@@ -183,6 +187,10 @@ class Metrics:
 
     def claimed(self, count: int) -> None:
         self.messages_claimed.inc(count)
+
+    def dead_lettered(self, count: int) -> None:
+        if count:
+            self.messages_dead_lettered.inc(count)
 
     def deleted(self, via: str, count: int = 1) -> None:
         if count:

@@ -220,6 +220,51 @@ def test_metrics_need_no_identifying_headers(observed: dict[str, Any]) -> None:
     assert resp.headers["X-Request-ID"]
 
 
+def test_dead_lettered_counter_counts_each_message_a_claim_moved(tmp_path: Path) -> None:
+    # A server of its own: the workload above must stay exactly as counted.
+    proc = ServerProcess(storage=f"sqlite:///{tmp_path}/tidings.db",
+                         log_path=tmp_path / "server.log")
+    proc.start()
+    headers = {"X-Project-ID": "dl-p", "Client-ID": str(uuid.uuid4())}
+    policy = {"_max_claim_count": 1, "_dead_letter_queue": "dlq"}
+    try:
+        with httpx.Client(base_url=proc.url, headers=headers, timeout=10) as client:
+
+            def claim(queue: str, status: int) -> httpx.Response:
+                resp = client.post(f"/v2/queues/{queue}/claims?limit=5",
+                                   json={"ttl": 300, "grace": 60})
+                assert resp.status_code == status, resp.text
+                return resp
+
+            def poison(queue: str, count: int) -> None:
+                """``count`` messages claimed once (the limit), then released."""
+                assert client.put(f"/v2/queues/{queue}", json=policy).status_code == 201
+                assert client.post(f"/v2/queues/{queue}/messages", json={"messages": [
+                    {"body": i} for i in range(count)]}).status_code == 201
+                released = claim(queue, 201)
+                assert len(released.json()["messages"]) == count
+                assert client.delete(released.headers["Location"]).status_code == 204
+
+            poison("q1", 3)
+            poison("q2", 2)
+            assert client.post("/v2/queues/q1/messages",
+                               json={"messages": [{"body": "fresh"}]}).status_code == 201
+            before = scrape(client)
+            # Three moved and the fresh one claimed; then two moved, none claimed.
+            assert [m["body"] for m in claim("q1", 201).json()["messages"]] == ["fresh"]
+            claim("q2", 204)
+            claim("q1", 204)  # nothing left: nothing moved
+            after = scrape(client)
+            dlq = client.get("/v2/queues/dlq/stats").json()["messages"]
+    finally:
+        proc.stop()
+    name = "tidings_messages_dead_lettered_total"
+    assert value(before, name) == 0 and (name, frozenset()) in before
+    assert value(after, name) == 5 == dlq["total"]
+    assert value(after, "tidings_messages_claimed_total") - \
+        value(before, "tidings_messages_claimed_total") == 1
+
+
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     """Text access lines on standard error (the server log); metrics off; a

@@ -69,8 +69,9 @@ async def test_each_operation_reaches_the_queues_pool(pooled: PooledDriver) -> N
             with pytest.raises(Exception):
                 await other.queues.get_metadata(project, f"lazy{i}")
         # A claim through the pool is a claim on the inner driver.
-        claim_id, claimed = await pooled.claims.create(project, f"lazy{i}", ttl=60, grace=60,
-                                                       limit=5, dead_letter=None)
+        result = await pooled.claims.create(project, f"lazy{i}", ttl=60, grace=60,
+                                            limit=5, dead_letter=None)
+        claim_id, claimed = result.claim_id, result.messages
         assert claim_id and (await inner.claims.get(project, f"lazy{i}", claim_id)).id == claim_id
         stats = await inner.queues.stats(project, f"lazy{i}")
         assert (stats.claimed, stats.free) == (1, 0)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tidings import errors
-from tidings.storage.base import NewMessage
+from tidings.storage.base import ClaimResult, DeadLetterPolicy, NewMessage
 from tidings.storage.pooling.control import (
     CLOSING,
     MOVING,
@@ -134,14 +134,34 @@ async def test_a_closing_queue_grants_no_claims(processes: tuple) -> None:
                                          target="x")
     first.forget_cached("p", "q")
     assert await first.claims.create("p", "q", ttl=60, grace=60, limit=5,
-                                     dead_letter=None) == (None, [])
+                                     dead_letter=None) == ClaimResult(None)
     await post(first, "q", 2)  # everything else is served by the pool
     assert await bodies(first, pool, "q") == [1, 2]
     assert await first.control.set_state("p", "q", pool=pool, expect=CLOSING, state=STABLE,
                                          target=None)
-    claim_id, claimed = await first.claims.create("p", "q", ttl=60, grace=60, limit=5,
-                                                  dead_letter=None)
+    result = await first.claims.create("p", "q", ttl=60, grace=60, limit=5,
+                                       dead_letter=None)
+    claim_id, claimed = result.claim_id, result.messages
     assert claim_id and [m.body for m in claimed] == [1, 2]
+
+
+async def test_a_dead_letter_queue_on_another_pool_counts_each_move_once(processes: tuple
+                                                                         ) -> None:
+    first, _, _ = processes
+    assert await first.place_name("p", "q", near="a") == "a"
+    assert await first.place_name("p", "dlq", near="b") == "b"
+    policy = DeadLetterPolicy(max_claim_count=1, queue="dlq", ttl=None)
+    for body in ("poison-1", "poison-2"):
+        await post(first, "q", body)
+    taken = await first.claims.create("p", "q", ttl=60, grace=0, limit=5, dead_letter=policy)
+    assert taken.claim_id is not None and taken.dead_lettered == 0
+    await first.claims.delete("p", "q", taken.claim_id)
+
+    result = await first.claims.create("p", "q", ttl=60, grace=0, limit=5, dead_letter=policy)
+    # Moved to pool a's local "dlq", then forwarded to pool b: one move each.
+    assert result == ClaimResult(None, [], 2)
+    assert await bodies(first, "b", "dlq") == ["poison-1", "poison-2"]
+    assert await bodies(first, "a", "dlq") == []
 
 
 async def test_a_post_to_a_moving_queue_waits_for_the_flip(processes: tuple) -> None:

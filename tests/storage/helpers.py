@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tidings.storage.base import DataDriver, DeadLetterPolicy, Message, NewMessage
+from tidings.storage.base import ClaimResult, DataDriver, DeadLetterPolicy, Message, NewMessage
 
 CLIENT = "11111111-1111-4111-8111-111111111111"
 OTHER_CLIENT = "22222222-2222-4222-8222-222222222222"
@@ -102,6 +102,24 @@ async def claim(
     limit: int = 10,
     dead_letter: DeadLetterPolicy | None = None,
 ) -> tuple[str | None, list[Message]]:
+    """The new claim's id (None: nothing claimed) and its messages."""
+    result = await claim_result(
+        driver, project, queue, ttl=ttl, grace=grace, limit=limit, dead_letter=dead_letter
+    )
+    return result.claim_id, result.messages
+
+
+async def claim_result(
+    driver: DataDriver,
+    project: str,
+    queue: str,
+    *,
+    ttl: int = 300,
+    grace: int = 60,
+    limit: int = 10,
+    dead_letter: DeadLetterPolicy | None = None,
+) -> ClaimResult:
+    """The whole answer of a claim, its dead letter count included."""
     return await driver.claims.create(
         project, queue, ttl=ttl, grace=grace, limit=limit, dead_letter=dead_letter
     )

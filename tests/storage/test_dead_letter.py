@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.storage.helpers import claim, list_messages, post
+from tests.storage.helpers import claim, claim_result, list_messages, post
 from tidings import errors
-from tidings.storage.base import DeadLetterPolicy
+from tidings.storage.base import ClaimResult, DeadLetterPolicy
 
 TO_DLQ = DeadLetterPolicy(max_claim_count=1, queue="dlq", ttl=600)
 
@@ -31,6 +31,32 @@ async def test_message_claimed_max_times_moves_to_dead_letter_queue(driver, proj
     page, _ = await list_messages(driver, project, "dlq")
     assert [m.body for m in page] == ["poison"]
     assert (await driver.queues.stats(project, "dlq")).total == 1
+
+
+async def test_claim_reports_how_many_messages_it_dead_lettered(driver, project):
+    await post(driver, project, "q", 3, body="poison")
+    # An ordinary claim (under the policy, nothing claimed too often) moves none.
+    first = await claim_result(driver, project, "q", limit=3, dead_letter=TO_DLQ)
+    assert (len(first.messages), first.dead_lettered) == (3, 0)
+    await driver.claims.delete(project, "q", first.claim_id)
+    fresh = await post(driver, project, "q", 2, body="fresh")
+
+    # The three poisoned ones move, and the claim still fills up.
+    result = await claim_result(driver, project, "q", limit=1, dead_letter=TO_DLQ)
+    assert [m.id for m in result.messages] == fresh[:1]
+    assert result.dead_lettered == 3
+    assert len((await list_messages(driver, project, "dlq"))[0]) == 3
+    # Moved once, counted once.
+    result = await claim_result(driver, project, "q", limit=5, dead_letter=TO_DLQ)
+    assert [m.id for m in result.messages] == fresh[1:]
+    assert result.dead_lettered == 0
+
+    # A claim that finds only messages to move claims nothing, yet moved them.
+    await post(driver, project, "q2", 2, body="poison")
+    await claim_and_release(driver, project, "q2")
+    assert await claim_result(driver, project, "q2", dead_letter=TO_DLQ) == ClaimResult(
+        None, [], 2)
+    assert len((await list_messages(driver, project, "dlq"))[0]) == 5
 
 
 async def test_dead_lettered_message_has_the_dead_letter_ttl(driver, project, clock):
@@ -121,7 +147,9 @@ async def test_policy_without_queue_drops_the_message(driver, project):
     [message_id] = await post(driver, project, "q")
     await claim_and_release(driver, project, policy=policy)
 
-    assert await claim(driver, project, "q", dead_letter=policy) == (None, [])
+    # Dropped, not moved: no dead letter is reported.
+    assert await claim_result(driver, project, "q", dead_letter=policy) == ClaimResult(
+        None, [], 0)
     with pytest.raises(errors.MessageDoesNotExist):
         await driver.messages.get(project, "q", message_id)
     assert (await driver.queues.stats(project, "q")).total == 0

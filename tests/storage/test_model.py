@@ -205,8 +205,9 @@ class StorageMachine(RuleBasedStateMachine):
 
     @rule(limit=st.integers(1, 5), ttl=CLAIM_TTLS, grace=GRACES)
     def claim(self, limit: int, ttl: int, grace: int) -> None:
-        claim_id, claimed = self.run(self.driver.claims.create(
+        result = self.run(self.driver.claims.create(
             self.project, QUEUE, ttl=ttl, grace=grace, limit=limit, dead_letter=None))
+        claim_id, claimed = result.claim_id, result.messages
         want = self.model.claimable()[:limit]
         assert [m.id for m in claimed] == [m.id for m in want]
         if not want:

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from tests.storage.helpers import claim, list_ids, list_messages, post
+from tests.storage.helpers import claim, claim_result, list_ids, list_messages, post
 from tests.support.redis_server import (
     RedisServer,
     session_redis,
@@ -326,8 +326,10 @@ async def test_dead_letter_move_to_another_slot(cluster_driver, project):
     await cluster_driver.claims.delete(project, "q", claim_id)
     fresh = await post(cluster_driver, project, "q", 1, body="fresh")
 
-    _, claimed = await claim(cluster_driver, project, "q", dead_letter=policy)
-    assert [m.id for m in claimed] == fresh
+    result = await claim_result(cluster_driver, project, "q", dead_letter=policy)
+    assert [m.id for m in result.messages] == fresh
+    # Counted when parked, by the claim that parked them.
+    assert result.dead_lettered == 2
     page, _ = await list_messages(cluster_driver, project, dlq)
     assert [(m.body, m.ttl) for m in page] == [("poison", 600), ("poison", 600)]
     names = await cluster_driver.queues.list(project, marker=None, limit=10, detailed=False)

@@ -10,7 +10,7 @@ from tidings.api.context import Context
 from tidings.api.messages import format_message
 from tidings.api.pipeline import stage
 from tidings.auth import authorize
-from tidings.storage.base import DeadLetterPolicy
+from tidings.storage.base import ClaimResult, DeadLetterPolicy
 
 
 def claims_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
@@ -60,17 +60,25 @@ async def create(
     seconds = longpoll.check_wait(ctx, wait)
     metadata = await queues.stored_metadata(ctx, queue)
     dead_letter = _dead_letter_policy(metadata)
+    metrics = ctx.service.metrics
 
-    def claim() -> Any:
-        return ctx.storage.claims.create(ctx.project, queue, ttl=ttl, grace=grace, limit=size,
-                                         dead_letter=dead_letter)
+    async def claim() -> ClaimResult:
+        result = await ctx.storage.claims.create(ctx.project, queue, ttl=ttl, grace=grace,
+                                                 limit=size, dead_letter=dead_letter)
+        # Counted at every storage call, not once per request: a long poll
+        # may claim several times, and a claim that found only messages to
+        # dead-letter claims nothing yet has moved them.
+        if metrics is not None and result.dead_lettered:
+            metrics.dead_lettered(result.dead_lettered)
+        return result
 
-    claim_id, claimed = await longpoll.read_or_wait(ctx, queue, seconds, claim,
-                                                    lambda found: found[0] is None)
+    result = await longpoll.read_or_wait(ctx, queue, seconds, claim,
+                                         lambda found: found.claim_id is None)
+    claim_id, claimed = result.claim_id, result.messages
     if claim_id is None:
         return None
-    if ctx.service.metrics is not None:
-        ctx.service.metrics.claimed(len(claimed))
+    if metrics is not None:
+        metrics.claimed(len(claimed))
     return {
         "claim_id": claim_id,
         "href": f"{claims_path(queue, ctx.href_root)}/{claim_id}",

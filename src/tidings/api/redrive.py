@@ -117,8 +117,10 @@ async def redrive(ctx: Context, dlq: str, *, to: str | None = None,
     moved: list[str] = []
     while len(moved) < wanted:
         size = min(batch_size, wanted - len(moved))
-        claim_id, claimed = await storage.claims.create(
+        # No dead-letter policy: this claim never moves anything itself.
+        result = await storage.claims.create(
             ctx.project, dlq, ttl=CLAIM_TTL, grace=0, limit=size, dead_letter=None)
+        claim_id, claimed = result.claim_id, result.messages
         if claim_id is None or not claimed:
             break
         try:

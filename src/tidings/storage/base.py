@@ -98,6 +98,22 @@ class Claim:
     messages: list[Message] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class ClaimResult:
+    """What ``ClaimController.create`` did.
+
+    ``claim_id`` and ``messages`` are the new claim (None and [] when
+    nothing was claimable). ``dead_lettered`` is how many messages this
+    call moved to the dead letter queue: set even when nothing was claimed
+    (a claim may find only messages to move), and only for moves that were
+    committed, since the driver returns after its write is.
+    """
+
+    claim_id: str | None
+    messages: list[Message] = field(default_factory=list)
+    dead_lettered: int = 0
+
+
 @dataclass(slots=True, frozen=True)
 class DeadLetterPolicy:
     """Messages claimed ``max_claim_count`` times move to ``queue``."""
@@ -305,13 +321,24 @@ class ClaimController(ABC):
         grace: int,
         limit: int,
         dead_letter: DeadLetterPolicy | None,
-    ) -> tuple[str | None, list[Message]]:
+    ) -> ClaimResult:
         """Claim up to ``limit`` messages in FIFO order.
 
         Messages already claimed ``dead_letter.max_claim_count`` times are
         moved to the dead letter queue instead (or dropped when it has no
-        name). Returns (None, []) when nothing was claimable. A claimed
-        message lives at least until the claim expires plus ``grace``.
+        name). Returns ``ClaimResult(None, [])`` when nothing was claimable.
+        A claimed message lives at least until the claim expires plus
+        ``grace``.
+
+        ``dead_lettered`` counts the messages this call moved to the dead
+        letter queue, committed with the claim (dropped ones are not
+        moves: they count 0). The operation layer turns it into the
+        ``tidings_messages_dead_lettered_total`` metric, so a driver must
+        count each move exactly once, in the call whose write made it:
+        a move the driver finishes in a second step (a Redis Cluster
+        dead letter queue in another slot, a pooled dead letter queue in
+        another pool) counts when the claim commits to it, not again when
+        it completes.
         """
 
     @abstractmethod

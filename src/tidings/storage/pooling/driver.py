@@ -43,6 +43,7 @@ from tidings.storage import base
 from tidings.storage.base import (
     Capability,
     Claim,
+    ClaimResult,
     Clock,
     DataDriver,
     DeadLetterPolicy,
@@ -461,8 +462,12 @@ class PooledMessages(_Part, base.MessageController):
 
 class PooledClaims(_Part, base.ClaimController):
     async def create(self, project: str, queue: str, *, ttl: int, grace: int, limit: int,
-                     dead_letter: DeadLetterPolicy | None
-                     ) -> tuple[str | None, list[Message]]:
+                     dead_letter: DeadLetterPolicy | None) -> ClaimResult:
+        """The pool's claim, and its ``dead_lettered`` count. A dead letter
+        queue in another pool gets messages the pool first moved to a local
+        queue of that name: forwarding them is the same move finishing, not
+        a second one, so it adds nothing (nor does forwarding what an
+        earlier claim left behind)."""
         pooled = self.pooled
         placement = await pooled.placement(project, queue)
         if placement is None:
@@ -471,7 +476,7 @@ class PooledClaims(_Part, base.ClaimController):
                                               limit=limit, dead_letter=dead_letter)
         if placement.state == CLOSING:
             # A drain waits for the queue's claims to end: grant none meanwhile.
-            return None, []
+            return ClaimResult(None)
         pool = placement.pool
         driver = await pooled.driver_for(pool)
         elsewhere: str | None = None

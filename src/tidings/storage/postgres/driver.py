@@ -58,6 +58,7 @@ from tidings.storage import base
 from tidings.storage.base import (
     Capability,
     Claim,
+    ClaimResult,
     Clock,
     DeadLetterPolicy,
     Delivery,
@@ -1025,13 +1026,14 @@ class PostgresClaims(base.ClaimController):
         grace: int,
         limit: int,
         dead_letter: DeadLetterPolicy | None,
-    ) -> tuple[str | None, list[Message]]:
+    ) -> ClaimResult:
         now = self.d.clock()
         claim_id = secrets.token_hex(12)
         claim_expires = now + ttl
         keep_until = claim_expires + grace
         if limit <= 0:
-            return None, []
+            return ClaimResult(None)
+        moved = 0
         if dead_letter is None:
             # Pick, mark and record in one statement.
             rows = await self.d.fetch(
@@ -1039,18 +1041,20 @@ class PostgresClaims(base.ClaimController):
                 keep_until, ttl, grace,
             )
         else:
-            rows = await self.d.run(
+            # The count comes back with the rows of the attempt that
+            # committed: a retried transaction starts its count afresh.
+            rows, moved = await self.d.run(
                 lambda conn: self._create_with_dead_letter(
                     conn, project, queue, now, limit, claim_id, ttl, grace, dead_letter
                 ),
                 transaction=True,
             )
         if not rows:
-            return None, []
+            return ClaimResult(None, dead_lettered=moved)
         messages = [_message(row, now) for row in sorted(rows, key=lambda row: row[0])]
         for message in messages:
             message.claim_id = claim_id
-        return claim_id, messages
+        return ClaimResult(claim_id, messages, moved)
 
     async def _create_with_dead_letter(
         self,
@@ -1063,9 +1067,12 @@ class PostgresClaims(base.ClaimController):
         ttl: int,
         grace: int,
         policy: DeadLetterPolicy,
-    ) -> list[asyncpg.Record]:
+    ) -> tuple[list[asyncpg.Record], int]:
+        """The claimed rows, and how many messages were moved to the dead
+        letter queue."""
         claim_expires = now + ttl
         claimed: list[asyncpg.Record] = []
+        moved = 0
         queue_id = None
         # Dead-lettered messages free their slot, so look again until the
         # claim is full or the queue has nothing left to offer.
@@ -1078,7 +1085,7 @@ class PostgresClaims(base.ClaimController):
             dead = [row[0] for row in rows if row["claim_count"] >= policy.max_claim_count]
             taken = [row[0] for row in rows if row["claim_count"] < policy.max_claim_count]
             if dead:
-                await _dead_letter(conn, project, dead, policy, now)
+                moved += await _dead_letter(conn, project, dead, policy, now)
             if taken:
                 # Marked now, so the next look skips them.
                 claimed += await conn.fetch(
@@ -1088,7 +1095,7 @@ class PostgresClaims(base.ClaimController):
                 break
         if claimed:
             await conn.execute(q.CLAIM_INSERT, claim_id, queue_id, ttl, grace, now, claim_expires)
-        return claimed
+        return claimed, moved
 
     async def get(self, project: str, queue: str, claim_id: str) -> Claim:
         now = self.d.clock()
@@ -1124,15 +1131,17 @@ async def _dead_letter(
     rowids: list[int],
     policy: DeadLetterPolicy,
     now: float,
-) -> None:
+) -> int:
     """Move messages to the dead letter queue under new ids (so observers
-    paging the DLQ by marker see them), or drop them if none is set."""
+    paging the DLQ by marker see them), or drop them if none is set.
+    Returns how many were moved (0 for a drop)."""
     if policy.queue:
         dlq_id = await _lock_queue(conn, project, policy.queue, now)
         expires = now + policy.ttl if policy.ttl else None
-        await conn.execute(q.MESSAGES_MOVE, dlq_id, now, expires, rowids)
-    else:
-        await conn.execute(q.MESSAGES_DELETE_IDS, rowids)
+        # The rows the INSERT wrote: only messages the DELETE really took.
+        return _rowcount(await conn.execute(q.MESSAGES_MOVE, dlq_id, now, expires, rowids))
+    await conn.execute(q.MESSAGES_DELETE_IDS, rowids)
+    return 0
 
 
 class PostgresSubscriptions(base.SubscriptionController):

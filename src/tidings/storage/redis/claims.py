@@ -9,7 +9,7 @@ from redis.crc import key_slot
 
 from tidings import errors
 from tidings.storage import base
-from tidings.storage.base import Claim, DeadLetterPolicy, Message
+from tidings.storage.base import Claim, ClaimResult, DeadLetterPolicy
 from tidings.storage.redis import scripts
 from tidings.storage.redis.messages import decode_record, new_salt, sequence_seed, to_messages
 
@@ -36,9 +36,9 @@ class RedisClaims(base.ClaimController):
         grace: int,
         limit: int,
         dead_letter: DeadLetterPolicy | None,
-    ) -> tuple[str | None, list[Message]]:
+    ) -> ClaimResult:
         if limit <= 0:
-            return None, []
+            return ClaimResult(None)
         now = self.d.clock()
         claim_id = secrets.token_hex(12)
         queue_base = self.d.keys.queue(project, queue)
@@ -57,7 +57,10 @@ class RedisClaims(base.ClaimController):
                     keys.append(dlq_base)
                 else:
                     mode = "remote"
-        dlq_created, parked, flat = await self.d.run(
+        # moved counts the messages parked for another slot as well: the
+        # script committed their move, which finish_dead_letters completes
+        # (or, after a crash, the next claim or gc) without counting again.
+        dlq_created, parked, flat, moved = await self.d.run(
             scripts.claim,
             keys,
             [repr(now), claim_id, ttl, grace, limit, max_count, mode, dlq_name, dlq_ttl,
@@ -68,8 +71,8 @@ class RedisClaims(base.ClaimController):
         if parked:
             await self.finish_dead_letters(project, queue_base)
         if not flat:
-            return None, []
-        return claim_id, to_messages(flat, now)
+            return ClaimResult(None, dead_lettered=moved)
+        return ClaimResult(claim_id, to_messages(flat, now), moved)
 
     async def finish_dead_letters(self, project: str, queue_base: str) -> None:
         """Move the messages a claim parked for a dead letter queue in

@@ -390,7 +390,9 @@ return out
 # mode ('drop', 'local' or 'remote'), dead letter queue name, its message
 # ttl (0: keep the message's own), seed for the dead letter queue's sequence,
 # salt should it be created.
-# Returns {dlq_created, pending_moves, {id, record, body}*}.
+# Returns {dlq_created, pending_moves, {id, record, body}*, moved}: moved
+# counts the messages this claim sent to the dead letter queue, moved here
+# or parked for the driver to finish (not those dropped).
 CLAIM = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local claim_id, ttl, grace = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -399,7 +401,7 @@ local dlq_name, dlq_ttl, seed = ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local claim_expires = now + ttl
 local keep = claim_expires + grace
 local out, ids = {}, {}
-local dlq_created, pending = 0, 0
+local dlq_created, pending, moved = 0, 0, 0
 
 local function dead_letter(id, rec)
   if mode == 'local' then
@@ -412,6 +414,7 @@ local function dead_letter(id, rec)
     store(dlq, next_seqs(dlq, 1, seed), {now, expires, now, 0, '', 0, rec[CLIENT]},
           body(base, id), queue_salt(dlq))
     remove(base, id)
+    moved = moved + 1
   elseif mode == 'remote' then
     -- Another slot: park the message (invisible from now on) and let the
     -- driver finish the move: add to the dead letter queue, then delete.
@@ -421,6 +424,7 @@ local function dead_letter(id, rec)
     redis.call('ZREM', base .. ':f', id)
     redis.call('ZREM', base .. ':e', id)
     pending = pending + 1
+    moved = moved + 1
   else
     remove(base, id)
   end
@@ -459,7 +463,7 @@ if #ids > 0 then
   redis.call('ZADD', base .. ':ce', claim_expires, claim_id)
   redis.call('ZADD', base .. ':cl', claim_expires, claim_id)
 end
-return {dlq_created, pending, out}
+return {dlq_created, pending, out, moved}
 """
 
 # ARGV: now, claim_id. Returns false, or {claim record, {id, record, body}*}.

@@ -29,6 +29,7 @@ from tidings.storage import base, local_bus
 from tidings.storage.base import (
     Capability,
     Claim,
+    ClaimResult,
     Clock,
     DeadLetterPolicy,
     Delivery,
@@ -784,17 +785,20 @@ class SqliteClaims(base.ClaimController):
         grace: int,
         limit: int,
         dead_letter: DeadLetterPolicy | None,
-    ) -> tuple[str | None, list[Message]]:
+    ) -> ClaimResult:
         now = self.d.clock()
         claim_id = secrets.token_hex(12)
         claim_expires = now + ttl
         keep_until = claim_expires + grace
 
-        def job(conn: sqlite3.Connection) -> tuple[str | None, list[Message]]:
+        def job(conn: sqlite3.Connection) -> ClaimResult:
             queue_id = _queue_id(conn, project, queue)
             if queue_id is None:
-                return None, []
+                return ClaimResult(None)
             claimed: list[tuple[Any, ...]] = []
+            # Counted inside the job: its result is handed back only once
+            # the transaction committed, so an undone move is never counted.
+            moved = 0
             # Dead-lettered messages free their slot, so look again until
             # the claim is full or the queue has nothing left to offer.
             while len(claimed) < limit:
@@ -807,7 +811,7 @@ class SqliteClaims(base.ClaimController):
                 taken = []
                 for row in rows:
                     if dead_letter is not None and row[6] >= dead_letter.max_claim_count:
-                        _dead_letter(conn, project, row, dead_letter, now)
+                        moved += _dead_letter(conn, project, row, dead_letter, now)
                     else:
                         taken.append(row)
                 # Mark this batch claimed now, so the next look skips it.
@@ -819,7 +823,7 @@ class SqliteClaims(base.ClaimController):
                 if len(rows) < want:
                     break
             if not claimed:
-                return None, []
+                return ClaimResult(None, dead_lettered=moved)
             conn.execute(q.CLAIM_INSERT, (claim_id, queue_id, ttl, grace, now, claim_expires))
             messages = []
             for row in claimed:
@@ -834,7 +838,7 @@ class SqliteClaims(base.ClaimController):
                         claim_count=count + 1,
                     )
                 )
-            return claim_id, messages
+            return ClaimResult(claim_id, messages, moved)
 
         return await self.d.writer.run(job)
 
@@ -891,15 +895,18 @@ def _dead_letter(
     row: tuple[Any, ...],
     policy: DeadLetterPolicy,
     now: float,
-) -> None:
+) -> int:
     """Move one message to the dead letter queue under a new id (so
-    observers paging the DLQ by marker see it), or drop it if none is set."""
+    observers paging the DLQ by marker see it), or drop it if none is set.
+    Returns how many messages were moved: 1, or 0 for a drop."""
     rowid, _, created, expires = row[:4]
+    moved = 0
     if policy.queue:
         dlq_id = _ensure_queue(conn, project, policy.queue, now)
         new_expires = now + policy.ttl if policy.ttl else expires
-        conn.execute(q.MESSAGE_MOVE, (dlq_id, now, new_expires, now, rowid))
+        moved = conn.execute(q.MESSAGE_MOVE, (dlq_id, now, new_expires, now, rowid)).rowcount
     conn.execute(q.MESSAGE_DELETE, (rowid,))
+    return moved
 
 
 class SqliteSubscriptions(base.SubscriptionController):
