@@ -69,12 +69,13 @@ def shared_backend_url(backend: str) -> str:
 # --- two worker processes on one backend ------------------------------------------
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=["sqlite", *BACKENDS])
 def multi_server(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp(f"workers-{request.param}")
-    proc = ServerProcess(storage=shared_backend_url(request.param), workers=2,
-                         log_path=base / "server.log")
+    storage = (f"sqlite:///{base}/shared.db" if request.param == "sqlite"
+               else shared_backend_url(request.param))
+    proc = ServerProcess(storage=storage, workers=2, log_path=base / "server.log")
     proc.start()
     proc.backend = request.param  # type: ignore[attr-defined]
     yield proc
@@ -198,6 +199,44 @@ def test_two_workers_competing_consumers_receive_each_message_once(
         assert listing.status_code == 200
         assert listing.json()["messages"] == []
     assert "unexpected error" not in server_log(server)
+
+
+def test_a_long_poll_wakes_when_a_post_reaches_the_other_worker(
+        multi_server: ServerProcess) -> None:
+    """A claim waiting (``wait=20``) in one worker is answered as soon as a
+    post lands, whichever worker takes the post: each round opens new
+    connections, which the kernel hands to either worker, so most rounds
+    cross between the two (a wake that crossed nothing would take the
+    whole wait)."""
+    project = new_project("longpoll")
+    workers = wait_for_workers(multi_server, 2)
+    assert len(workers) == 2, f"expected 2 worker processes, found {workers}"
+    for round_ in range(6):
+        queue = f"lp-{round_}"
+        answer: dict[str, Any] = {}
+
+        def claim(queue: str = queue, answer: dict[str, Any] = answer) -> None:
+            with httpx.Client(base_url=multi_server.url, timeout=30,
+                              headers=headers(project)) as http:
+                started = time.monotonic()
+                resp = http.post(f"/v2/queues/{queue}/claims", params={"wait": 20},
+                                 json={"ttl": 60})
+                answer["status"] = resp.status_code
+                answer["seconds"] = time.monotonic() - started
+
+        waiter = threading.Thread(target=claim)
+        waiter.start()
+        # The post may still come first; then the claim finds the message
+        # at once, which passes as well.
+        time.sleep(0.3)
+        with httpx.Client(base_url=multi_server.url, timeout=10,
+                          headers=headers(project)) as http:
+            resp = http.post(f"/v2/queues/{queue}/messages",
+                             json={"messages": [{"body": round_, "ttl": 600}]})
+            assert resp.status_code == 201, resp.text
+        waiter.join(30)
+        assert answer.get("status") == 201, answer
+        assert answer["seconds"] < 10, f"round {round_}: the claim waited {answer['seconds']:.1f}s"
 
 
 def test_health_reports_driver_reachability_and_counts(multi_server: ServerProcess) -> None:

@@ -1,4 +1,4 @@
-"""WebSocket notifications across processes, on Redis and PostgreSQL.
+"""WebSocket notifications across processes, on SQLite, Redis and PostgreSQL.
 
 A socket lives in one `tidings serve` process; the delivery owed to it is
 sent by whichever worker leases it. Here the process holding the socket
@@ -37,8 +37,11 @@ WORKER_OFF = {"TIDINGS_NOTIFICATIONS__WORKER_IN_SERVER": "false"}
 QUIET = 0.5
 
 
-@pytest.fixture(params=BACKENDS)
-def storage(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=["sqlite", *BACKENDS])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        # Processes on one file meet on its bus (storage/local_bus.py).
+        return f"sqlite:///{tmp_path}/shared.db"
     return fresh_storage(request.param)
 
 

@@ -1,5 +1,6 @@
 """The bus between the processes of one backend (DataDriver.publish and
-listen): Redis pub/sub, PostgreSQL LISTEN/NOTIFY, in-process for SQLite."""
+listen): Redis pub/sub, PostgreSQL LISTEN/NOTIFY, and for SQLite Unix
+sockets between processes (test_sqlite_processes.py crosses them)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ be leased by any worker (another server process, or `tidings notifier`,
 which holds no socket at all). A socket id names its process (its *node*,
 see sockets.py), and every process listens on its node's bus channel
 (``DataDriver.listen``: Redis pub/sub, PostgreSQL LISTEN/NOTIFY,
-in-process for SQLite):
+Unix sockets between the processes on an SQLite file):
 
 1. the worker publishes a PUSH (token, socket id, frame, its own node) on
    the holder's channel;

@@ -516,15 +516,16 @@ class DataDriver(ABC):
                 if not page and await watch.wait(timeout):
                     page = await read()
 
-        Woken by the backend's own signal (in-process for SQLite, pub/sub
-        for Redis, LISTEN/NOTIFY for PostgreSQL), never by polling.
+        Woken by the backend's own signal (for SQLite the commit, and a
+        notice over the file's bus from other processes; pub/sub for Redis,
+        LISTEN/NOTIFY for PostgreSQL), never by polling.
         """
         raise NotImplementedError(f"{self.name} cannot watch queues yet")
 
     async def publish(self, channel: str, message: bytes) -> int | None:
         """Hand ``message`` to every listener of ``channel`` on this backend
-        (in any process: Redis pub/sub, PostgreSQL LISTEN/NOTIFY; within this
-        process for SQLite). At most once and unordered: a listener that is
+        (in any process: Redis pub/sub, PostgreSQL LISTEN/NOTIFY; Unix sockets
+        between the processes on an SQLite file, storage/local_bus.py). At most once and unordered: a listener that is
         reconnecting misses it, so callers needing proof of receipt must
         ask for an answer. Returns how many listeners got it when the
         backend can tell (0: nobody listens), None when it cannot.

@@ -11,13 +11,14 @@ counts) go to a worker thread so they can't stall the loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -49,6 +50,8 @@ from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite import schema
 from tidings.storage.sqlite.writer import Writer
 
+log = logging.getLogger(__name__)
+
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 GC_BATCH = 5000
 # How long a queue's metadata is served from the cache (see SqliteQueues).
@@ -60,6 +63,10 @@ INSERT_CHUNK = 500
 DEAD_RETENTION = 14 * 86400
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+# The bus channel telling other processes which queues a commit posted to.
+POSTED_CHANNEL = "sqlite.posted"
+_encode_posted = msgspec.msgpack.Encoder().encode
+_decode_posted = msgspec.msgpack.Decoder(list[tuple[str, str]]).decode
 
 
 def message_id(rowid: int) -> str:
@@ -222,6 +229,7 @@ class SqliteDriver(base.DataDriver):
         # transaction being committed posted to: woken once it is durable.
         self._watches: dict[tuple[str, str], set[_Watch]] = {}
         self._posted: set[tuple[str, str]] = set()
+        self._hearing_posts: AsyncExitStack | None = None
         self.writer = Writer(self._connect, on_commit=self._wake_watches)
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
@@ -288,12 +296,21 @@ class SqliteDriver(base.DataDriver):
     # --- watches ----------------------------------------------------------
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[base.PostWatch]:
-        """In-process only: posts through this driver object wake it; posts
-        by another process on the same file do not."""
+        """Posts through this driver wake it at once, after their commit;
+        posts by another process on the same file (``serve --workers N``)
+        wake it through the bus, which carries the queues each commit
+        posted to (POSTED_CHANNEL)."""
         return self._watch(project, queue)
 
     @asynccontextmanager
     async def _watch(self, project: str, queue: str) -> AsyncIterator[_Watch]:
+        if self._hearing_posts is None:
+            # Before the caller's first read, so a post committed after it
+            # by another process is heard.
+            stack = AsyncExitStack()
+            await stack.enter_async_context(
+                self._bus().listen(POSTED_CHANNEL, self._heard_posts))
+            self._hearing_posts = stack
         key = (project, queue)
         watch = _Watch()
         self._watches.setdefault(key, set()).add(watch)
@@ -314,6 +331,20 @@ class SqliteDriver(base.DataDriver):
         if not self._posted:
             return
         posted, self._posted = self._posted, set()
+        bus = self._bus()
+        if bus.other_nodes():
+            bus.publish_soon(POSTED_CHANNEL, _encode_posted(sorted(posted)))
+        self._wake(posted)
+
+    def _heard_posts(self, message: bytes) -> None:
+        try:
+            posted = _decode_posted(message)
+        except msgspec.DecodeError:
+            log.warning("sqlite: ignoring a malformed notice of posts on the bus")
+            return
+        self._wake(posted)
+
+    def _wake(self, posted: Iterable[tuple[str, str]]) -> None:
         if not self._watches:
             return
         for key in posted:
@@ -323,7 +354,8 @@ class SqliteDriver(base.DataDriver):
     # --- the bus ----------------------------------------------------------
 
     def _bus(self) -> local_bus.LocalBus:
-        # In-process: drivers of one file in this process share it.
+        # Drivers of one file in this process share it; other processes
+        # on the file are reached through it (local_bus.py).
         return local_bus.bus_for(os.path.realpath(self.path))
 
     async def publish(self, channel: str, message: bytes) -> int | None:
@@ -347,6 +379,9 @@ class SqliteDriver(base.DataDriver):
         self.writer.start()
 
     async def close(self) -> None:
+        if self._hearing_posts is not None:
+            stack, self._hearing_posts = self._hearing_posts, None
+            await stack.aclose()
         await self.writer.stop()
         if self._reader is not None:
             self._reader.close()

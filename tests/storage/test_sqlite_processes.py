@@ -1,0 +1,124 @@
+"""SQLite across processes on one file (``serve --workers N``, a separate
+``tidings notifier``): the bus of local_bus.py carries publishes, and the
+notices of posts that wake long polls, between them, as Redis pub/sub and
+PostgreSQL LISTEN/NOTIFY do for the other drivers.
+
+The other process is a real one (tests/support/bus_peer.py) on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.storage.test_bus import Inbox
+from tests.support.clock import FakeClock
+from tidings.storage.base import DataDriver
+from tidings.storage.registry import driver_from_url
+from tidings.storage.sqlite.driver import SqliteDriver
+
+ROOT = Path(__file__).resolve().parents[2]
+# Another process answers in milliseconds; this only bounds a failure.
+PROMPT = 10.0
+
+
+class Peer:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+
+    async def command(self, line: str, answer: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        heard = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), PROMPT)
+        assert heard.strip() == answer
+
+
+@asynccontextmanager
+async def peer(url: str) -> AsyncIterator[Peer]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.bus_peer", url], cwd=ROOT, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        ready = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), PROMPT)
+        assert ready.strip() == "ready"
+        yield Peer(process)
+    finally:
+        if process.poll() is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(PROMPT)
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[SqliteDriver]:
+    driver = driver_from_url(f"sqlite:///{tmp_path}/shared.db", sync="normal",
+                             clock=FakeClock())
+    await driver.open()
+    try:
+        assert isinstance(driver, SqliteDriver)
+        yield driver
+    finally:
+        await driver.close()
+
+
+def url_of(driver: DataDriver) -> str:
+    assert isinstance(driver, SqliteDriver)
+    return f"sqlite:///{driver.path}"
+
+
+@pytest.mark.parametrize("size", [0, 100, 1_000_000])
+async def test_a_publish_reaches_another_process_and_its_answer_comes_back(
+    local: SqliteDriver, size: int,
+) -> None:
+    inbox = Inbox()
+    message = os.urandom(size)
+    async with local.listen("echoed", inbox), peer(url_of(local)):
+        assert await local.publish("echo", message) is None  # another process may hear it
+        assert await inbox.next(PROMPT) == message
+        await local.publish("echo", b"second")
+        assert await inbox.next(PROMPT) == b"second"
+
+
+async def test_a_post_by_another_process_wakes_a_watch_here(local: SqliteDriver) -> None:
+    async with peer(url_of(local)) as other, local.watch("p", "q") as watch:
+        waiter = asyncio.ensure_future(watch.wait(60))
+        await other.command("post p q", "posted")
+        assert await asyncio.wait_for(waiter, PROMPT) is True
+
+
+async def test_a_post_to_another_queue_wakes_nobody(local: SqliteDriver) -> None:
+    async with peer(url_of(local)) as other, local.watch("p", "q") as watch:
+        await other.command("post p elsewhere", "posted")
+        await other.command("post other-project q", "posted")
+        assert await watch.wait(0.3) is False
+
+
+async def test_a_process_that_died_is_forgotten(local: SqliteDriver) -> None:
+    async with local.listen("echoed", Inbox()), peer(url_of(local)) as other:
+        bus = local._bus()
+        assert len(bus.other_nodes()) == 1
+        node = bus.other_nodes()[0]
+        other.process.send_signal(signal.SIGKILL)
+        other.process.wait(PROMPT)
+        # Its socket went with it; its marker is removed by the next publish.
+        assert await local.publish("echo", b"anyone?") is None
+        assert not (bus.directory / node).exists()
+        assert await local.publish("echo", b"anyone?") == 0
+
+
+async def test_a_process_that_stops_listening_leaves_no_marker(local: SqliteDriver) -> None:
+    async with peer(url_of(local)):
+        bus = local._bus()
+        assert len(bus.other_nodes()) == 1
+    assert bus.other_nodes() == []
