@@ -76,8 +76,8 @@ class Lifespan:
             await asyncio.sleep(self.gc_interval)
             try:
                 removed = await self.storage.gc()
-                if removed:
-                    log.info("gc removed %d expired rows", removed)
+                if removed.total:
+                    log.info("gc removed %d expired records (%s)", removed.total, removed)
             except Exception:  # keep collecting; the next pass may succeed
                 log.exception("gc pass failed")
 

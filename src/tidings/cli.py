@@ -158,7 +158,8 @@ async def _with_storage(settings: Settings, action: str) -> int:
     try:
         if action == "gc":
             removed = await storage.gc()
-            print(f"removed {removed} expired messages and claims")
+            # "removed 3 expired records (messages 2, claims 1, subscriptions 0, deliveries 0)"
+            print(f"removed {removed.total} expired records ({removed})")
         else:
             print(f"storage at {settings.storage} is ready")
     finally:
@@ -233,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also serve the API (WebSocket included) on this port")
     p.set_defaults(run=serve)
 
-    p = with_config(commands.add_parser("gc", help="remove expired messages and claims now"))
+    p = with_config(commands.add_parser("gc", help="remove expired messages, claims and subscriptions now"))
     p.set_defaults(run=gc)
 
     p = with_config(commands.add_parser("migrate", help="create or upgrade the storage schema"))

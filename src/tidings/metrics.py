@@ -12,8 +12,11 @@ tests can build several apps in one process. Where each metric is counted:
   (``ClaimResult.dead_lettered``): only moves it committed, whether or not
   it claimed anything. Messages dropped by a dead-letter policy without
   a queue are not moves and are not counted.
-- Records removed by garbage collection (expired messages, claims,
-  subscriptions): the instrumented ``gc`` of the storage.
+- Records removed by garbage collection, by ``kind``: ``messages`` and
+  ``claims`` that expired, ``subscriptions`` that expired, ``deliveries``
+  (those of an expired subscription, and dead ones past the retention).
+  The instrumented ``gc`` of the storage adds up the ``GcResult`` it
+  returns; the four kinds exist (at 0) before the first pass.
 - Storage latency and failures by driver and operation: ``instrument``
   wraps the controllers of the driver once, in place (tidings.app).
 - Notifications delivered, retried, dead, abandoned by subscriber kind:
@@ -51,6 +54,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tidings import errors
 from tidings.metric_families import Counter, Histogram
+from tidings.storage.base import GcResult
 
 if TYPE_CHECKING:
     from tidings.metric_snapshots import SharedMetrics
@@ -112,8 +116,9 @@ class Metrics:
             "(bulk: the ids acknowledged, unknown ones included) or popped (pop).", ["via"],
             registry=registry)
         self.gc_removed = Counter(
-            "tidings_gc_removed", "Expired records (messages, claims, subscriptions) removed "
-            "by garbage collection in this process.", registry=registry)
+            "tidings_gc_removed", "Records removed by garbage collection in this process, "
+            "by kind: expired messages, claims and subscriptions; deliveries (of expired "
+            "subscriptions, and dead ones past the retention).", ["kind"], registry=registry)
         self.notifications = Counter(
             "tidings_notifications", "Notification outcomes by subscriber kind: delivered, "
             "retried (each retry scheduled), dead, abandoned (lease ran out).",
@@ -145,6 +150,9 @@ class Metrics:
         self._durations: dict[tuple[str, str], Any] = {}
         self._deleted = {via: self.messages_deleted.labels(via)
                          for via in ("delete", "bulk", "pop")}
+        # Created now so each kind shows as 0 before the first gc pass (a
+        # rate over a missing series is no rate); the only label values.
+        self._gc_removed = {kind: self.gc_removed.labels(kind) for kind in GcResult.KINDS}
         # The queues to sample: (project, queue) in order of their last post.
         self.max_queues = max_queues
         self.queues: dict[tuple[str, str], None] = {}
@@ -171,6 +179,12 @@ class Metrics:
         if histogram is None:
             histogram = self._durations[hkey] = self.http_duration.labels(method, route)
         histogram.observe(seconds)
+
+    def collected(self, result: GcResult) -> None:
+        """Count what a gc pass removed, by kind."""
+        for kind, amount in result.by_kind().items():
+            if amount > 0:
+                self._gc_removed[kind].inc(amount)
 
     def posted(self, project: str, queue: str, count: int) -> None:
         self.messages_posted.inc(count)
@@ -342,12 +356,6 @@ def instrument(storage: Any, metrics: Metrics) -> Any:
         if inner is not None:
             setattr(storage, name, _InstrumentedController(
                 inner, name, frozenset(interface.__abstractmethods__), driver, metrics))
-    removed = metrics.gc_removed
-
-    def count(result: Any) -> None:
-        if isinstance(result, int) and result > 0:
-            removed.inc(result)
-
-    storage.gc = _timed(storage.gc, "gc", driver, metrics, count)
+    storage.gc = _timed(storage.gc, "gc", driver, metrics, metrics.collected)
     storage._tidings_instrumented = True
     return storage

@@ -265,6 +265,48 @@ def test_dead_lettered_counter_counts_each_message_a_claim_moved(tmp_path: Path)
         value(before, "tidings_messages_claimed_total") == 1
 
 
+GC_REMOVED = "tidings_gc_removed_total"
+GC_KINDS = ("messages", "claims", "subscriptions", "deliveries")
+
+
+def test_gc_counters_exist_at_zero_before_any_gc(observed: dict[str, Any]) -> None:
+    # The observed server never collects (gc_interval 0): every kind is
+    # still there, at 0, and no other series of the family is.
+    for samples in (observed["before"], observed["after"]):
+        gc = {dict(key[1])["kind"]: count for key, count in samples.items()
+              if key[0] == GC_REMOVED}
+        assert gc == dict.fromkeys(GC_KINDS, 0.0)
+
+
+def test_gc_counts_expired_messages_by_kind(tmp_path: Path) -> None:
+    # A server of its own whose gc runs every 0.2 s and whose messages may
+    # live 1 s: the only clock a server process has is the real one.
+    proc = ServerProcess(storage=f"sqlite:///{tmp_path}/tidings.db",
+                         log_path=tmp_path / "server.log",
+                         env={"TIDINGS_GC_INTERVAL": "0.2",
+                              "TIDINGS_LIMITS__MIN_MESSAGE_TTL": "1"})
+    proc.start()
+    headers = {"X-Project-ID": "gc-p", "Client-ID": str(uuid.uuid4())}
+    try:
+        with httpx.Client(base_url=proc.url, headers=headers, timeout=10) as client:
+            assert client.post("/v2/queues/q/messages", json={"messages": [
+                {"body": i, "ttl": 1} for i in range(3)] + [
+                {"body": "kept", "ttl": 3600}]}).status_code == 201
+            deadline = time.monotonic() + 10
+            while True:
+                after = scrape(client)
+                if value(after, GC_REMOVED, kind="messages") >= 3 or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            left = client.get("/v2/queues/q/messages?echo=true").json()["messages"]
+    finally:
+        proc.stop()
+    assert {kind: value(after, GC_REMOVED, kind=kind) for kind in GC_KINDS} == {
+        "messages": 3, "claims": 0, "subscriptions": 0, "deliveries": 0}
+    assert [m["body"] for m in left] == ["kept"]
+
+
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     """Text access lines on standard error (the server log); metrics off; a

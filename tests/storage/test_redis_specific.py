@@ -20,7 +20,7 @@ from tests.support.redis_server import (
     unique_prefix,
 )
 from tidings import errors
-from tidings.storage.base import Capability, DeadLetterPolicy, NewMessage
+from tidings.storage.base import Capability, DeadLetterPolicy, GcResult, NewMessage
 from tidings.storage.redis import scripts
 from tidings.storage.redis.driver import RedisDriver
 from tidings.storage.redis.messages import new_salt, sequence_seed
@@ -278,7 +278,7 @@ async def test_gc_removes_every_key_of_expired_messages_and_claims(redis_driver,
     await post(redis_driver, project, "q", 3, ttl=60)
     await claim(redis_driver, project, "q", ttl=60, grace=60)
     clock.advance(121)
-    assert await redis_driver.gc() == 4  # three messages, one claim
+    assert await redis_driver.gc() == GcResult(messages=3, claims=1)
     base = redis_driver.keys.queue(project, "q")
     client = redis_driver.client
     for suffix in (":i", ":e", ":m", ":b", ":c", ":ce"):
@@ -512,7 +512,7 @@ async def test_outbox_hint_lost_in_a_crash_is_restored_by_gc(redis_driver, proje
     [message_id] = await post(redis_driver, project, "q")
     await redis_driver.client.delete(redis_driver.keys.outbox)
     assert await redis_driver.deliveries.lease(limit=10, lease_seconds=60) == []
-    assert await redis_driver.gc() == 0
+    assert await redis_driver.gc() == GcResult()
     [delivery] = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
     assert delivery.payload["id"] == message_id
 
@@ -576,9 +576,9 @@ async def test_gc_drops_dead_deliveries_after_the_retention(redis_driver, projec
     await redis_driver.deliveries.dead(first.id, error="x")
     clock.advance(redis_driver.dead_retention - 1)
     await redis_driver.deliveries.dead(second.id, error="x")
-    assert await redis_driver.gc() == 0
+    assert await redis_driver.gc() == GcResult()
     clock.advance(1)
-    assert await redis_driver.gc() == 1
+    assert await redis_driver.gc() == GcResult(deliveries=1)
     dead = await redis_driver.deliveries.list(project, "q", status=base_status("dead"),
                                               marker=None, limit=10)
     assert [d.id for d in dead] == [second.id]

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 Clock = Callable[[], float]
 # Called in the event loop with each message heard on a channel (DataDriver.listen).
@@ -26,6 +26,42 @@ Receive = Callable[[bytes], None]
 
 def system_clock() -> float:
     return time.time()
+
+
+@dataclass(slots=True, frozen=True)
+class GcResult:
+    """What one ``DataDriver.gc`` pass removed, by kind (the metric
+    ``tidings_gc_removed_total`` has one ``kind`` label per field).
+
+    ``deliveries`` counts both those removed with an expired subscription
+    and dead ones older than the retention. ``claims`` counts expired
+    claims (their messages are released, not removed).
+    """
+
+    messages: int = 0
+    claims: int = 0
+    subscriptions: int = 0
+    deliveries: int = 0
+
+    KINDS: ClassVar[tuple[str, ...]] = ("messages", "claims", "subscriptions", "deliveries")
+
+    @property
+    def total(self) -> int:
+        return self.messages + self.claims + self.subscriptions + self.deliveries
+
+    def __add__(self, other: GcResult) -> GcResult:
+        # Summed over batches (SQLite, PostgreSQL), queues (Redis), pools.
+        if not isinstance(other, GcResult):
+            return NotImplemented
+        return GcResult(self.messages + other.messages, self.claims + other.claims,
+                        self.subscriptions + other.subscriptions,
+                        self.deliveries + other.deliveries)
+
+    def by_kind(self) -> dict[str, int]:
+        return {kind: getattr(self, kind) for kind in self.KINDS}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{kind} {count}" for kind, count in self.by_kind().items())
 
 
 class Capability(enum.Enum):
@@ -501,9 +537,10 @@ class DataDriver(ABC):
         """Details for the admin health report."""
 
     @abstractmethod
-    async def gc(self) -> int:
+    async def gc(self) -> GcResult:
         """Remove expired messages, claims and subscriptions (with their
-        deliveries); returns how many records went."""
+        deliveries) and dead deliveries past the retention; returns how
+        many records of each kind went."""
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
         """Watch a queue for posts by any process on this backend.

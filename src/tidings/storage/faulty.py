@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
-from tidings.storage.base import Clock, DataDriver, PostWatch, Receive, system_clock
+from tidings.storage.base import Clock, DataDriver, GcResult, PostWatch, Receive, system_clock
 
 SCHEME_PREFIX = "faulty+"
 CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
@@ -242,7 +242,7 @@ class FaultyDriver(DataDriver):
         }
         return details
 
-    async def gc(self) -> int:
+    async def gc(self) -> GcResult:
         return await self.inner.gc()
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:

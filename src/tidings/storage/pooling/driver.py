@@ -174,9 +174,9 @@ class PooledDriver(DataDriver):
                 reachable = reachable and detail.get("storage_reachable", True)
         return {"storage_reachable": reachable, "pools": pools}
 
-    async def gc(self) -> int:
+    async def gc(self) -> base.GcResult:
         drivers = await self.all_drivers()
-        return sum(await asyncio.gather(*(d.gc() for _, d in drivers)))
+        return sum(await asyncio.gather(*(d.gc() for _, d in drivers)), base.GcResult())
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
         return self._watch(project, queue)

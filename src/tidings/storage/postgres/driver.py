@@ -523,9 +523,9 @@ class PostgresDriver(base.DataDriver):
         ]
         return details
 
-    async def gc(self) -> int:
+    async def gc(self) -> base.GcResult:
         now = self.clock()
-        total = 0
+        total = base.GcResult()
         while True:
             # Batches keep each statement short, so requests keep flowing.
             messages = _rowcount(await self.execute(q.GC_EXPIRED_MESSAGES, now, GC_BATCH))
@@ -534,7 +534,7 @@ class PostgresDriver(base.DataDriver):
                 lambda conn: _gc_subscriptions(conn, now), transaction=True)
             dead = _rowcount(await self.execute(
                 q.GC_DEAD_DELIVERIES, now - self.dead_retention, GC_BATCH))
-            total += messages + claims + subscriptions + deliveries + dead
+            total += base.GcResult(messages, claims, subscriptions, deliveries + dead)
             if max(messages, claims, subscriptions, dead) < GC_BATCH:
                 return total
 

@@ -325,7 +325,7 @@ class RedisDriver(base.DataDriver):
         """Redis pub/sub on ``<prefix>bus:<channel>`` (see watch.py)."""
         return self.watches.listen(channel, receive)
 
-    async def gc(self) -> int:
+    async def gc(self) -> base.GcResult:
         """Remove expired messages and claims of every queue, expired
         subscriptions with their deliveries, and dead deliveries older than
         ``dead_retention``.
@@ -334,22 +334,22 @@ class RedisDriver(base.DataDriver):
         is still alive; queues go GC_BATCH messages at a time.
         """
         clock_now = self.clock()
-        notified = await self.deliveries.gc(clock_now, clock_now - self.dead_retention, GC_BATCH)
+        total = await self.deliveries.gc(clock_now, clock_now - self.dead_retention, GC_BATCH)
         now = str(clock_now)
         members = await self._queue_members()
-        total = 0
         for start in range(0, len(members), SCAN_BATCH):
             batch = members[start:start + SCAN_BATCH]
             counts = await asyncio.gather(*(self._gc_queue(m, now) for m in batch))
-            total += sum(counts)
-        return total + notified
+            total += sum(counts, base.GcResult())
+        return total
 
-    async def _gc_queue(self, member: str, now: str) -> int:
+    async def _gc_queue(self, member: str, now: str) -> base.GcResult:
         queue_base = self.keys.queue_from_member(member)
-        removed = 0
+        removed = base.GcResult()
         while True:
-            count, more, parked = await self.run(scripts.gc, [queue_base], [now, GC_BATCH])
-            removed += count
+            messages, claims, more, parked = await self.run(
+                scripts.gc, [queue_base], [now, GC_BATCH])
+            removed += base.GcResult(messages=int(messages), claims=int(claims))
             if parked:
                 # Dead-letter moves interrupted (a crash between the steps).
                 project, _ = Keys.names_of_member(member)

@@ -399,7 +399,7 @@ class RedisDeliveries(base.DeliveryController):
 
     # --- gc ---------------------------------------------------------------
 
-    async def gc(self, now: float, dead_before: float, batch: int) -> int:
+    async def gc(self, now: float, dead_before: float, batch: int) -> base.GcResult:
         """Expired subscriptions with their deliveries, and dead deliveries
         older than the retention, of every queue with subscriptions; also
         restores outbox hints a crash may have cut off."""
@@ -408,24 +408,25 @@ class RedisDeliveries(base.DeliveryController):
         with self.d.guard():
             async for raw in self.d.client.sscan_iter(keys.subscribed, count=200):
                 members.append(_text(raw))
-        total = 0
+        total = base.GcResult()
         for start in range(0, len(members), 200):
             counts = await asyncio.gather(*(
                 self._gc_queue(member, now, dead_before, batch)
                 for member in members[start:start + 200]
             ))
-            total += sum(counts)
+            total += sum(counts, base.GcResult())
         return total
 
-    async def _gc_queue(self, member: str, now: float, dead_before: float, batch: int) -> int:
+    async def _gc_queue(self, member: str, now: float, dead_before: float, batch: int
+                        ) -> base.GcResult:
         keys = self.d.keys
         queue_base = keys.queue_from_member(member)
-        removed = 0
+        removed = base.GcResult()
         while True:
-            count, more, head, empty = await self.d.run(
+            subscriptions, deliveries, more, head, empty = await self.d.run(
                 scripts.notify_gc, [queue_base], [repr(now), repr(dead_before), batch]
             )
-            removed += int(count)
+            removed += base.GcResult(subscriptions=int(subscriptions), deliveries=int(deliveries))
             if not more:
                 break
         if head is None or head is False:

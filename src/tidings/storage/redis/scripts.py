@@ -200,7 +200,9 @@ local function drop_delivery(base, id, rec)
   redis.call('ZREM', base .. ':nb:' .. rec[D_SUB], id)
 end
 
--- Forgets a subscription and every delivery of it; how many records went.
+-- Forgets a subscription and every delivery of it; how many records went,
+-- and (second value, for gc's count by kind) 1 if the subscription itself
+-- was there, else 0.
 local function drop_sub(base, id)
   local rec = get_sub(base, id)
   local set = base .. ':nb:' .. id
@@ -221,9 +223,9 @@ local function drop_sub(base, id)
     if redis.call('HGET', base .. ':nu', rec[S_SUBSCRIBER]) == id then
       redis.call('HDEL', base .. ':nu', rec[S_SUBSCRIBER])
     end
-    n = n + 1
+    return n + 1, 1
   end
-  return n
+  return n, 0
 end
 
 -- A pending delivery due now. The id: the sequence (16 hex digits), the
@@ -578,26 +580,20 @@ return 1
 """
 
 # ARGV: now, batch. Removes expired messages and claims (releasing what the
-# claims still hold) and old dead-letter receipts. Returns {removed, more,
+# claims still hold) and old dead-letter receipts (not counted: bookkeeping,
+# not records a client saw). Returns {messages removed, claims removed, more,
 # pending dead-letter moves}.
 GC = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local batch = tonumber(ARGV[2])
-local removed = 0
 local expired = redis.call('ZRANGEBYSCORE', base .. ':e', '-inf', ARGV[1], 'LIMIT', 0, batch)
-for _, id in ipairs(expired) do
-  remove(base, id)
-  removed = removed + 1
-end
+for _, id in ipairs(expired) do remove(base, id) end
 local claims = redis.call('ZRANGEBYSCORE', base .. ':ce', '-inf', ARGV[1], 'LIMIT', 0, batch)
-for _, claim_id in ipairs(claims) do
-  release(base, claim_id)
-  removed = removed + 1
-end
+for _, claim_id in ipairs(claims) do release(base, claim_id) end
 redis.call('ZREMRANGEBYSCORE', base .. ':dd', '-inf', ARGV[1])
 local more = 0
 if #expired == batch or #claims == batch then more = 1 end
-return {removed, more, redis.call('HLEN', base .. ':d')}
+return {#expired, #claims, more, redis.call('HLEN', base .. ':d')}
 """
 
 # Step 1 of a cross-slot dead-letter move, on the source queue: the parked
@@ -907,17 +903,22 @@ return out
 
 # ARGV: now, dead deliveries older than this go, batch. Removes expired
 # subscriptions (with their deliveries) and old dead deliveries.
-# Returns {removed, more (0/1), due head, nothing left (0/1)}.
+# Returns {subscriptions removed, deliveries removed, more (0/1), due head,
+# nothing left (0/1)}.
 NOTIFY_GC = r"""
 local base, batch = KEYS[1], tonumber(ARGV[3])
-local removed = 0
+local subscriptions, deliveries = 0, 0
 local subs = redis.call('ZRANGEBYSCORE', base .. ':ne', '-inf', ARGV[1], 'LIMIT', 0, batch)
-for _, sid in ipairs(subs) do removed = removed + drop_sub(base, sid) end
+for _, sid in ipairs(subs) do
+  local records, had = drop_sub(base, sid)
+  subscriptions = subscriptions + had
+  deliveries = deliveries + records - had
+end
 local dead = redis.call('ZRANGEBYSCORE', base .. ':nk', '-inf', ARGV[2], 'LIMIT', 0, batch)
 for _, id in ipairs(dead) do
   local rec = get_delivery(base, id)
   if rec then drop_delivery(base, id, rec) else redis.call('ZREM', base .. ':nk', id) end
-  removed = removed + 1
+  deliveries = deliveries + 1
 end
 local more = 0
 if #subs == batch or #dead == batch then more = 1 end
@@ -927,7 +928,7 @@ if redis.call('EXISTS', base .. ':ns') == 0 and redis.call('EXISTS', base .. ':n
   redis.call('DEL', base .. ':nq')
   empty = 1
 end
-return {removed, more, due_head(base), empty}
+return {subscriptions, deliveries, more, due_head(base), empty}
 """
 
 

@@ -409,30 +409,32 @@ class SqliteDriver(base.DataDriver):
             ],
         }
 
-    async def gc(self) -> int:
+    async def gc(self) -> base.GcResult:
         now = self.clock()
 
         dead_before = now - self.dead_retention
 
-        def collect(conn: sqlite3.Connection) -> int:
-            removed = conn.execute(q.GC_EXPIRED_MESSAGES, (now, GC_BATCH)).rowcount
+        def collect(conn: sqlite3.Connection) -> base.GcResult:
+            messages = conn.execute(q.GC_EXPIRED_MESSAGES, (now, GC_BATCH)).rowcount
+            claims = 0
             for (claim_id,) in conn.execute(q.GC_EXPIRED_CLAIMS, (now, GC_BATCH)).fetchall():
                 conn.execute(q.CLAIM_RELEASE_MESSAGES, (claim_id,))
                 conn.execute(q.CLAIM_DELETE, (claim_id,))
-                removed += 1
+                claims += 1
+            subscriptions = deliveries = 0
             expired = conn.execute(q.GC_EXPIRED_SUBSCRIPTIONS, (now, GC_BATCH)).fetchall()
             for (rowid,) in expired:
-                removed += conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTION, (rowid,)).rowcount
-                removed += conn.execute(q.SUBSCRIPTION_DELETE, (rowid,)).rowcount
-            removed += conn.execute(q.GC_OLD_DEAD_DELIVERIES, (dead_before, GC_BATCH)).rowcount
-            return removed
+                deliveries += conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTION, (rowid,)).rowcount
+                subscriptions += conn.execute(q.SUBSCRIPTION_DELETE, (rowid,)).rowcount
+            deliveries += conn.execute(q.GC_OLD_DEAD_DELIVERIES, (dead_before, GC_BATCH)).rowcount
+            return base.GcResult(messages, claims, subscriptions, deliveries)
 
-        total = 0
+        total = base.GcResult()
         while True:
             # Batches keep each transaction short, so requests keep flowing.
             removed = await self.writer.run(collect, heavy=True)
             total += removed
-            if removed < GC_BATCH:
+            if removed.total < GC_BATCH:
                 return total
 
 
