@@ -8,7 +8,7 @@ i=0
 run() { # name workers extra...
   name=$1; w=$2; shift 2
   for r in 1 2 3; do
-    i=$((i+1)); db=$out/db$i.db; rm -f $db*
+    i=$((i+1)); db=$out/db$i.db; rm -rf $db*
     port=$((18900+i))
     tidings serve --port $port --storage sqlite:///$db > $out/serve$i.log 2>&1 &
     spid=$!

@@ -27,7 +27,8 @@ def stored_text(db_path: Path) -> str:
         dump = "\n".join(conn.iterdump())
     finally:
         conn.close()
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*")
+                   if p.is_file())  # the -bus directory holds no data
     return dump + raw.decode("latin-1")
 
 
