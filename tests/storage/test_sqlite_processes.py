@@ -113,8 +113,18 @@ async def test_a_process_that_died_is_forgotten(local: SqliteDriver) -> None:
         other.process.wait(PROMPT)
         # Its socket went with it; its marker is removed by the next publish.
         assert await local.publish("echo", b"anyone?") is None
-        assert not (bus.directory / node).exists()
+        assert not [p for p in bus.directory.iterdir() if p.name.startswith(node)]
         assert await local.publish("echo", b"anyone?") == 0
+
+
+async def test_only_processes_listening_on_a_channel_are_sent_to(local: SqliteDriver) -> None:
+    async with peer(url_of(local)):
+        bus = local._bus()
+        assert len(bus.listeners_elsewhere("echo")) == 1
+        assert bus.listeners_elsewhere("echoed") == []
+        assert bus.listeners_elsewhere("sqlite.posted") == []  # the peer has no watch
+        # Nobody listens on it anywhere: the count is exact.
+        assert await local.publish("echoed", b"to nobody") == 0
 
 
 async def test_a_process_that_stops_listening_leaves_no_marker(local: SqliteDriver) -> None:
@@ -122,3 +132,29 @@ async def test_a_process_that_stops_listening_leaves_no_marker(local: SqliteDriv
         bus = local._bus()
         assert len(bus.other_nodes()) == 1
     assert bus.other_nodes() == []
+
+
+async def test_listeners_entering_together_make_one_node(local: SqliteDriver) -> None:
+    bus = local._bus()
+    release = asyncio.Event()
+
+    async def hold(channel: str) -> None:
+        async with local.listen(channel, Inbox()):
+            await release.wait()
+
+    holders = [asyncio.ensure_future(hold(f"together.{i}")) for i in range(5)]
+    for _ in range(100):
+        if len(bus._receivers) == 5:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        assert len(bus._receivers) == 5
+        # One node, marked for each of the five channels.
+        assert sorted(p.name for p in bus.directory.iterdir()) == [
+            f"{bus.node}@together.{i}" for i in range(5)]
+        async with peer(url_of(local)):
+            assert len(bus.other_nodes()) == 1  # the peer's; ours is not listed
+    finally:
+        release.set()
+        await asyncio.gather(*holders)
+    assert not any(bus.directory.iterdir())

@@ -7,18 +7,21 @@ N``, a separate ``tidings notifier``, the admin CLI. So the bus of a file
 is a set of Unix stream sockets, one per listening process:
 
 - a process that listens binds an abstract socket (Linux: a name, not a
-  file, released by the kernel when the process dies) and drops an empty
-  marker file, named after its node, in ``<database>-bus/``;
+  file, released by the kernel when the process dies), its *node*, and
+  for each channel it listens on drops an empty marker file
+  ``<node>@<channel>`` in ``<database>-bus/``;
 - a publish hands the message to this process's receivers, then writes
-  it, framed, to every other node in that directory over a kept
+  it, framed, to every other node marked for that channel, over a kept
   connection; a node whose socket refuses the connection is gone, and its
-  marker is removed.
+  markers are removed.
 
-Within the process the receiver count a publish returns is exact, so a
-publisher knows at once that nobody listens; once other processes listen
-it is None (they may or may not have a receiver on that channel). As the
-DataDriver contract says, the bus is at most once: a frame written to a
-process that dies meanwhile is lost.
+So a message costs nothing in processes that do not listen to its channel:
+the notices of posts (for long polls) go only to processes with a watch,
+a WebSocket push only to the process holding the socket. The receiver
+count a publish returns is exact within the process, so a publisher knows
+at once that nobody listens; when other processes listen on the channel it
+is None. As the DataDriver contract says, the bus is at most once: a frame
+written to a process that dies meanwhile is lost.
 """
 
 from __future__ import annotations
@@ -57,12 +60,13 @@ class LocalBus:
         # While this process listens: its node, server and accepted connections.
         self.node: str | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepted: set[asyncio.StreamWriter] = set()
         # Connections to other nodes, on the loop they were opened on.
         self._peers: dict[str, asyncio.StreamWriter] = {}
         self._peers_loop: asyncio.AbstractEventLoop | None = None
-        self._listing: list[str] = []
+        self._listing: list[tuple[str, str]] = []
         self._listing_mtime = -1
         self._sending: set[asyncio.Task[int | None]] = set()
 
@@ -70,7 +74,7 @@ class LocalBus:
 
     async def publish(self, channel: str, message: bytes) -> int | None:
         heard = self._deliver(channel, message)
-        nodes = self.other_nodes()
+        nodes = self.listeners_elsewhere(channel)
         if not nodes:
             return heard
         frame = _frame(channel, message)
@@ -84,8 +88,17 @@ class LocalBus:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
+    def listeners_elsewhere(self, channel: str) -> list[str]:
+        """The nodes of the other processes listening on ``channel``."""
+        return [node for node, marked in self._markers() if marked == channel]
+
     def other_nodes(self) -> list[str]:
-        """The nodes of the other listening processes (one stat while nothing changed)."""
+        """The nodes of the other listening processes."""
+        return sorted({node for node, _ in self._markers()})
+
+    def _markers(self) -> list[tuple[str, str]]:
+        """(node, channel) of the other processes' markers; one stat while
+        the directory is unchanged."""
         try:
             mtime = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
@@ -95,7 +108,9 @@ class LocalBus:
                 names = os.listdir(self.directory)
             except FileNotFoundError:
                 names = []
-            self._listing = [name for name in names if name != self.node]
+            markers = (name.partition("@") for name in names)
+            self._listing = [(node, channel) for node, _, channel in markers
+                             if channel and node != self.node]
             self._listing_mtime = mtime
         return self._listing
 
@@ -127,10 +142,9 @@ class LocalBus:
     def _forget(self, node: str) -> None:
         """``node``'s process is gone (nothing is bound to its name)."""
         self._peers.pop(node, None)
-        try:
-            os.unlink(self.directory / node)
-        except FileNotFoundError:
-            pass
+        for marked, channel in self._markers():
+            if marked == node:
+                _unlink(self.directory / f"{node}@{channel}")
 
     # --- listening ----------------------------------------------------------
 
@@ -141,7 +155,10 @@ class LocalBus:
     async def _listen(self, channel: str, receive: Receive) -> AsyncIterator[None]:
         if self._loop is not asyncio.get_running_loop():
             await self._start()
-        self._receivers.setdefault(channel, set()).add(receive)
+        receivers = self._receivers.setdefault(channel, set())
+        if not receivers and self.node is not None:
+            (self.directory / f"{self.node}@{channel}").touch()
+        receivers.add(receive)
         try:
             yield
         finally:
@@ -150,18 +167,30 @@ class LocalBus:
                 receivers.discard(receive)
                 if not receivers:
                     del self._receivers[channel]
+                    if self.node is not None:
+                        _unlink(self.directory / f"{self.node}@{channel}")
             if not self._receivers:
                 await self._stop()
 
     async def _start(self) -> None:
-        """Be reachable by the other processes: bind, then show the marker."""
+        """Be reachable by the other processes. Bound, listening and marked
+        before the first await: a listener entering meanwhile finds the bus
+        started, and what other processes send waits in the socket's
+        backlog until the server accepts it."""
         self._abandon()
         node = secrets.token_hex(8)
         self.directory.mkdir(mode=0o700, exist_ok=True)
-        self._server = await asyncio.start_unix_server(self._serve, sock=_bound(self._prefix + node))
+        sock = _bound(self._prefix + node)
         self._loop = asyncio.get_running_loop()
         self.node = node
-        (self.directory / node).touch()
+        self._sock = sock
+        for channel in self._receivers:  # left from a bus on another loop
+            (self.directory / f"{node}@{channel}").touch()
+        server = await asyncio.start_unix_server(self._serve, sock=sock)
+        if self._sock is not sock:  # abandoned while the server started
+            server.close()
+            return
+        self._server = server
 
     async def _stop(self) -> None:
         server = self._server
@@ -170,15 +199,19 @@ class LocalBus:
             await server.wait_closed()
 
     def _abandon(self) -> None:
-        """Stop listening: marker first, so no publisher picks this node again."""
+        """Stop listening: markers first, so no publisher picks this node again."""
         if self.node is not None:
-            self._forget(self.node)
+            for channel in self._receivers:
+                _unlink(self.directory / f"{self.node}@{channel}")
         if self._server is not None:
             self._server.close()
+        elif self._sock is not None:
+            self._sock.close()
         for writer in self._accepted:
             writer.close()
         self._accepted.clear()
         self._server = None
+        self._sock = None
         self._loop = None
         self.node = None
 
@@ -235,6 +268,13 @@ async def _connect(name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
         sock.close()
         raise
     return await asyncio.open_unix_connection(sock=sock)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _frame(channel: str, message: bytes) -> bytes:

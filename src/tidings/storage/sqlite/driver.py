@@ -299,7 +299,7 @@ class SqliteDriver(base.DataDriver):
         """Posts through this driver wake it at once, after their commit;
         posts by another process on the same file (``serve --workers N``)
         wake it through the bus, which carries the queues each commit
-        posted to (POSTED_CHANNEL)."""
+        posted to (POSTED_CHANNEL) to the processes that have a watch."""
         return self._watch(project, queue)
 
     @asynccontextmanager
@@ -332,7 +332,7 @@ class SqliteDriver(base.DataDriver):
             return
         posted, self._posted = self._posted, set()
         bus = self._bus()
-        if bus.other_nodes():
+        if bus.listeners_elsewhere(POSTED_CHANNEL):
             bus.publish_soon(POSTED_CHANNEL, _encode_posted(sorted(posted)))
         self._wake(posted)
 
