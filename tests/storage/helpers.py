@@ -93,19 +93,11 @@ async def all_ids(
 
 
 async def claim(
-    driver: DataDriver,
-    project: str,
-    queue: str,
-    *,
-    ttl: int = 300,
-    grace: int = 60,
-    limit: int = 10,
-    dead_letter: DeadLetterPolicy | None = None,
+    driver: DataDriver, project: str, queue: str, **options: Any
 ) -> tuple[str | None, list[Message]]:
-    """The new claim's id (None: nothing claimed) and its messages."""
-    result = await claim_result(
-        driver, project, queue, ttl=ttl, grace=grace, limit=limit, dead_letter=dead_letter
-    )
+    """The new claim's id (None: nothing claimed) and its messages; the
+    options (ttl, grace, limit, dead_letter) are claim_result's."""
+    result = await claim_result(driver, project, queue, **options)
     return result.claim_id, result.messages
 
 
