@@ -158,3 +158,32 @@ async def test_listeners_entering_together_make_one_node(local: SqliteDriver) ->
         release.set()
         await asyncio.gather(*holders)
     assert not any(bus.directory.iterdir())
+
+
+# Connects to a node's socket and writes one frame on channel "echoed".
+_INTRUDER = """
+import socket, struct, sys
+name, channel, message = "\\0" + sys.argv[1], b"echoed", b"forged"
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(name)
+sock.sendall(struct.pack(">IB", len(channel) + len(message), len(channel)) + channel + message)
+sock.close()
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a process as another user")
+async def test_a_process_of_another_user_cannot_publish(local: SqliteDriver) -> None:
+    inbox = Inbox()
+    async with local.listen("echoed", inbox):
+        bus = local._bus()
+        address = (bus._prefix + str(bus.node)).lstrip("\0")  # abstract: the NUL is added back
+        # Another user's process (a system Python it can run) connects
+        # and writes a well-formed frame: the node refuses it.
+        intruder = await asyncio.create_subprocess_exec(
+            "/usr/bin/python3", "-c", _INTRUDER, address, user="nobody")
+        assert await asyncio.wait_for(intruder.wait(), PROMPT) == 0
+        assert await inbox.nothing(0.5)
+        # The same frame from this user arrives.
+        mine = await asyncio.create_subprocess_exec(sys.executable, "-c", _INTRUDER, address)
+        assert await asyncio.wait_for(mine.wait(), PROMPT) == 0
+        assert await inbox.next(PROMPT) == b"forged"

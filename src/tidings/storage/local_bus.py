@@ -13,7 +13,10 @@ is a set of Unix stream sockets, one per listening process:
 - a publish hands the message to this process's receivers, then writes
   it, framed, to every other node marked for that channel, over a kept
   connection; a node whose socket refuses the connection is gone, and its
-  markers are removed.
+  markers are removed;
+- a node accepts connections only from processes of its own user (the
+  peer's credentials, SO_PEERCRED): an abstract socket has no file
+  permissions to keep other local users out.
 
 So a message costs nothing in processes that do not listen to its channel:
 the notices of posts (for long polls) go only to processes with a watch,
@@ -216,6 +219,12 @@ class LocalBus:
         self.node = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _same_user(writer):
+            # Abstract sockets have no file permissions: any local user could
+            # connect, and a frame on a sockets.* channel reaches WebSockets.
+            log.warning("bus: refused a connection from another user")
+            writer.close()
+            return
         self._accepted.add(writer)
         try:
             while True:
@@ -224,6 +233,8 @@ class LocalBus:
                 self._deliver(body[:channel_size].decode(), body[channel_size:])
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the publishing process closed its end or died
+        except UnicodeDecodeError:
+            log.warning("bus: dropped a connection that sent a malformed frame")
         except asyncio.CancelledError:
             # The loop is shutting down. Ending quietly: Python 3.11's
             # streams report a cancelled connection handler as an error.
@@ -268,6 +279,19 @@ async def _connect(name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
         sock.close()
         raise
     return await asyncio.open_unix_connection(sock=sock)
+
+
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    """Whether the process at the other end runs as this process's user."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    _, uid, _ = _CREDENTIALS.unpack(credentials)
+    return uid == os.getuid()
 
 
 def _unlink(path: Path) -> None:
