@@ -234,7 +234,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also serve the API (WebSocket included) on this port")
     p.set_defaults(run=serve)
 
-    p = with_config(commands.add_parser("gc", help="remove expired messages, claims and subscriptions now"))
+    p = with_config(commands.add_parser(
+        "gc", help="remove expired messages, claims and subscriptions now"))
     p.set_defaults(run=gc)
 
     p = with_config(commands.add_parser("migrate", help="create or upgrade the storage schema"))

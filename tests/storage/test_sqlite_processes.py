@@ -106,9 +106,9 @@ async def test_a_post_to_another_queue_wakes_nobody(local: SqliteDriver) -> None
 
 async def test_a_process_that_died_is_forgotten(local: SqliteDriver) -> None:
     async with local.listen("echoed", Inbox()), peer(url_of(local)) as other:
-        bus = local._bus()
-        assert len(bus.other_nodes()) == 1
-        node = bus.other_nodes()[0]
+        bus = local.bus
+        assert len(bus.listeners_elsewhere("echo")) == 1
+        node = bus.listeners_elsewhere("echo")[0]
         other.process.send_signal(signal.SIGKILL)
         other.process.wait(PROMPT)
         # Its socket went with it; its marker is removed by the next publish.
@@ -119,7 +119,7 @@ async def test_a_process_that_died_is_forgotten(local: SqliteDriver) -> None:
 
 async def test_only_processes_listening_on_a_channel_are_sent_to(local: SqliteDriver) -> None:
     async with peer(url_of(local)):
-        bus = local._bus()
+        bus = local.bus
         assert len(bus.listeners_elsewhere("echo")) == 1
         assert bus.listeners_elsewhere("echoed") == []
         assert bus.listeners_elsewhere("sqlite.posted") == []  # the peer has no watch
@@ -129,13 +129,13 @@ async def test_only_processes_listening_on_a_channel_are_sent_to(local: SqliteDr
 
 async def test_a_process_that_stops_listening_leaves_no_marker(local: SqliteDriver) -> None:
     async with peer(url_of(local)):
-        bus = local._bus()
-        assert len(bus.other_nodes()) == 1
-    assert bus.other_nodes() == []
+        bus = local.bus
+        assert len(bus.listeners_elsewhere("echo")) == 1
+    assert bus.listeners_elsewhere("echo") == []
 
 
 async def test_listeners_entering_together_make_one_node(local: SqliteDriver) -> None:
-    bus = local._bus()
+    bus = local.bus
     release = asyncio.Event()
 
     async def hold(channel: str) -> None:
@@ -153,7 +153,7 @@ async def test_listeners_entering_together_make_one_node(local: SqliteDriver) ->
         assert sorted(p.name for p in bus.directory.iterdir()) == [
             f"{bus.node}@together.{i}" for i in range(5)]
         async with peer(url_of(local)):
-            assert len(bus.other_nodes()) == 1  # the peer's; ours is not listed
+            assert len(bus.listeners_elsewhere("echo")) == 1  # the peer's; ours is not listed
     finally:
         release.set()
         await asyncio.gather(*holders)
@@ -175,7 +175,7 @@ sock.close()
 async def test_a_process_of_another_user_cannot_publish(local: SqliteDriver) -> None:
     inbox = Inbox()
     async with local.listen("echoed", inbox):
-        bus = local._bus()
+        bus = local.bus
         address = (bus._prefix + str(bus.node)).lstrip("\0")  # abstract: the NUL is added back
         # Another user's process (a system Python it can run) connects
         # and writes a well-formed frame: the node refuses it.

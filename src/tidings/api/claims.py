@@ -68,7 +68,7 @@ async def create(
         # Counted at every storage call, not once per request: a long poll
         # may claim several times, and a claim that found only messages to
         # dead-letter claims nothing yet has moved them.
-        if metrics is not None and result.dead_lettered:
+        if metrics is not None:
             metrics.dead_lettered(result.dead_lettered)
         return result
 

@@ -95,10 +95,6 @@ class LocalBus:
         """The nodes of the other processes listening on ``channel``."""
         return [node for node, marked in self._markers() if marked == channel]
 
-    def other_nodes(self) -> list[str]:
-        """The nodes of the other listening processes."""
-        return sorted({node for node, _ in self._markers()})
-
     def _markers(self) -> list[tuple[str, str]]:
         """(node, channel) of the other processes' markers; one stat while
         the directory is unchanged."""

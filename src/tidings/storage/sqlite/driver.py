@@ -230,6 +230,8 @@ class SqliteDriver(base.DataDriver):
         self._watches: dict[tuple[str, str], set[_Watch]] = {}
         self._posted: set[tuple[str, str]] = set()
         self._hearing_posts: AsyncExitStack | None = None
+        # Resolved once: the after-commit hook asks it on every post.
+        self.bus = local_bus.bus_for(os.path.realpath(path))
         self.writer = Writer(self._connect, on_commit=self._wake_watches)
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
@@ -309,7 +311,7 @@ class SqliteDriver(base.DataDriver):
             # by another process is heard.
             stack = AsyncExitStack()
             await stack.enter_async_context(
-                self._bus().listen(POSTED_CHANNEL, self._heard_posts))
+                self.bus.listen(POSTED_CHANNEL, self._heard_posts))
             self._hearing_posts = stack
         key = (project, queue)
         watch = _Watch()
@@ -331,9 +333,8 @@ class SqliteDriver(base.DataDriver):
         if not self._posted:
             return
         posted, self._posted = self._posted, set()
-        bus = self._bus()
-        if bus.listeners_elsewhere(POSTED_CHANNEL):
-            bus.publish_soon(POSTED_CHANNEL, _encode_posted(sorted(posted)))
+        if self.bus.listeners_elsewhere(POSTED_CHANNEL):
+            self.bus.publish_soon(POSTED_CHANNEL, _encode_posted(sorted(posted)))
         self._wake(posted)
 
     def _heard_posts(self, message: bytes) -> None:
@@ -353,16 +354,11 @@ class SqliteDriver(base.DataDriver):
 
     # --- the bus ----------------------------------------------------------
 
-    def _bus(self) -> local_bus.LocalBus:
-        # Drivers of one file in this process share it; other processes
-        # on the file are reached through it (local_bus.py).
-        return local_bus.bus_for(os.path.realpath(self.path))
-
     async def publish(self, channel: str, message: bytes) -> int | None:
-        return await self._bus().publish(channel, message)
+        return await self.bus.publish(channel, message)
 
     def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
-        return self._bus().listen(channel, receive)
+        return self.bus.listen(channel, receive)
 
     # --- life cycle -------------------------------------------------------
 
