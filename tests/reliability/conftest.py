@@ -2,7 +2,7 @@
 
 ``--soak`` (or TIDINGS_SOAK_SECONDS in the environment) runs the crash
 history test longer: TIDINGS_SOAK_SECONDS per driver, 300 by default.
-Without it each driver gets a short run (TIDINGS_HISTORY_SECONDS, 25 by
+Without it each driver gets a short run (TIDINGS_HISTORY_SECONDS, 15 by
 default) so the whole suite stays within two minutes.
 
 pytest reads options only from conftest files it loads at start-up: give
@@ -21,7 +21,7 @@ import os
 
 import pytest
 
-DEFAULT_SECONDS = 25.0
+DEFAULT_SECONDS = 15.0
 DEFAULT_SOAK_SECONDS = 300.0
 
 # Test-only knobs, taken out of the environment the servers inherit.
