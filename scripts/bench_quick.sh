@@ -24,3 +24,4 @@ run claimbulk 32 --roles ping,consumer --messages-per-claim 10 --bulk-delete
 run observer 8 --roles ping,observer --observer-limit 10
 run post1_half 3 --roles ping,producer --messages-per-post 1
 run claim_half 3 --roles ping,consumer --messages-per-claim 10
+python scripts/bench_summary.py $out
