@@ -29,7 +29,6 @@ def message_insert(rows: int) -> str:
     """MESSAGE_INSERT for ``rows`` rows in one statement."""
     return MESSAGE_INSERT + ", (?, ?, ?, ?, ?, ?)" * (rows - 1)
 
-LAST_ROWID = "SELECT last_insert_rowid()"
 _MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_count"
 MESSAGE_PAGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "

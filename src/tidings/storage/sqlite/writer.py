@@ -12,8 +12,12 @@ one fsync serves everyone who was waiting (group commit).
 jobs' futures resolve: the driver wakes queue watches there, once the
 posts they wait for are visible to readers.
 
-Each job runs inside its own savepoint, so a job that raises undoes only
-its own writes. A job's future resolves after COMMIT returns: an
+A job that raises undoes only its own writes. Jobs first run together
+with no savepoints (two statements fewer per job: a tenth of a small
+post's storage time); when one of them raises, the transaction is rolled
+back and the group runs again with a savepoint around each job. Jobs are
+functions of the connection and of values taken before they were queued,
+so running one twice gives the same writes. A job's future resolves after COMMIT returns: an
 acknowledged write is on disk. Jobs that may touch many rows (queue
 deletion, purge, garbage collection) are marked heavy and run with their
 commit in the helper thread, so they never stall the event loop.
@@ -120,7 +124,11 @@ class Writer:
         assert conn is not None
         try:
             await self._begin(conn)
-            outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+            outcomes = _run_together(conn, group)
+            if outcomes is None:
+                conn.execute("ROLLBACK")
+                await self._begin(conn)
+                outcomes = [_run_job(conn, job, future) for job, future, _ in group]
             await self._loop.run_in_executor(  # type: ignore[union-attr]
                 self._thread, conn.execute, "COMMIT"
             )
@@ -158,6 +166,19 @@ def _begin_waiting(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _run_together(conn: sqlite3.Connection,
+                  group: list[tuple[Job, asyncio.Future[Any], bool]]) -> list[Outcome] | None:
+    """Run the jobs one after another in the open transaction; None as soon
+    as one raises, its writes half done: the caller rolls back."""
+    outcomes: list[Outcome] = []
+    for job, future, _ in group:
+        try:
+            outcomes.append((future, job(conn), None))
+        except Exception:  # noqa: BLE001 - the savepoint run reports it
+            return None
+    return outcomes
 
 
 def _run_job(conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]) -> Outcome:
