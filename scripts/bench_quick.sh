@@ -17,11 +17,14 @@ run() { # name workers extra...
     kill $spid; wait $spid 2>/dev/null
   done
 }
-run post1 32 --roles ping,producer --messages-per-post 1
-run post10 16 --roles ping,producer --messages-per-post 10
+# Connections: the best of 8/16/32/64 for each operation in the last
+# scripts/bench_matrix.py run, and about half that load for the p99 lines.
+run post1 64 --roles ping,producer --messages-per-post 1
+run post1_32 32 --roles ping,producer --messages-per-post 1
+run post10 64 --roles ping,producer --messages-per-post 10
 run claim 32 --roles ping,consumer --messages-per-claim 10
 run claimbulk 32 --roles ping,consumer --messages-per-claim 10 --bulk-delete
 run observer 8 --roles ping,observer --observer-limit 10
-run post1_half 3 --roles ping,producer --messages-per-post 1
-run claim_half 3 --roles ping,consumer --messages-per-claim 10
+run post1_half 6 --roles ping,producer --messages-per-post 1
+run claim_half 4 --roles ping,consumer --messages-per-claim 10
 python scripts/bench_summary.py $out

@@ -15,6 +15,7 @@ from typing import Any
 
 LABELS = {
     "post1": "post 1 per request",
+    "post1_32": "post 1 per request, 32 connections",
     "post10": "post 10 per request",
     "claim": "claim 10 + delete each",
     "claimbulk": "claim 10 + one bulk delete",
