@@ -42,7 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess  # noqa: E402 - needs the path above
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"

@@ -220,7 +220,8 @@ def query_plans(path: str) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
         now = time.time()
-        page = q.MESSAGE_PAGE.format(filters=q.MESSAGE_PAGE_NOT_CLAIMED + q.MESSAGE_PAGE_NOT_DELAYED)
+        page = q.MESSAGE_PAGE.format(
+            filters=q.MESSAGE_PAGE_NOT_CLAIMED + q.MESSAGE_PAGE_NOT_DELAYED)
         cases = {
             "claim (MESSAGES_CLAIMABLE)": (q.MESSAGES_CLAIMABLE, (1, now, now, now, 10)),
             "claim update (MESSAGE_CLAIM)": (q.MESSAGE_CLAIM, ("c", now, now, 1)),

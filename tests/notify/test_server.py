@@ -144,7 +144,10 @@ def test_fan_out_to_three_subscribers_loses_nothing(server_factory):
         for r in receivers:
             r.stop()
     latencies.sort()
-    p = lambda q: latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000
+
+    def p(q: float) -> float:
+        return latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000
+
     total = sum(n for _, n, _, _ in report)
     print(f"\nfan-out: {count} messages x 3 subscribers; per subscriber (received, duplicates, "
           f"lost): {[r[1:] for r in report]}")

@@ -211,7 +211,8 @@ def check(history: History, *, claim_ttl: float, driver: str = "") -> Report:
 
     seen_unexpected: set[str] = set()
     for item in [*history.deliveries, *history.remaining]:
-        if is_unexpected(item.payload_id, item.message_id) and item.message_id not in seen_unexpected:
+        if (is_unexpected(item.payload_id, item.message_id)
+                and item.message_id not in seen_unexpected):
             seen_unexpected.add(item.message_id)
             example("unexpected", asdict(item))
     report.unexpected = len(seen_unexpected)

@@ -500,7 +500,8 @@ async def test_lease_merges_queues_of_other_slots_oldest_due_first(redis_driver,
     # what a lease took beyond its limit went back at once.
     got = [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=1, lease_seconds=60)]
     got += [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=2, lease_seconds=60)]
-    got += [d.payload["id"] for d in await redis_driver.deliveries.lease(limit=10, lease_seconds=60)]
+    leased = await redis_driver.deliveries.lease(limit=10, lease_seconds=60)
+    got += [d.payload["id"] for d in leased]
     assert got == order
     assert await redis_driver.deliveries.lease(limit=10, lease_seconds=60) == []
 

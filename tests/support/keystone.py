@@ -233,7 +233,8 @@ class KeystoneServer:
         """Projects tidings-a and tidings-b and their users."""
         headers = {"X-Auth-Token": self.admin_token()}
         with httpx.Client(base_url=self.api, headers=headers, timeout=10) as api:
-            roles = {r["name"]: r["id"] for r in api.get("/roles").raise_for_status().json()["roles"]}
+            listed = api.get("/roles").raise_for_status().json()["roles"]
+            roles = {r["name"]: r["id"] for r in listed}
             for name in sorted({project for project, _ in USERS.values()}):
                 created = api.post("/projects", json={"project": {
                     "name": name, "domain_id": "default"}}).raise_for_status()

@@ -107,7 +107,8 @@ class PostgresServer:
 
     # --- running the binaries ------------------------------------------------
 
-    def _run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, check: bool = True, timeout: float = 60
+             ) -> subprocess.CompletedProcess[str]:
         extra: dict[str, Any] = {}
         if self.user is not None:
             extra = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}

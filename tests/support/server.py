@@ -69,7 +69,8 @@ class ServerProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"tidings serve exited with {self.process.returncode}")
             try:
-                if httpx.get(self.url + "/v2/ping", headers=PING_HEADERS, timeout=1).status_code == 204:
+                answer = httpx.get(self.url + "/v2/ping", headers=PING_HEADERS, timeout=1)
+                if answer.status_code == 204:
                     return
             except httpx.TransportError:
                 pass

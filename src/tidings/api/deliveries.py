@@ -9,7 +9,7 @@ why a subscriber gets nothing. Message bodies are shown decrypted.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 

@@ -7,11 +7,10 @@ from typing import Any, Mapping
 from urllib.parse import urlencode
 
 from tidings import errors
-from tidings.api import crypto
+from tidings.api import crypto, quotas, validate
 from tidings.api import metadata as meta
-from tidings.api import quotas, validate
-from tidings.api.pipeline import stage
 from tidings.api.context import Context
+from tidings.api.pipeline import stage
 from tidings.auth import authorize, signed
 from tidings.storage.base import QueueFilters, QueueStats
 

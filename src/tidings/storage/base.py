@@ -15,8 +15,8 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 Clock = Callable[[], float]
@@ -564,8 +564,9 @@ class DataDriver(ABC):
         (in any process: Redis pub/sub, PostgreSQL LISTEN/NOTIFY; Unix sockets
         between the processes on an SQLite file, storage/local_bus.py). At
         most once and unordered: a listener that is reconnecting misses it,
-        so callers needing proof of receipt must ask for an answer. Returns how many listeners got it when the
-        backend can tell (0: nobody listens), None when it cannot.
+        so callers needing proof of receipt must ask for an answer. Returns
+        how many listeners got it when the backend can tell (0: nobody
+        listens), None when it cannot.
 
         ``channel`` is a short name of letters, digits, ``.``, ``_`` and
         ``-``; ``message`` may be as large as a message post.

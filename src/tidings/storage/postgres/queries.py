@@ -155,7 +155,8 @@ QUEUE_LOCK = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY 
 QUEUE_LOCK_FOR_DELETE = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR UPDATE"
 QUEUE_INSERT = (
     "INSERT INTO queues (project, name, metadata, metadata_filter, created) "
-    "VALUES ($1::text, $2::text, $3::bytea, $4::jsonb, $5::float8) ON CONFLICT (project, name) DO NOTHING RETURNING id"
+    "VALUES ($1::text, $2::text, $3::bytea, $4::jsonb, $5::float8) "
+    "ON CONFLICT (project, name) DO NOTHING RETURNING id"
 )
 QUEUE_METADATA = "SELECT metadata FROM queues WHERE project = $1 AND name = $2"
 QUEUE_SET_METADATA = (
@@ -306,7 +307,7 @@ MESSAGES_MARK_CLAIMED = f"""
 # policy: pick (SKIP LOCKED, FIFO), mark, record the claim. $1/$2 queue,
 # $3 now, $4 limit, $5 claim id, $6 claim expiry, $7 keep-alive, $8 ttl,
 # $9 grace.
-CLAIM_CREATE = f"""
+CLAIM_CREATE = """
     WITH picked AS MATERIALIZED (
         SELECT id, queue_id FROM messages
         WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
@@ -586,7 +587,8 @@ PING = "SELECT 1"
 MESSAGE_COUNTS_BY_QUEUE = """
     SELECT q.project, q.name,
            (SELECT count(*) FROM (
-                SELECT 1 FROM messages m WHERE m.queue_id = q.id AND m.expires > $1::float8 LIMIT $3::integer
+                SELECT 1 FROM messages m
+                WHERE m.queue_id = q.id AND m.expires > $1::float8 LIMIT $3::integer
             ) s) AS messages
     FROM queues q ORDER BY q.project, q.name LIMIT $2::integer
 """

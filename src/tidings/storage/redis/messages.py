@@ -181,5 +181,6 @@ class RedisMessages(base.MessageController):
         if limit <= 0:
             return []
         now = self.d.clock()
-        flat = await self.d.run(scripts.pop, [self.d.keys.queue(project, queue)], [repr(now), limit])
+        flat = await self.d.run(scripts.pop, [self.d.keys.queue(project, queue)],
+                                [repr(now), limit])
         return to_messages(flat, now)

@@ -53,7 +53,8 @@ class RedisQueues(base.QueueController):
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_base = self.d.keys.queue(project, name)
         created = await self.d.run(
-            scripts.create_queue, [queue_base], [_encode(metadata), repr(self.d.clock()), new_salt()]
+            scripts.create_queue, [queue_base],
+            [_encode(metadata), repr(self.d.clock()), new_salt()],
         )
         # Also when it existed: repairs an index write a crash cut off.
         await self.d.index_queue(project, name)

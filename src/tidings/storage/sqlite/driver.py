@@ -529,7 +529,8 @@ class SqliteQueues(base.QueueController):
     ) -> list[QueueRecord]:
         where, args = self._filter_sql(filters)
         sql = q.QUEUE_LIST.format(detail=", metadata" if detailed else "", filters=where)
-        rows = self.d.read(lambda c: c.execute(sql, (project, marker or "", *args, limit)).fetchall())
+        params = (project, marker or "", *args, limit)
+        rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
         return [
             QueueRecord(name=row[0], metadata=_decode(row[1]) if detailed else None)
             for row in rows

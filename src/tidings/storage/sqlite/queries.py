@@ -10,7 +10,10 @@ QUEUE_INSERT = (
 )
 QUEUE_SET_METADATA = "UPDATE queues SET metadata = ? WHERE project = ? AND name = ?"
 QUEUE_DELETE = "DELETE FROM queues WHERE id = ?"
-QUEUE_LIST = "SELECT name{detail} FROM queues WHERE project = ? AND name > ?{filters} ORDER BY name LIMIT ?"
+QUEUE_LIST = (
+    "SELECT name{detail} FROM queues WHERE project = ? AND name > ?{filters} "
+    "ORDER BY name LIMIT ?"
+)
 QUEUE_COUNT = "SELECT count(*) FROM queues WHERE project = ?{filters}"
 QUEUE_FILTER_NAME = " AND instr(name, ?) > 0"
 # json_each, not a JSON path: a path cannot name a key holding a quote or a backslash.
@@ -94,7 +97,9 @@ STATS_COUNTS = (
     "SELECT count(*), coalesce(sum(claim_expires > ?), 0) FROM messages "
     "WHERE queue_id = ? AND expires > ?"
 )
-STATS_OLDEST = "SELECT id, created FROM messages WHERE queue_id = ? AND expires > ? ORDER BY id LIMIT 1"
+STATS_OLDEST = (
+    "SELECT id, created FROM messages WHERE queue_id = ? AND expires > ? ORDER BY id LIMIT 1"
+)
 STATS_NEWEST = (
     "SELECT id, created FROM messages WHERE queue_id = ? AND expires > ? ORDER BY id DESC LIMIT 1"
 )

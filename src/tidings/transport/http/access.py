@@ -33,8 +33,7 @@ import msgspec
 from tidings.api.context import Service
 from tidings.config import LoggingSettings
 from tidings.metrics import CONTENT_TYPE_LATEST, Metrics
-from tidings.transport.http.middleware import (RequestId, answer_request_id, name_request,
-                                                project_of)
+from tidings.transport.http.middleware import RequestId, answer_request_id, name_request, project_of
 
 PATH = "/metrics"
 UNMATCHED = "unmatched"
