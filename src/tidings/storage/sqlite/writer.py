@@ -17,10 +17,12 @@ with no savepoints (two statements fewer per job: a tenth of a small
 post's storage time); when one of them raises, the transaction is rolled
 back and the group runs again with a savepoint around each job. Jobs are
 functions of the connection and of values taken before they were queued,
-so running one twice gives the same writes. A job's future resolves after COMMIT returns: an
-acknowledged write is on disk. Jobs that may touch many rows (queue
-deletion, purge, garbage collection) are marked heavy and run with their
-commit in the helper thread, so they never stall the event loop.
+so running one twice gives the same writes.
+
+A job's future resolves after COMMIT returns: an acknowledged write is on
+disk. Jobs that may touch many rows (queue deletion, purge, garbage
+collection) are marked heavy and run with their commit in the helper
+thread, so they never stall the event loop.
 """
 
 from __future__ import annotations
