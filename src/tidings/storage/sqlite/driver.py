@@ -969,8 +969,8 @@ class SqliteSubscriptions(base.SubscriptionController):
             ).lastrowid
             subscription_id = public_id(rowid, token)
             if confirmation is not None:
-                # The job's savepoint makes the two inserts one: a failing
-                # payload leaves no subscription behind.
+                # One job, so the two inserts are one: the writer undoes all
+                # of a failing job's writes, and no subscription is left.
                 conn.execute(
                     q.DELIVERY_INSERT,
                     (_new_token(), rowid, _KIND_CODES[DeliveryKind.CONFIRMATION], None, None,
