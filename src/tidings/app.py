@@ -137,7 +137,7 @@ def observability(settings: Settings, metrics: Metrics | None, storage: DataDriv
     stream = configure_access_log(settings.logging)
     observe = None
     if metrics is not None or stream is not None:
-        observe = Observe(metrics, stream, settings.logging.access_format, default_project)
+        observe = Observe(metrics, stream, settings.log_format, default_project)
     sampler: list[Any] = []
     if metrics is not None and settings.metrics.sample_interval > 0:
         sampler.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,
@@ -153,14 +153,19 @@ def configure_notifications(service: Service, settings: Settings) -> None:
 
     service.notifications = settings.notifications
     secret = settings.notifications.signing_secret or settings.auth.secret_key
-    if secret:
-        service.confirm_key = secret.encode()
-    else:
-        service.confirm_key = secrets.token_bytes(32)
-        log.info("notifications.signing_secret is not set: confirmation URLs are signed with a "
-                 "random key that lasts until this process stops")
+    # Without a secret, a random key (signing_notice says so, once per start).
+    service.confirm_key = secret.encode() if secret else secrets.token_bytes(32)
     service.encryption_key = crypto.parse_key(settings.encryption.key)
     service.pipeline = Pipeline.from_settings(settings, service)
+
+
+def signing_notice(settings: Settings) -> str | None:
+    """What the operator should know about the confirmation URLs' key:
+    logged once by the command that starts the servers, not by each worker."""
+    if settings.notifications.signing_secret or settings.auth.secret_key:
+        return None
+    return ("notifications.signing_secret is not set: confirmation URLs are signed with a "
+            "random key that lasts until the process stops (and differs between workers)")
 
 
 # CPython collects its youngest generation every 700 new container objects
@@ -185,12 +190,12 @@ def settle_gc() -> None:
 def app_from_environment() -> falcon.asgi.App:
     """The app of one of several worker processes (``serve --workers N``):
     the parent hands its resolved settings down through the environment."""
+    from tidings.logs import configure_logging
     from tidings.transport.http import protocol
-    from tidings.transport.http.middleware import configure_logging
 
     settings = msgspec.json.decode(os.environ[WORKER_SETTINGS_ENV], type=Settings)
     # Spawned workers start with the defaults: take the parent's settings.
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     protocol.configure(settings.http)
     app = create_app(settings, metrics_dir=os.environ.get(WORKER_METRICS_ENV) or None)
     settle_gc()

@@ -5,18 +5,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
-from typing import Any
+import traceback
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import msgspec
 
 from tidings import __version__
-from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings, load_settings
+from tidings.config import (
+    WORKER_METRICS_ENV,
+    WORKER_SETTINGS_ENV,
+    Settings,
+    SettingsError,
+    Sources,
+    load_settings_and_sources,
+)
+from tidings.config_checks import LOG_LEVELS
+from tidings.startup_errors import CannotStart, hide_password, unexpected
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, whose mistakes are one ``tidings:`` line like every other
+    error of the command (not a usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tidings: {self.prog.removeprefix('tidings ')}: {message} "
+                     f"(see `{self.prog} --help`)\n")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -25,41 +46,76 @@ def _settings(args: argparse.Namespace) -> Settings:
         "port": getattr(args, "port", None),
         "storage": getattr(args, "storage", None),
         "workers": getattr(args, "workers", None),
+        "log_level": getattr(args, "log_level", None),
     }
     if getattr(args, "ws_port", None) is not None:
         overrides["websocket"] = {"port": args.ws_port}
     try:
-        return load_settings(args.config, overrides=overrides)
-    except (OSError, ValueError) as exc:
+        settings, args.sources = load_settings_and_sources(args.config, overrides=overrides)
+    except SettingsError as exc:
         raise SystemExit(f"tidings: {exc}") from None
+    return settings
+
+
+def _sources(args: argparse.Namespace) -> Sources | None:
+    return getattr(args, "sources", None)
+
+
+@contextlib.contextmanager
+def _quiet_unless_debug(settings: Settings) -> Iterator[None]:
+    """Drivers log their failures as they happen; before the server runs,
+    the one ``tidings:`` line says it all (``--log-level debug`` shows them)."""
+    if settings.log_level.lower() == "debug":
+        yield
+        return
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+async def _check_storage(settings: Settings, sources: Sources | None) -> None:
+    from tidings.startup_errors import open_storage
+
+    storage = await open_storage(settings, sources)
+    await storage.close()
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tidings.app import create_app, settle_gc
+    from tidings.app import create_app, settle_gc, signing_notice
+    from tidings.logs import configure_logging
+    from tidings.startup_errors import describe_start
     from tidings.transport.http import protocol
-    from tidings.transport.http.middleware import configure_logging
 
     settings = _settings(args)
-    # Each log line names the request it was written for ([request id]).
-    configure_logging(settings.log_level)
+    sources = _sources(args)
+    # Every failure to start is one line and a non-zero exit, before the
+    # server runs: uvicorn would print the traceback of a failed start-up
+    # and, with several workers, exit 0 after several seconds. The schema
+    # is created or upgraded here, once, before any worker opens it.
+    with _quiet_unless_debug(settings):
+        asyncio.run(_check_storage(settings, sources))
+    sockets = [_bind(settings.host, settings.port, sources)]
+    # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
+    # the same (the socket at / is on the main port in any case).
+    if settings.websocket.port:
+        sockets.append(_bind(settings.host, settings.websocket.port, sources))
+    configure_logging(settings.log_level, settings.log_format)
     protocol.configure(settings.http)
+    log = logging.getLogger("tidings")
+    log.info("%s", describe_start(settings, sources or Sources(), __version__))
+    notice = signing_notice(settings)
+    if notice:
+        log.info("%s", notice)  # once per start, not once per worker
     try:
         app: Any = create_app(settings)
     except ValueError as exc:
         raise SystemExit(f"tidings: {exc}") from None
     extra: dict[str, Any] = {}
     if settings.workers > 1:
-        # uvicorn's supervisor stops when a worker fails to start (storage
-        # unreachable, a Redis that does not persist...) but then exits 0,
-        # after several seconds. Opening the storage here first turns such a
-        # failure into a plain message and a non-zero exit, and the schema
-        # is created or upgraded once, before the workers open it.
-        try:
-            asyncio.run(_check_storage(settings))
-        except Exception as exc:  # noqa: BLE001 - any failure to open is fatal here
-            raise SystemExit(f"tidings: cannot open the storage: {exc}") from None
         # uvicorn starts each worker from an import string, so the settings
         # travel in the environment; the app above only checked them.
         os.environ[WORKER_SETTINGS_ENV] = msgspec.json.encode(settings).decode()
@@ -76,6 +132,8 @@ def serve(args: argparse.Namespace) -> int:
         http=protocol.GuardedHttpToolsProtocol if _has("httptools") else "h11",
         h11_max_incomplete_event_size=settings.http.max_header_size,
         lifespan="on",
+        # uvicorn's lines go through the server's handler, in its format.
+        log_config=None,
         log_level=settings.log_level,
         access_log=False,
         # Zaqar clients keep connections open between calls; idle ones are
@@ -95,11 +153,6 @@ def serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.websocket.ping_timeout or None,
     )
     server = uvicorn.Server(config)
-    # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
-    # the same (the socket at / is on the main port in any case).
-    sockets = [config.bind_socket()]
-    if settings.websocket.port:
-        sockets.append(_bind(settings.host, settings.websocket.port))
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
@@ -120,24 +173,19 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, sources: Sources | None = None) -> socket.socket:
+    from tidings.startup_errors import bind_failure
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
-        raise SystemExit(f"tidings: cannot listen on {host}:{port}: {exc}") from None
+        sock.close()
+        raise bind_failure(exc, host, port, sources) from None
     sock.set_inheritable(True)
     return sock
-
-
-async def _check_storage(settings: Settings) -> None:
-    from tidings.storage.registry import driver_from_url
-
-    storage = driver_from_url(settings.storage, sync=settings.sqlite_sync)
-    await storage.open()
-    await storage.close()
 
 
 def _has(module: str) -> bool:
@@ -146,56 +194,58 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-async def _with_storage(settings: Settings, action: str) -> int:
-    from tidings.storage.pooling import build_storage
+async def _with_storage(settings: Settings, action: str, sources: Sources | None) -> int:
+    from tidings.startup_errors import open_storage
 
-    storage = build_storage(settings)
-    if action == "migrate" and hasattr(storage, "migrate_on_open"):
-        # Migrating is the point, whatever the URL's migrate=false says
-        # (that option is for the servers).
-        storage.migrate_on_open = True
-    await storage.open()  # opening upgrades the schema
+    # Migrating is the point, whatever the URL's migrate=false says (that
+    # option is for the servers); gc works on an existing database only.
+    storage = await open_storage(settings, sources, must_exist=action == "gc",
+                                 migrate=True if action == "migrate" else None)
     try:
         if action == "gc":
             removed = await storage.gc()
             # "removed 3 expired records (messages 2, claims 1, subscriptions 0, deliveries 0)"
             print(f"removed {removed.total} expired records ({removed})")
         else:
-            print(f"storage at {settings.storage} is ready")
+            print(f"storage at {hide_password(settings.storage)} is ready")
     finally:
         await storage.close()
     return 0
 
 
 def gc(args: argparse.Namespace) -> int:
-    return asyncio.run(_with_storage(_settings(args), "gc"))
+    settings = _settings(args)
+    with _quiet_unless_debug(settings):
+        return asyncio.run(_with_storage(settings, "gc", _sources(args)))
 
 
 def migrate(args: argparse.Namespace) -> int:
-    return asyncio.run(_with_storage(_settings(args), "migrate"))
+    settings = _settings(args)
+    with _quiet_unless_debug(settings):
+        return asyncio.run(_with_storage(settings, "migrate", _sources(args)))
 
 
 def notifier(args: argparse.Namespace) -> int:
     """Run the delivery worker alone: no HTTP, until SIGINT or SIGTERM."""
+    from tidings.logs import configure_logging
+
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(_run_notifier(settings))
+        asyncio.run(_run_notifier(settings, _sources(args)))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def _run_notifier(settings: Settings) -> None:
+async def _run_notifier(settings: Settings, sources: Sources | None) -> None:
     import signal
 
     from tidings.notify import Notifier, sockets
     from tidings.notify.relay import Relay
-    from tidings.storage.pooling import build_storage
+    from tidings.startup_errors import open_storage
 
-    storage = build_storage(settings)
-    await storage.open()
+    storage = await open_storage(settings, sources)
     # Holds no socket, but pushes to the servers' sockets and hears their acks.
     relay = Relay(storage, sockets.REGISTRY,
                   ack_timeout=settings.notifications.socket_ack_timeout)
@@ -208,7 +258,7 @@ async def _run_notifier(settings: Settings) -> None:
     try:
         worker.start()
         logging.getLogger("tidings.notify").info("delivering notifications from %s",
-                                                 settings.storage)
+                                                 hide_password(settings.storage))
         await stopped.wait()
     finally:
         await worker.stop()
@@ -217,13 +267,16 @@ async def _run_notifier(settings: Settings) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    top = Parser(prog="tidings", description=__doc__)
     top.add_argument("--version", action="version", version=f"tidings {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", help="a TOML settings file (also TIDINGS_CONFIG)")
         p.add_argument("--storage", help="storage URL, e.g. sqlite:///./data/tidings.db")
+        p.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
+                       help="debug, info, warning, error or critical (default info); "
+                            "debug adds the traceback to an error")
         return p
 
     p = with_config(commands.add_parser("serve", help="run the server"))
@@ -231,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (default 8888)")
     p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     p.add_argument("--ws-port", type=int,
-                   help="also serve the API (WebSocket included) on this port")
+                   help="also serve the API (WebSocket included) on this port (default: none)")
     p.set_defaults(run=serve)
 
     p = with_config(commands.add_parser(
@@ -264,4 +317,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except CannotStart as exc:
+        _traceback_if_debug(args)
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (unless debug)
+        _traceback_if_debug(args)
+        print(f"tidings: {unexpected(exc, args.command)}", file=sys.stderr)
+        return 1
+
+
+def _traceback_if_debug(args: argparse.Namespace) -> None:
+    level = getattr(args, "log_level", None) or os.environ.get("TIDINGS_LOG_LEVEL", "")
+    if level.lower() == "debug":
+        traceback.print_exc()

@@ -14,6 +14,9 @@ from typing import Any, Literal, Mapping
 
 import msgspec
 
+from tidings import config_checks
+from tidings.config_checks import SettingsError, Sources, explain_invalid
+
 ENV_PREFIX = "TIDINGS_"
 # Not settings themselves: where to find them.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -305,14 +308,12 @@ class PoolingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class LoggingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The access log: one line per HTTP request (tidings.transport.http.access).
-    A line names the request id, method, path, route, status, duration and
-    project; never a body nor a query string."""
+    """The access log: one line per HTTP request (tidings.transport.http.access),
+    in the server's log_format. A line names the request id, method, path,
+    route, status, duration and project; never a body nor a query string."""
 
     # Write the access log.
     access_log: bool = True
-    # "text": key=value pairs; "json": one JSON object a line.
-    access_format: Literal["text", "json"] = "text"
     # A file to append the lines to; empty: standard error.
     access_log_file: str = ""
 
@@ -350,6 +351,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gc_interval: float = 30.0
     # The server's log level: debug, info, warning, error or critical.
     log_level: str = "info"
+    # Every log line, the access log's included: "text" (time, level,
+    # logger, [request id]: message) or "json" (one object a line).
+    log_format: Literal["text", "json"] = "text"
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     limits: Limits = msgspec.field(default_factory=Limits)
@@ -369,9 +373,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     topic_pipeline: list[str] | str = msgspec.field(default_factory=list)
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn TIDINGS_A__B=v into {"a": {"b": v}}; values stay strings."""
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Turn TIDINGS_A__B=v into {"a": {"b": v}} (values stay strings), and
+    the variable that set each path."""
     tree: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key in (CONFIG_ENV, WORKER_SETTINGS_ENV,
                                                      WORKER_METRICS_ENV):
@@ -380,8 +386,12 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return tree
+            if not isinstance(node, dict):  # TIDINGS_A=1 and TIDINGS_A__B=2
+                break
+        else:
+            node[path[-1]] = value
+            names[tuple(path)] = key
+    return tree, names
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -394,6 +404,24 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _read_file(path: str, named_by: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"the config file {path} ({named_by}) does not exist: "
+                            f"fix {named_by}") from None
+    except IsADirectoryError:
+        raise SettingsError(f"the config file {path} ({named_by}) is a directory: "
+                            f"name a TOML file") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read the config file {path} ({named_by}): "
+                            f"{exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"the config file {path} is not valid TOML: {exc}; "
+                            "fix that line") from None
+
+
 def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -401,18 +429,32 @@ def load_settings(
 ) -> Settings:
     """Build the settings from a TOML file, the environment and overrides.
 
-    Raises ``ValueError`` with a readable message when a value is invalid.
+    Raises ``SettingsError`` (a ``ValueError``) with a one-line message that
+    names the setting, where it was set (the file, the variable or the
+    flag) and the fix.
     """
+    return load_settings_and_sources(path, environ, overrides)[0]
+
+
+def load_settings_and_sources(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Settings, Sources]:
+    """``load_settings``, and where each value came from (to name it in a
+    later error, such as a storage that cannot be opened)."""
     environ = os.environ if environ is None else environ
-    path = path or environ.get(CONFIG_ENV)
-    data: dict[str, Any] = {}
-    if path:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    data = _merge(data, _env_overrides(environ))
-    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    named_by = "--config" if path else CONFIG_ENV
+    path = str(path or environ.get(CONFIG_ENV) or "") or None
+    file_data = _read_file(path, named_by) if path else {}
+    env_tree, env_keys = _env_overrides(environ)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    sources = Sources(file=path, file_data=file_data, env_keys=env_keys, overrides=given)
+    data = _merge(_merge(file_data, env_tree), given)
     try:
         # strict=False lets "8888" from the environment become an int.
-        return msgspec.convert(data, Settings, strict=False)
+        settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid configuration: {exc}") from exc
+        raise explain_invalid(exc, Settings, data, sources) from None
+    config_checks.check(settings, sources)
+    return settings, sources

@@ -9,8 +9,21 @@ from tidings.api.context import Context, Service
 from tidings.auth import authorize
 
 
+async def readiness(service: Service) -> str | None:
+    """Why this process cannot serve requests now, in one line; None when
+    it can. Says nothing about any project: probes need no credentials.
+    (The place for every further reason, such as a full disk.)"""
+    try:
+        alive = await service.storage.is_alive()
+    except Exception:  # noqa: BLE001 - a storage that fails to answer is not ready
+        alive = False
+    if not alive:
+        return "the storage does not answer"
+    return None
+
+
 async def ping(service: Service) -> None:
-    if not await service.storage.is_alive():
+    if await readiness(service) is not None:
         raise errors.ServiceUnavailable("The storage backend is unreachable.")
 
 

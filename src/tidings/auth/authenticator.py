@@ -25,6 +25,8 @@ PUBLIC = frozenset({
     # The web console's page (transport/http/console.py): static files that
     # hold nothing of any project; what it does, it does with credentials.
     ("GET", "/console"),
+    # The probes (transport/http/probes.py): one word each, no project's data.
+    ("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/readyz"), ("HEAD", "/readyz"),
 })
 CONSOLE_FILES = "/console/"
 

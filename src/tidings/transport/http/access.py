@@ -14,8 +14,8 @@ line-buffered, or standard error), not through ``logging``: a LogRecord
 costs some 20 microseconds, ten times the line itself. The lines of the
 requests answered in one turn of the event loop go out in one write at
 the end of that turn (one system call instead of one per request; a line
-is never held longer than that). They are plain lines, ``text``
-(``key=value``) or ``json`` (one object a line).
+is never held longer than that). They have the server's ``log_format``
+(tidings.logs): ``text``, whose message is ``key=value`` pairs, or ``json``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import msgspec
 
 from tidings.api.context import Service
 from tidings.config import LoggingSettings
+from tidings.logs import access_json, access_text
 from tidings.metrics import CONTENT_TYPE_LATEST, Metrics
 from tidings.transport.http.middleware import RequestId, answer_request_id, name_request, project_of
 
@@ -68,7 +69,6 @@ class Observe(RequestId):
         self.stream = stream
         self.log_format = log_format
         self.default_project = default_project
-        self._json = msgspec.json.Encoder()
         self._lines: list[str] = []
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response
@@ -107,11 +107,11 @@ class Observe(RequestId):
         if project:
             project = project[:MAX_FIELD]
         if self.log_format == "json":
-            line = self._json.encode({
-                "request_id": rid, "method": req.method, "path": req.path[:MAX_FIELD],
+            line = access_json(rid, {
+                "method": req.method, "path": req.path[:MAX_FIELD],
                 "route": route, "status": status, "duration_ms": round(seconds * 1000.0, 3),
                 "project": project or None,
-            }).decode()
+            }, time.time())
         else:
             # The request id is sanitized, the method a token (the parser
             # refuses others), the route a template of ours and the numbers
@@ -123,8 +123,9 @@ class Observe(RequestId):
                 project = "-"
             elif not _safe(project):
                 project = _quoted(project)
-            line = (f"request_id={rid} method={req.method} path={path} route={route} "
-                    f"status={status} duration_ms={seconds * 1000.0:.3f} project={project}")
+            line = access_text(rid, f"method={req.method} path={path} route={route} "
+                               f"status={status} duration_ms={seconds * 1000.0:.3f} "
+                               f"project={project}", time.time())
         if not self._lines:
             asyncio.get_running_loop().call_soon(self.flush)
         self._lines.append(line + "\n")

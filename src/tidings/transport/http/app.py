@@ -10,7 +10,7 @@ import falcon.asgi
 from tidings import errors
 from tidings.api.context import Service
 from tidings.auth.authenticator import Authenticator
-from tidings.transport.http import access, admin, console, openapi, subscriptions
+from tidings.transport.http import access, admin, console, openapi, probes, subscriptions
 from tidings.transport.http import resources as r
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
 from tidings.transport.http.middleware import RateLimit, RequestId
@@ -51,6 +51,7 @@ def routes(service: Service, socket: r.SocketHandler | None = None
         *entity_routes(service, "/v2/topics", TOPIC, r.TOPIC_ENTITY, subscriptions.TOPIC_OPS),
         *admin.routes(service),
         *console.routes(),
+        *probes.routes(service),
     ]
 
 

@@ -124,14 +124,3 @@ class RequestIdLogFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = request_id.get()
         return True
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-
-
-def configure_logging(level: str) -> None:
-    """The server's logging: each line names the request it was written for."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RequestIdLogFilter) for f in handler.filters):
-            handler.addFilter(RequestIdLogFilter())
