@@ -30,7 +30,7 @@ def storage(tmp_path: Path) -> str:
     return url
 
 
-def seed(url: str, project: str = "default") -> None:
+def seed(url: str, project: str = "demo") -> None:
     """q with 2 messages, dlq with 3 dead-lettered from q."""
 
     async def main() -> None:
@@ -93,7 +93,7 @@ def test_check_fails_on_unreachable_backend() -> None:
 
 
 def test_queues(storage: str) -> None:
-    assert "no queues in project default" in tidings("queues", "--storage", storage).stdout
+    assert "no queues in project demo" in tidings("queues", "--storage", storage).stdout
     seed(storage)
     lines = tidings("queues", "--storage", storage).stdout.splitlines()
     assert lines[0].split() == ["QUEUE", "DEPTH", "FREE", "CLAIMED", "OLDEST"]
@@ -110,7 +110,8 @@ def test_peek(storage: str) -> None:
     assert len(lines) == 2
     assert '{"job": 0}' in lines[0] and '{"job": 1}' in lines[1]
     assert "free" in lines[0]
-    assert "has no messages" in tidings("peek", "nothing", "--storage", storage).stdout
+    unknown = tidings("peek", "nothing", "--storage", storage, check=False)
+    assert unknown.returncode == 1 and "queue nothing does not exist" in unknown.stderr
 
 
 def test_purge(storage: str) -> None:
@@ -136,12 +137,13 @@ def test_redrive_back_to_the_queue_that_names_the_dlq(storage: str) -> None:
     seed(storage)
     out = tidings("redrive", "dlq", "--storage", storage, check=False)
     assert out.returncode == 1 and "No queue names dlq" in out.stderr
+    assert "--to QUEUE" in out.stderr
 
     async def name_the_dlq() -> None:
         driver = driver_from_url(storage)
         await driver.open()
         try:
-            await driver.queues.set_metadata("default", "q", {"_dead_letter_queue": "dlq",
+            await driver.queues.set_metadata("demo", "q", {"_dead_letter_queue": "dlq",
                                                               "_max_claim_count": 1})
         finally:
             await driver.close()

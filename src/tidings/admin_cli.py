@@ -1,8 +1,11 @@
 """Admin commands of `tidings`: check, queues, peek, purge and redrive.
 
 They work on the configured storage directly (as `tidings gc` does), not
-through a running server. Queues belong to a project: --project names it
-(default: "default", or TIDINGS_PROJECT).
+through a running server, and never create it: a missing database is an
+error naming its path, not an empty one reported empty. Queues belong to a
+project, chosen as the server chooses it for a request without one:
+--project, else auth.noauth_project, else "demo" (the project of the
+docs' examples).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -19,24 +21,31 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tidings.config import Settings
+from tidings.startup_errors import CannotStart, unusable_directory
 
-DEFAULT_PROJECT = "default"
+# The project of every example in the README and docs/.
+DEFAULT_PROJECT = "demo"
 
 
 class CheckFailed(Exception):
     pass
 
 
-def _project(args: argparse.Namespace) -> str:
-    return args.project or os.environ.get("TIDINGS_PROJECT") or DEFAULT_PROJECT
+def project_of(args: argparse.Namespace, settings: Settings) -> str:
+    """--project, else auth.noauth_project, else DEFAULT_PROJECT."""
+    return args.project or settings.auth.noauth_project or DEFAULT_PROJECT
 
 
-async def _opened(settings: Settings) -> Any:
-    from tidings.storage.pooling import build_storage
+async def _require_queue(storage: Any, project: str, name: str) -> None:
+    """A queue the command reads or empties exists: an unknown one is a
+    mistake (a typo, another project), not an empty queue."""
+    from tidings import errors
 
-    storage = build_storage(settings)
-    await storage.open()
-    return storage
+    try:
+        await storage.queues.get_metadata(project, name)
+    except errors.QueueDoesNotExist:
+        raise CannotStart(f"queue {name} does not exist in project {project}; "
+                          f"`tidings queues --project {project}` lists them") from None
 
 
 def _run(settings_of: Callable[[argparse.Namespace], Settings],
@@ -45,12 +54,14 @@ def _run(settings_of: Callable[[argparse.Namespace], Settings],
     """A command: open the storage, run ``action``, close it; domain errors
     become a message and exit status 1."""
     from tidings import errors
+    from tidings.startup_errors import open_storage
 
     def command(args: argparse.Namespace) -> int:
         settings = settings_of(args)
 
         async def main() -> int:
-            storage = await _opened(settings)
+            storage = await open_storage(settings, getattr(args, "sources", None),
+                                         must_exist=True, migrate=False)
             try:
                 return await action(storage, args, settings) or 0
             finally:
@@ -75,6 +86,10 @@ def _sqlite_schema(url: str) -> None:
 
     path = SqliteDriver.from_url(url).path
     if not Path(path).exists():
+        unusable = unusable_directory(path)
+        if unusable is not None:
+            raise CheckFailed(f"the SQLite database {path} cannot be created: {unusable}; "
+                              "fix the storage setting")
         raise CheckFailed(f"the SQLite database {path} does not exist: run `tidings migrate`")
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
@@ -93,10 +108,11 @@ def _sqlite_schema(url: str) -> None:
 
 
 async def _check(settings: Settings) -> list[str]:
+    from tidings.startup_errors import hide_password, storage_failure
     from tidings.storage.base import Capability
     from tidings.storage.pooling import build_storage
 
-    report = [f"config: valid (storage {settings.storage})"]
+    report = [f"config: valid (storage {hide_password(settings.storage)})"]
     pooled = getattr(settings, "pooling", None) is not None and settings.pooling.enabled
     scheme = urlsplit(settings.storage).scheme
     if not pooled and scheme == "sqlite":
@@ -107,7 +123,7 @@ async def _check(settings: Settings) -> list[str]:
     try:
         await storage.open()
     except Exception as exc:  # noqa: BLE001 - every failure to open is the answer
-        raise CheckFailed(f"cannot open the storage: {exc}") from None
+        raise CheckFailed(str(storage_failure(exc, settings.storage))) from None
     try:
         if not await storage.is_alive():
             raise CheckFailed("the storage is not answering")
@@ -131,7 +147,7 @@ def check(settings_of: Callable[[argparse.Namespace], Settings]
             for line in asyncio.run(_check(settings)):
                 print(line)
         except CheckFailed as exc:
-            raise SystemExit(f"tidings check: FAILED: {exc}") from None
+            raise SystemExit(f"tidings: check failed: {exc}") from None
         print("ok")
         return 0
 
@@ -142,7 +158,7 @@ def check(settings_of: Callable[[argparse.Namespace], Settings]
 
 
 async def _queues(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = _project(args)
+    project = project_of(args, settings)
     rows: list[tuple[str, str, str, str, str]] = []
     marker = None
     while True:
@@ -165,7 +181,8 @@ async def _queues(storage: Any, args: argparse.Namespace, settings: Settings) ->
 
 
 async def _peek(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = _project(args)
+    project = project_of(args, settings)
+    await _require_queue(storage, project, args.queue)
     page, _ = await storage.messages.list(
         project, args.queue, marker=None, limit=args.limit, client_id=None, echo=True,
         include_claimed=True, include_delayed=True)
@@ -180,7 +197,8 @@ async def _peek(storage: Any, args: argparse.Namespace, settings: Settings) -> i
 
 
 async def _purge(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = _project(args)
+    project = project_of(args, settings)
+    await _require_queue(storage, project, args.queue)
     total = (await storage.queues.stats(project, args.queue)).total
     await storage.queues.purge_messages(project, args.queue)
     print(f"purged {total} messages from {args.queue}")
@@ -191,9 +209,12 @@ async def _redrive(storage: Any, args: argparse.Namespace, settings: Settings) -
     from tidings.api import redrive
     from tidings.api.context import Context, Service
 
+    project = project_of(args, settings)
+    await _require_queue(storage, project, args.dlq)
     ctx = Context(service=Service(storage=storage, limits=settings.limits),
-                  project=_project(args), client_id=str(uuid.uuid4()))
-    result = await redrive.redrive(ctx, args.dlq, to=args.to, limit=args.limit)
+                  project=project, client_id=str(uuid.uuid4()))
+    result = await redrive.redrive(ctx, args.dlq, to=args.to, limit=args.limit,
+                                   target_option="--to QUEUE")
     print(f"moved {result['moved']} messages from {args.dlq} to {result['to']}")
     return 0
 
@@ -202,7 +223,8 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
                  settings_of: Callable[[argparse.Namespace], Settings]) -> None:
     def with_project(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(p)
-        p.add_argument("--project", help="the project (default: TIDINGS_PROJECT or 'default')")
+        p.add_argument("--project", help="the project (default: auth.noauth_project, "
+                                         f"else {DEFAULT_PROJECT!r})")
         return p
 
     p = with_config(commands.add_parser(

@@ -62,10 +62,12 @@ def _sources(args: argparse.Namespace) -> Sources | None:
 
 
 @contextlib.contextmanager
-def _quiet_unless_debug(settings: Settings) -> Iterator[None]:
-    """Drivers log their failures as they happen; before the server runs,
-    the one ``tidings:`` line says it all (``--log-level debug`` shows them)."""
-    if settings.log_level.lower() == "debug":
+def _quiet_unless_debug(settings: Settings | None = None) -> Iterator[None]:
+    """Drivers log their failures as they happen; before the server runs
+    (and in the one-shot commands), the one ``tidings:`` line says it all.
+    ``--log-level debug`` shows them."""
+    level = settings.log_level if settings is not None else _debug_level()
+    if level.lower() == "debug":
         yield
         return
     logging.disable(logging.CRITICAL)
@@ -317,8 +319,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
+    _args_log_level[:] = [getattr(args, "log_level", None) or ""]
+    # The servers log; the one-shot commands print their answer, and their
+    # failure as one line.
+    quiet = _quiet_unless_debug() if args.command not in ("serve", "notifier") \
+        else contextlib.nullcontext()
     try:
-        return args.run(args)
+        with quiet:
+            return args.run(args)
     except KeyboardInterrupt:
         return 130
     except CannotStart as exc:
@@ -331,7 +339,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+_args_log_level: list[str] = []
+
+
+def _debug_level() -> str:
+    """The log level asked for on the command line or in the environment
+    (before, or without, the settings)."""
+    return (_args_log_level[0] if _args_log_level else "") \
+        or os.environ.get("TIDINGS_LOG_LEVEL", "")
+
+
 def _traceback_if_debug(args: argparse.Namespace) -> None:
-    level = getattr(args, "log_level", None) or os.environ.get("TIDINGS_LOG_LEVEL", "")
-    if level.lower() == "debug":
+    if (getattr(args, "log_level", None) or _debug_level()).lower() == "debug":
         traceback.print_exc()

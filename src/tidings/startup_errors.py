@@ -65,7 +65,7 @@ def _sqlite_path(url: str) -> str | None:
         return None
 
 
-def _unusable_directory(path: str) -> str | None:
+def unusable_directory(path: str) -> str | None:
     """Why the directory of ``path`` cannot hold a database, if it cannot."""
     directory = Path(path).parent
     for parent in (directory, *directory.parents):
@@ -89,7 +89,7 @@ def storage_failure(exc: BaseException, url: str, sources: Sources | None = None
     scheme = urlsplit(url).scheme
     if scheme.startswith("sqlite"):
         path = _sqlite_path(url) or url
-        reason = _unusable_directory(path) or cause
+        reason = unusable_directory(path) or cause
         return CannotStart(f"cannot open the SQLite database {path}: {reason}; make its "
                            f"directory exist and be writable, or change {fix_url}")
     if "does not persist" in cause:

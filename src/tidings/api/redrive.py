@@ -74,8 +74,10 @@ def check_request(ctx: Context, dlq: str, document: Any) -> tuple[str | None, in
     return target, limit
 
 
-async def source_of(ctx: Context, dlq: str) -> str:
-    """The one queue of the project whose dead letter queue is ``dlq``."""
+async def source_of(ctx: Context, dlq: str, target_option: str = '"to"') -> str:
+    """The one queue of the project whose dead letter queue is ``dlq``;
+    errors tell to name the target in ``target_option`` (the request's
+    field, or the command line's option)."""
     # The storage filters the listing; two names are enough to tell "one"
     # from "several".
     page = await ctx.storage.queues.list(
@@ -87,15 +89,15 @@ async def source_of(ctx: Context, dlq: str) -> str:
     if not found:
         raise errors.ValidationFailed(
             f"No queue names {dlq} as its dead letter queue: name the queue to redrive to "
-            "in \"to\".")
+            f"in {target_option}.")
     raise errors.ValidationFailed(
         f"Several queues name {dlq} as their dead letter queue ({', '.join(found)}): "
-        "name the one to redrive to in \"to\".")
+        f"name the one to redrive to in {target_option}.")
 
 
 @stage("queue", "redrive")
 async def redrive(ctx: Context, dlq: str, *, to: str | None = None,
-                  limit: int | None = None) -> dict[str, Any]:
+                  limit: int | None = None, target_option: str = '"to"') -> dict[str, Any]:
     """Move up to ``limit`` messages (all when None) from ``dlq`` to ``to``
     (when None, the queue that names ``dlq`` as its dead letter queue);
     ``{"moved": n, "to": queue, "messages": [hrefs in the target]}``."""
@@ -104,7 +106,7 @@ async def redrive(ctx: Context, dlq: str, *, to: str | None = None,
     limits = ctx.limits
     validate.queue_name(dlq, limits)
     if to is None:
-        to = await source_of(ctx, dlq)
+        to = await source_of(ctx, dlq, target_option)
     validate.queue_name(to, limits)
     if to == dlq:
         raise errors.ValidationFailed("A queue cannot be redriven to itself.")

@@ -17,7 +17,7 @@ def add_commands(commands: Any, with_config: Callable[[Any], Any], settings: Cal
     group = commands.add_parser("pool", help="manage storage pools (pooling)")
     sub = group.add_subparsers(dest="pool_command", required=True)
     p = with_config(sub.add_parser("list", help="list the pools"))
-    p.set_defaults(run=lambda args: _run(args, settings, _list))
+    p.set_defaults(run=lambda args: _list_or_say_off(args, settings))
     p = with_config(sub.add_parser("add", help="register or replace a pool"))
     p.add_argument("name")
     p.add_argument("uri")
@@ -92,8 +92,21 @@ async def _cancel_drain(control: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_or_say_off(args: argparse.Namespace, settings: Callable[..., Any]) -> int:
+    """With pooling off the pools hold nothing: say so, rather than print
+    an empty list that looks like a broken registry."""
+    if not settings(args).pooling.enabled:
+        print("pooling is off: every queue is in the storage setting; turn it on with "
+              "pooling.enabled = true (TIDINGS_POOLING__ENABLED=true), see docs/pools.md")
+        return 0
+    return _run(args, settings, _list)
+
+
 async def _list(control: Any, args: argparse.Namespace) -> int:
-    for pool in await control.pool_list():
+    pools = await control.pool_list()
+    if not pools:
+        print("no pools registered: add one with `tidings pool add NAME URI`")
+    for pool in pools:
         state = "\tdraining" if pool.draining else ""
         print(f"{pool.name}\tweight={pool.weight}\tflavor={pool.flavor or '-'}\t{pool.uri}"
               f"{state}")
