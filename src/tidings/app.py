@@ -92,7 +92,8 @@ def create_app(settings: Settings, clock: Clock = system_clock,
     try:
         policy = Policy.load(settings.auth.policy_file)
     except (OSError, PolicyError) as exc:
-        raise ValueError(f"invalid policy: {exc}") from None
+        raise ValueError(f"invalid policy file {settings.auth.policy_file} "
+                         f"(auth.policy_file): {exc}") from None
     metrics = Metrics(settings.metrics.sample_max_queues) if settings.metrics.enabled else None
     if metrics is not None:
         instrument(storage, metrics)

@@ -100,6 +100,10 @@ def serve(args: argparse.Namespace) -> int:
     # is created or upgraded here, once, before any worker opens it.
     with _quiet_unless_debug(settings):
         asyncio.run(_check_storage(settings, sources))
+    try:
+        app: Any = create_app(settings)
+    except ValueError as exc:
+        raise CannotStart(str(exc)) from None
     sockets = [_bind(settings.host, settings.port, sources)]
     # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
     # the same (the socket at / is on the main port in any case).
@@ -112,10 +116,6 @@ def serve(args: argparse.Namespace) -> int:
     notice = signing_notice(settings)
     if notice:
         log.info("%s", notice)  # once per start, not once per worker
-    try:
-        app: Any = create_app(settings)
-    except ValueError as exc:
-        raise SystemExit(f"tidings: {exc}") from None
     extra: dict[str, Any] = {}
     if settings.workers > 1:
         # uvicorn starts each worker from an import string, so the settings
