@@ -36,8 +36,9 @@ class Parser(argparse.ArgumentParser):
     error of the command (not a usage block)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"tidings: {self.prog.removeprefix('tidings ')}: {message} "
-                     f"(see `{self.prog} --help`)\n")
+        command = self.prog.removeprefix("tidings").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"tidings: {where}{message} (see `{self.prog} --help`)\n")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -268,6 +269,33 @@ async def _run_notifier(settings: Settings, sources: Sources | None) -> None:
         await storage.close()
 
 
+def ready(args: argparse.Namespace) -> int:
+    """Exit 0 once the configured server answers ``GET /readyz`` with 200:
+    the container's healthcheck, and the systemd unit's wait for start-up."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    settings = _settings(args)
+    # A server listening on every interface answers on the loopback one.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host,
+                                                                    settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/readyz"
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=args.timeout) as answer:
+                print(f"{url}: {answer.read().decode().strip()}")
+                return 0
+        except urllib.error.HTTPError as exc:
+            reason = exc.read().decode(errors="replace").strip() or f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise CannotStart(f"{url} is not ready: {reason}")
+        time.sleep(0.5)
+
+
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="tidings", description=__doc__)
     top.add_argument("--version", action="version", version=f"tidings {__version__}")
@@ -288,6 +316,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-port", type=int,
                    help="also serve the API (WebSocket included) on this port (default: none)")
     p.set_defaults(run=serve)
+
+    p = with_config(commands.add_parser(
+        "ready", help="exit 0 when the configured server answers GET /readyz (a probe)"))
+    p.add_argument("--host", help="the server's address (default: host; 127.0.0.1 for 0.0.0.0)")
+    p.add_argument("--port", type=int, help="the server's port (default: port, 8888)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to keep trying while it is not ready (default: 0, once)")
+    p.add_argument("--timeout", type=float, default=4.0,
+                   help="seconds each try may take (default: 4)")
+    p.set_defaults(run=ready)
 
     p = with_config(commands.add_parser(
         "gc", help="remove expired messages, claims and subscriptions now"))

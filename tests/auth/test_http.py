@@ -49,6 +49,17 @@ def test_liveness_needs_no_token(ks_server: ServerProcess, method: str, path: st
     assert response.status_code == status
 
 
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/healthz", "ok"), ("HEAD", "/healthz", ""),
+    ("GET", "/readyz", "ready"), ("HEAD", "/readyz", ""),
+])
+def test_probes_need_no_token_nor_headers(ks_server: ServerProcess, method: str, path: str,
+                                          body: str) -> None:
+    response = httpx.request(method, ks_server.url + path, timeout=10)
+    assert response.status_code == 200
+    assert response.text.strip() == body
+
+
 def test_project_comes_from_the_token(as_user: Make, projects: dict, queue: str) -> None:
     a = as_user("a-member", **{"X-Project-ID": "someone-else"})
     assert a.put(f"/v2/queues/{queue}").status_code == 201

@@ -87,6 +87,13 @@ def test_systemd_unit_is_hardened_and_runs_a_real_command() -> None:
     # The data lives in the state directory.
     assert settings.storage == "sqlite:////var/lib/tidings/tidings.db"
     assert entries["WorkingDirectory"] == ["/var/lib/tidings"]
+    # Started means ready: the readiness probe of the same configuration.
+    post = shlex.split(entries["ExecStartPost"][0])
+    assert post[0] == INSTALL_PREFIX + "tidings"
+    ready = parser().parse_args(post[1:])
+    assert ready.command == "ready" and ready.config == args.config and ready.wait > 0
+    # Documentation= may name only what an installation has.
+    assert "Documentation" not in entries
 
 
 # --- the Containerfile ---------------------------------------------------------
@@ -134,13 +141,19 @@ def healthcheck_command() -> list[str]:
 def test_container_healthcheck_passes_on_a_live_server_and_fails_on_a_dead_one(
         server: ServerProcess) -> None:
     command = healthcheck_command()
-    assert command[0] == "python"
-    live = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True,
-                          env={**os.environ, "TIDINGS_PORT": str(server.port)}, timeout=30)
+    assert command[:2] == ["tidings", "ready"]
+    # The image's environment, as the healthcheck sees it: every interface.
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    environ["TIDINGS_HOST"] = "0.0.0.0"
+    program = [sys.executable, "-m", "tidings", *command[1:]]
+    live = subprocess.run(program, capture_output=True, text=True,
+                          env={**environ, "TIDINGS_PORT": str(server.port)}, timeout=30)
     assert live.returncode == 0, live.stderr
-    dead = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True,
-                          env={**os.environ, "TIDINGS_PORT": str(free_port())}, timeout=30)
+    assert live.stdout.strip().endswith("/readyz: ready")
+    dead = subprocess.run(program, capture_output=True, text=True,
+                          env={**environ, "TIDINGS_PORT": str(free_port())}, timeout=30)
     assert dead.returncode != 0
+    assert dead.stderr.startswith("tidings:") and "/readyz is not ready" in dead.stderr
 
 
 # --- nginx in front of a server --------------------------------------------------
@@ -189,6 +202,11 @@ def test_nginx_config_carries_http_requests(nginx_proxy: str, project: str) -> N
         assert posted.status_code == 201
         listed = http.get("/v2/queues/jobs/messages", params={"echo": "true"})
         assert [m["body"] for m in listed.json()["messages"]] == [{"n": 1}]
+
+
+def test_nginx_config_passes_the_probes_without_headers(nginx_proxy: str) -> None:
+    assert httpx.get(nginx_proxy + "/readyz", timeout=10).text == "ready\n"
+    assert httpx.get(nginx_proxy + "/healthz", timeout=10).text == "ok\n"
 
 
 def test_nginx_config_carries_websocket_upgrades(nginx_proxy: str, project: str) -> None:
