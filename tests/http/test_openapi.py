@@ -114,6 +114,8 @@ def test_operations_are_well_formed() -> None:
             statuses = set(op["responses"])
             assert any(s.startswith("2") or s == "300" for s in statuses), (path, method)
             for status, response in op["responses"].items():
+                if path == "/readyz" and status == "503":
+                    continue  # a probe's one-line reason, not a Zaqar error body
                 if status[0] in "45":
                     assert response["$ref"] == f"#/components/responses/Error{status}"
     assert len(ids) == len(set(ids)), "operationIds must be unique"

@@ -550,6 +550,26 @@ def system_paths() -> dict[str, Any]:
                       "format.", string(), media="text/plain")},
             headers=False, extension=True, error_codes=(404,),
             description="Needs no identifying headers. 404 when metrics are disabled.")},
+        "/healthz": {
+            "get": op("Is the process up?", "healthz", {
+                "200": ok("Up: the body is ok.", string(), media="text/plain")},
+                headers=False, extension=True, error_codes=(),
+                description="A liveness probe: no identifying headers, nor a token."),
+            "head": op("Is the process up?", "healthzHead", {"200": ok("Up.")},
+                       headers=False, extension=True, error_codes=()),
+        },
+        "/readyz": {
+            "get": op("Can the process serve?", "readyz", {
+                "200": ok("Ready: the storage answers. The body is ready.", string(),
+                          media="text/plain"),
+                "503": ok("Not ready: the body is one line with the reason.", string(),
+                          media="text/plain")},
+                headers=False, extension=True, error_codes=(),
+                description="A readiness probe: no identifying headers, nor a token."),
+            "head": op("Can the process serve?", "readyzHead", {
+                "200": ok("Ready."), "503": ok("Not ready.")},
+                headers=False, extension=True, error_codes=()),
+        },
         PATH: {"get": op("This document", "getOpenAPI", {
             "200": ok("The OpenAPI document.", {"type": "object"})},
             headers=False, extension=True, error_codes=(),
