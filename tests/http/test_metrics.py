@@ -9,6 +9,7 @@ the queues it left behind.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -65,7 +66,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     base = tmp_path_factory.mktemp("metrics")
     access = base / "access.log"
     proc = ServerProcess(storage=f"sqlite:///{base}/tidings.db", log_path=base / "server.log",
-                         env={"TIDINGS_LOGGING__ACCESS_FORMAT": "json",
+                         env={"TIDINGS_LOG_FORMAT": "json",
                               "TIDINGS_LOGGING__ACCESS_LOG_FILE": str(access),
                               "TIDINGS_METRICS__SAMPLE_INTERVAL": "0.2",
                               "TIDINGS_METRICS__SAMPLE_TOP_QUEUES": "1"})
@@ -170,8 +171,22 @@ def test_one_access_line_per_request_in_json(observed: dict[str, Any]) -> None:
         assert line["duration_ms"] >= 0
     assert by_id[observed["generated"]] == 1
     # Every line is a request: nothing else is written to the access log.
-    assert set(lines[0]) == {"request_id", "method", "path", "route", "status",
-                             "duration_ms", "project"}
+    assert set(lines[0]) == {"time", "level", "logger", "request_id", "message", "method",
+                             "path", "route", "status", "duration_ms", "project"}
+    assert lines[0]["logger"] == "tidings.access" and lines[0]["level"] == "INFO"
+
+
+def test_every_server_line_is_json(observed: dict[str, Any]) -> None:
+    """log_format = "json": uvicorn's lines and the start line too."""
+    lines = [json.loads(line) for line in
+             Path(observed["log"]).read_text().splitlines() if line.strip()]
+    assert {"uvicorn.error", "tidings"} <= {line["logger"] for line in lines}
+    for line in lines:
+        assert {"time", "level", "logger", "request_id", "message"} <= set(line)
+    started = [line["message"] for line in lines if line["logger"] == "tidings"
+               and line["message"].startswith("tidings ")]
+    assert len(started) == 1
+    assert "storage sqlite at sqlite:///" in started[0] and "1 worker" in started[0]
 
 
 def test_no_message_body_is_logged(observed: dict[str, Any]) -> None:
@@ -328,10 +343,10 @@ def test_access_line_names_the_default_project(text_server: tuple[ServerProcess,
     headers = {"Client-ID": str(uuid.uuid4()), "X-Request-ID": "default-project-1"}
     assert httpx.put(proc.url + "/v2/queues/dq", headers=headers, timeout=10).status_code == 201
     deadline = time.monotonic() + 5
-    while "request_id=default-project-1 " not in log.read_text() and time.monotonic() < deadline:
+    while "[default-project-1]: " not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = [line for line in log.read_text().splitlines()
-             if "request_id=default-project-1 " in line]
+             if "[default-project-1]: " in line]
     assert len(lines) == 1 and lines[0].endswith(" project=fallback-p")
 
 
@@ -345,12 +360,14 @@ def test_text_access_lines_and_metrics_disabled(text_server: tuple[ServerProcess
     assert resp.status_code == 201
     assert httpx.get(proc.url + "/metrics", timeout=10).status_code == 404
     deadline = time.monotonic() + 5
-    while "request_id=text-line-1 " not in log.read_text() and time.monotonic() < deadline:
+    while "[text-line-1]: " not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    lines = [line for line in log.read_text().splitlines() if "request_id=text-line-1 " in line]
+    lines = [line for line in log.read_text().splitlines() if "[text-line-1]: " in line]
     assert len(lines) == 1
-    assert lines[0] == ("request_id=text-line-1 method=POST path=/v2/queues/tq/messages "
-                        "route=/v2/queues/{queue_name}/messages status=201 "
-                        + lines[0].split(" status=201 ")[1])
+    # The server's text format: time, level, logger, [request id]: message.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO tidings\.access "
+                        r"\[text-line-1\]: method=POST path=/v2/queues/tq/messages "
+                        r"route=/v2/queues/\{queue_name\}/messages status=201 "
+                        r"duration_ms=[0-9.]+ project=text-p", lines[0]), lines[0]
     assert " project=text-p" in lines[0] and " duration_ms=" in lines[0]
     assert SECRET not in log.read_text()
