@@ -7,6 +7,7 @@ which depends on the machine.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -17,7 +18,10 @@ def _run(capsys: pytest.CaptureFixture[str], url: str, project: str, *extra: str
     argv = ["--url", url, "--project", project, "--time", "1", "--warmup", "0", "--json",
             *extra]
     assert main(argv) == 0, capsys.readouterr().err
-    return json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    report["stderr"] = captured.err
+    return report
 
 
 def test_every_role_runs_without_errors(
@@ -35,6 +39,30 @@ def test_every_role_runs_without_errors(
     assert roles["consumer"]["claims"] > 0
     assert roles["producer"]["fraction_of_ping"] > 0
     assert report["bench_cpu"]["cpu_seconds"] > 0
+    # Progress on standard error (not a terminal here: lines), the report
+    # alone on standard output.
+    progress = report["stderr"].splitlines()
+    for number, role in enumerate(roles, 1):
+        assert f"tidings bench: {role} (phase {number} of 4): 0/1 s" in progress
+    assert any(line.startswith("tidings bench: posting 500 messages") for line in progress)
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    for option, default in (("--url URL", "http://127.0.0.1:8888"), ("--time TIME", "5.0"),
+                            ("--warmup WARMUP", "1.0"), ("--workers WORKERS", "2"),
+                            ("--messages-per-post MESSAGES_PER_POST", "1"),
+                            ("--messages-per-claim MESSAGES_PER_CLAIM", "10"),
+                            ("--roles ROLES", "ping,producer,observer,consumer")):
+        after = text.split(option, 1)[1].split(" --", 1)[0]
+        assert f"(default: {default})" in after, option
+    # Every option that takes a value says its default.
+    options = re.findall(r"(--[a-z-]+) [A-Z_]+ ", text)
+    assert len(options) >= 14
+    for option in options:
+        after = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
+        assert "(default: " in after, option
 
 
 def test_two_processes_over_two_queues(

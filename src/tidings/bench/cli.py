@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tidings.bench.options import ROLE_ORDER, BenchOptions
+from tidings.bench.progress import Progress
 from tidings.bench.queues import BenchSetupError
 from tidings.bench.report import to_json, to_table
 from tidings.bench.runner import BenchError, run_bench
@@ -46,9 +47,22 @@ def _roles(text: str) -> tuple[str, ...]:
     return tuple(r for r in ROLE_ORDER if r in wanted)
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, unless its help already says it
+    (or it is a flag, off by default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or isinstance(action, argparse._StoreTrueAction) \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tidings bench",
+        formatter_class=DefaultsShown,
         description="Load a Zaqar v2 server with producers, consumers and observers, "
         "one phase per role, each compared with the GET /v2/ping ceiling.",
     )
@@ -63,11 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_seconds, default=1.0,
                    help="unmeasured seconds before each phase's window")
     p.add_argument("--roles", type=_roles, default=ROLE_ORDER,
-                   help="comma list of ping,producer,observer,consumer (default: all)")
+                   help="comma list of ping,producer,observer,consumer "
+                        f"(default: {','.join(ROLE_ORDER)})")
     p.add_argument("--message-size", type=_non_negative_int, default=100,
                    help="bytes of payload in each message body")
-    p.add_argument("--messages-per-post", type=_positive_int, default=1)
-    p.add_argument("--messages-per-claim", type=_positive_int, default=10)
+    p.add_argument("--messages-per-post", type=_positive_int, default=1,
+                   help="messages in each producer's post")
+    p.add_argument("--messages-per-claim", type=_positive_int, default=10,
+                   help="messages each consumer's claim asks for")
     p.add_argument("--observer-limit", type=_positive_int, default=10,
                    help="messages per listed page")
     p.add_argument("--queues", type=_positive_int, default=1,
@@ -82,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumers delete each claimed batch with one DELETE "
                    "?ids=...&claim_ids=... instead of one DELETE per message")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on standard error, only the report")
     return p
 
 
@@ -119,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tidings bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = run_bench(options)
+        progress = None if args.quiet else Progress(options.roles,
+                                                    options.warmup + options.time)
+        result = run_bench(options, progress)
     except (BenchSetupError, BenchError) as exc:
         print(f"tidings bench: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -14,10 +14,13 @@ from typing import Any
 from tidings.bench import queues
 from tidings.bench.options import DEFAULT_PREFILL, READING_ROLES, BenchOptions
 from tidings.bench.process import BARRIER_TIMEOUT, END_GRACE, child_main
+from tidings.bench.progress import Progress
 from tidings.bench.stats import PhaseStats
 
 # Upper bound on automatic prefill per queue, so the set-up stays short.
 MAX_AUTO_PREFILL = 200_000
+# Seconds between progress updates while a phase runs.
+PROGRESS_EVERY = 0.25
 
 
 class BenchError(RuntimeError):
@@ -75,11 +78,13 @@ class ProcessPool:
         for proc in self._procs:
             proc.start()
 
-    def run_phase(self, role: str) -> PhaseStats:
+    def run_phase(self, role: str, progress: Progress | None = None) -> PhaseStats:
         for pipe in self._pipes:
             pipe.send(role)
         merged = PhaseStats()
-        for reply in self._collect(self._phase_timeout + 30):
+        if progress is not None:
+            progress.phase(role)
+        for reply in self._collect(self._phase_timeout + 30, progress):
             if "fatal" in reply:
                 raise BenchError(f"{role} phase failed in a bench process:\n{reply['fatal']}")
             merged.merge(PhaseStats.from_dict(reply["stats"]))
@@ -101,15 +106,20 @@ class ProcessPool:
                 proc.join(5)
         return cpu
 
-    def _collect(self, timeout: float) -> list[dict[str, Any]]:
-        """One reply from every process, failing fast if one dies."""
+    def _collect(self, timeout: float, progress: Progress | None = None
+                 ) -> list[dict[str, Any]]:
+        """One reply from every process, failing fast if one dies; the
+        progress is brought up to date at least every second meanwhile."""
         deadline = time.monotonic() + timeout
         replies: dict[int, dict[str, Any]] = {}
         while len(replies) < len(self._pipes):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BenchError("bench processes stopped answering")
-            ready = wait(self._pipes + [p.sentinel for p in self._procs], remaining)
+            ready = wait(self._pipes + [p.sentinel for p in self._procs],
+                         min(remaining, PROGRESS_EVERY))
+            if progress is not None:
+                progress.tick()
             for i, pipe in enumerate(self._pipes):
                 if i not in replies and pipe in ready:
                     replies[i] = pipe.recv()
@@ -140,8 +150,9 @@ def prefill_size(options: BenchOptions, done: dict[str, PhaseStats]) -> int:
     return max(0, math.ceil(want - posted))
 
 
-def run_bench(options: BenchOptions) -> BenchResult:
-    """Run every requested phase in order and return the merged figures."""
+def run_bench(options: BenchOptions, progress: Progress | None = None) -> BenchResult:
+    """Run every requested phase in order and return the merged figures;
+    ``progress`` hears of each phase as it runs."""
     began, cpu_began = perf_counter(), time.process_time()
     result = BenchResult(options)
     queues.create_queues(options)
@@ -153,10 +164,15 @@ def run_bench(options: BenchOptions) -> BenchResult:
         for role in options.roles:
             if role in READING_ROLES and not filled:
                 size = prefill_size(options, result.roles)
+                if progress is not None:
+                    progress.say(f"posting {size} messages to each of {options.queues} "
+                                 f"queue(s) for the readers")
                 result.prefilled = queues.prefill(options, size, 60 + 5 * options.time)
                 filled = True
-            result.roles[role] = pool.run_phase(role)
+            result.roles[role] = pool.run_phase(role, progress)
     finally:
+        if progress is not None:
+            progress.finish()
         children_cpu = pool.stop()
         if not options.keep_queues:
             queues.delete_queues(options)
