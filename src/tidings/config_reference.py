@@ -36,13 +36,15 @@ Settings come from, lowest precedence first: their defaults, a TOML file
 (`tidings serve --config FILE`, or the `{config.CONFIG_ENV}` variable),
 `{config.ENV_PREFIX}*` environment variables, then the command-line flags
 of `tidings serve` (`--host`, `--port`, `--workers`, `--storage`,
-`--ws-port`). A setting in a section is a key of that TOML table, and
+`--ws-port`, `--log-level`). A setting in a section is a key of that TOML table, and
 its variable joins the path with double underscores:
 `[limits] max_message_ttl` is `{config.ENV_PREFIX}LIMITS__MAX_MESSAGE_TTL`.
 Values from the environment are converted to the setting's type (`8888`
 becomes a number, `true` a boolean); a setting of type `list[str] | str`
 takes a list or one comma-separated string. An unknown key or
-`{config.ENV_PREFIX}*` variable stops the server with an error.
+`{config.ENV_PREFIX}*` variable, or a value out of range, stops the
+server with one line naming the file, variable or flag to fix (and, for an
+unknown key, the nearest known one).
 
 Most deployments need only a few of these: see
 [deployment.md](deployment.md) and [storage.md](storage.md).

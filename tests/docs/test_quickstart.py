@@ -23,6 +23,7 @@ from tests.support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.md"
+README = ROOT / "README.md"
 DOCS_URL = "http://127.0.0.1:8888"
 
 
@@ -58,7 +59,7 @@ def json_values(text: str) -> list[object]:
 
 def stats(url: str, project: str) -> dict[str, int]:
     headers = {"X-Project-ID": project, "Client-ID": "3a6a4b6e-0e6f-4e0b-9a43-1b1f2d6c0d10"}
-    reply = httpx.get(f"{url}/v2/queues/jobs/stats", headers=headers, timeout=10)
+    reply = httpx.get(f"{url}/v2/queues/tasks/stats", headers=headers, timeout=10)
     reply.raise_for_status()
     return reply.json()["messages"]
 
@@ -85,6 +86,40 @@ def test_curl_snippets_create_post_claim_and_delete(server: ServerProcess, proje
     assert deleted == [204, 204]  # each claimed message deleted with its claim
     assert last == {"messages": {"claimed": 0, "free": 0, "total": 0}}
     assert stats(server.url, project)["total"] == 0
+
+
+def shown_json(path: Path) -> list[object]:
+    """The JSON answers a document shows (its ```json blocks), in order."""
+    blocks = re.findall(r"^```json\n(.*?)^```$", path.read_text(), flags=re.M | re.S)
+    return [json.loads(block) for block in blocks]
+
+
+def test_the_quickstart_answers_as_shown_after_the_readme_try_it(
+        server: ServerProcess, project: str) -> None:
+    """A reader who tried the README first gets the quickstart's answers."""
+    require_command("bash")
+    require_command("curl")
+    readme = [s for s in marked_snippets(README) if s.language == "sh"]
+    assert readme, "the README's Try it is not marked <!-- tested -->"
+    script = "".join(for_server(s, server.url, project) for s in [*readme, *snippets("sh")])
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    posted_shown, stats_shown = shown_json(QUICKSTART)
+    values = json_values(_after_headers(run.stdout))
+    # Message ids are opaque (and counted across queues): the shape is shown.
+    assert _without_ids(posted_shown) in [_without_ids(v) for v in values]
+    assert values[-1] == stats_shown
+
+
+def _without_ids(value: object) -> str:
+    return re.sub(r"/messages/[0-9a-f]+", "/messages/<id>", json.dumps(value))
+
+
+def _after_headers(output: str) -> str:
+    """curl -i prints the response head of the README's PUT first: skip it."""
+    head, sep, rest = output.partition("\n\n")
+    return rest if sep else output
 
 
 def test_python_snippet_posts_claims_and_deletes(server: ServerProcess, project: str) -> None:
