@@ -113,6 +113,18 @@ class ConsolePage:
     def subscription_rows(self) -> list[Any]:
         return self.driver.find_elements(By.CSS_SELECTOR, "#subscriptions tbody tr")
 
+    def error_beside(self, element_id: str) -> str:
+        """The error shown beside an action (empty when hidden)."""
+        element = self.element(f"#{element_id}")
+        return element.text if element.is_displayed() else ""
+
+    def wait_for_error_beside(self, element_id: str, text: str) -> None:
+        self.wait_for(lambda: text in self.error_beside(element_id),
+                      f"#{element_id} to say {text!r}")
+
+    def shows(self, element_id: str) -> bool:
+        return bool(self.element(f"#{element_id}").is_displayed())
+
     def wait_for_log(self, text: str) -> None:
         self.wait_for(lambda: text in self.log(), f"the log to say {text!r}")
 

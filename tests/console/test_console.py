@@ -82,14 +82,28 @@ def test_post_see_live_depth_peek_and_purge(page: ConsolePage, http: httpx.Clien
     assert page.depth("emails") == {"total": 2, "free": 2, "claimed": 0}
 
 
-def test_a_post_the_server_refuses_is_reported(page: ConsolePage, project: str) -> None:
+def test_a_post_the_server_refuses_is_reported_beside_it(page: ConsolePage,
+                                                          project: str) -> None:
     page.connect(project)
     page.wait_live()
     page.post("orders", '{"n": 1}', ttl=5)  # below the minimum message TTL
+    page.wait_for_error_beside("post-error", "400")
     page.wait_for_log("400")
     page.post("orders", "{not json", ttl=300)
-    page.wait_for_log("not JSON")
+    page.wait_for_error_beside("post-error", "not JSON")
     assert page.queue_names() == []
+    # Beside the post only: the other cards show no error.
+    assert page.error_beside("messages-error") == ""
+    page.post("orders", '{"n": 1}', ttl=300)
+    page.wait_for_depth("orders", total=1)
+    page.wait_for(lambda: page.error_beside("post-error") == "", "the error to clear")
+
+
+def test_an_empty_project_gets_a_prompt(page: ConsolePage) -> None:
+    page.connect("")
+    page.wait_for_error_beside("connect-error", "Enter a project")
+    assert "400" not in page.status() and "Schema" not in page.status()
+    assert "Schema validation" not in page.error_beside("connect-error")
 
 
 def test_subscriptions_show_failing_and_dead_deliveries(page: ConsolePage, http: httpx.Client,
@@ -144,8 +158,18 @@ def test_redrive_from_a_dead_letter_queue(page: ConsolePage, http: httpx.Client,
     page.wait_live()
     page.wait_for_depth("orders-dlq", total=3)
     page.select("orders-dlq")
-    page.fill("redrive-to", "orders")
-    page.fill("redrive-limit", "2")
+    # No queue names it as its dead letter queue yet: no Redrive card.
+    assert not page.shows("redrive-form")
+    named = http.put("/v2/queues/orders", json={"_dead_letter_queue": "orders-dlq",
+                                                "_max_claim_count": 3})
+    assert named.status_code == 201, named.text
+    page.wait_for(lambda: page.shows("redrive-form"), "the Redrive card")
+    assert "dead letter queue of orders" in page.element("#redrive-sources").text
+    page.select("orders")  # the source itself is no dead letter queue
+    page.wait_for(lambda: not page.shows("redrive-form"), "the card to go")
+    page.select("orders-dlq")
+    page.wait_for(lambda: page.shows("redrive-form"), "the Redrive card")
+    page.fill("redrive-limit", "2")  # no "To": back to the queue that names it
     page.click("redrive")
     page.wait_for_log("redrove 2 messages from orders-dlq to orders")
     page.wait_for_depth("orders", total=2)
@@ -156,7 +180,7 @@ def test_redrive_from_a_dead_letter_queue(page: ConsolePage, http: httpx.Client,
     page.fill("redrive-to", "orders-dlq")  # onto itself: the API says no
     page.fill("redrive-limit", "")
     page.click("redrive")
-    page.wait_for_log("cannot be redriven to itself")
+    page.wait_for_error_beside("redrive-error", "cannot be redriven to itself")
 
 
 def test_projects_stay_apart(page: ConsolePage, http: httpx.Client) -> None:

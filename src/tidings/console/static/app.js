@@ -22,6 +22,8 @@
     clientId: newUuid(),
     timer: null,
     generation: 0,
+    // Dead letter queue -> the queues that name it in _dead_letter_queue.
+    deadLetterSources: new Map(),
   };
 
   function newUuid() {
@@ -167,6 +169,7 @@
     state.project = $("project").value.trim();
     state.token = $("token").value.trim();
     window.localStorage.setItem("tidings.project", state.project);
+    showError("connect-error", null);
     setStatus("idle", "Connecting…");
     const socket = new Socket(socketUrl());
     try {
@@ -211,6 +214,15 @@
       setStatus("live", `Live · ${state.project || "token's project"}`);
     } catch (error) {
       if (generation !== state.generation) return;
+      if (error.status === 400 && !state.project && !state.token) {
+        // The server takes no request without a project (no
+        // auth.noauth_project): ask for one rather than show its 400.
+        setStatus("idle", "Not connected");
+        showError("connect-error", "Enter a project (X-Project-ID) or a Keystone token, " +
+          "then Connect.");
+        $("project").focus();
+        return;
+      }
       setStatus("error", error.message);
       // Refused credentials will not get better by asking again.
       if (error.status === 401 || error.status === 403) return;
@@ -222,19 +234,45 @@
 
   // --- queues -----------------------------------------------------------------
 
+  // The names, and which queues are dead letter queues: those another
+  // queue of the project names in its _dead_letter_queue metadata.
   async function listQueueNames() {
     const names = [];
+    const sources = new Map();
     let marker;
     while (names.length < MAX_QUEUES) {
-      const body = { limit: PAGE };
+      const body = { limit: PAGE, detailed: true };
       if (marker) body.marker = marker;
       const page = await call("queue_list", body);
       const queues = page.queues || [];
-      for (const q of queues) names.push(q.name);
+      for (const q of queues) {
+        names.push(q.name);
+        const dlq = q.metadata && q.metadata._dead_letter_queue;
+        if (typeof dlq === "string" && dlq) {
+          if (!sources.has(dlq)) sources.set(dlq, []);
+          sources.get(dlq).push(q.name);
+        }
+      }
       if (queues.length < PAGE) break;
       marker = queues[queues.length - 1].name;
     }
+    state.deadLetterSources = sources;
     return names;
+  }
+
+  // The Redrive card shows only on a dead letter queue, naming its sources.
+  function showRedriveCard() {
+    const name = $("queue-name").value.trim();
+    const sources = state.deadLetterSources.get(name);
+    const card = $("redrive-form");
+    if (!sources) {
+      card.hidden = true;
+      return;
+    }
+    card.hidden = false;
+    $("redrive-sources").textContent =
+      `${name} is the dead letter queue of ${sources.join(", ")}`;
+    $("redrive-to").placeholder = sources.length === 1 ? sources[0] : "one of the sources";
   }
 
   async function refreshQueues() {
@@ -287,15 +325,17 @@
     });
     tbody.replaceChildren(...rows);
     $("no-queues").hidden = names.length > 0;
+    showRedriveCard();
   }
 
   function selectQueue(name) {
     $("queue-name").value = name;
+    showRedriveCard();
     for (const tr of $("queues").tBodies[0].rows) {
       tr.classList.toggle("selected", tr.dataset.queue === name);
     }
-    run(peek);
-    run(loadSubscriptions);
+    run(peek, "messages-error");
+    run(loadSubscriptions, "subscriptions-error");
   }
 
   function currentQueue() {
@@ -417,35 +457,45 @@
 
   // --- wiring -----------------------------------------------------------------
 
-  async function run(action) {
+  // An action's error shows beside its button (errorId), and in the log.
+  function showError(errorId, text) {
+    const el = $(errorId);
+    el.textContent = text || "";
+    el.hidden = !text;
+  }
+
+  async function run(action, errorId) {
+    if (errorId) showError(errorId, null);
     try {
       await action();
     } catch (error) {
+      if (errorId) showError(errorId, error.message);
       log(error.message, true);
     }
   }
 
-  function onSubmit(id, action) {
+  function onSubmit(id, action, errorId) {
     $(id).addEventListener("submit", (event) => {
       event.preventDefault();
-      run(action);
+      run(action, errorId);
     });
   }
 
-  function onClick(id, action) {
-    $(id).addEventListener("click", () => run(action));
+  function onClick(id, action, errorId) {
+    $(id).addEventListener("click", () => run(action, errorId));
   }
 
-  onSubmit("connect-form", connect);
-  onSubmit("post-form", post);
-  onSubmit("redrive-form", redrive);
-  onClick("peek", peek);
-  onClick("purge", purge);
-  onClick("load-subscriptions", loadSubscriptions);
+  onSubmit("connect-form", connect, "connect-error");
+  onSubmit("post-form", post, "post-error");
+  onSubmit("redrive-form", redrive, "redrive-error");
+  onClick("peek", peek, "messages-error");
+  onClick("purge", purge, "messages-error");
+  onClick("load-subscriptions", loadSubscriptions, "subscriptions-error");
+  $("queue-name").addEventListener("input", showRedriveCard);
 
   const saved = window.localStorage.getItem("tidings.project");
   if (saved) {
     $("project").value = saved;
-    run(connect);
+    run(connect, "connect-error");
   }
 })();
