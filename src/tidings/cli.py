@@ -86,13 +86,8 @@ async def _check_storage(settings: Settings, sources: Sources | None) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from tidings.app import create_app, settle_gc, signing_notice
-    from tidings.logs import configure_logging
-    from tidings.startup_errors import describe_start
-    from tidings.transport.http import protocol
-
+    # The settings first, then the storage: a mistake in either is answered
+    # before the server's modules are imported (most of a second).
     settings = _settings(args)
     sources = _sources(args)
     # Every failure to start is one line and a non-zero exit, before the
@@ -101,15 +96,23 @@ def serve(args: argparse.Namespace) -> int:
     # is created or upgraded here, once, before any worker opens it.
     with _quiet_unless_debug(settings):
         asyncio.run(_check_storage(settings, sources))
-    try:
-        app: Any = create_app(settings)
-    except ValueError as exc:
-        raise CannotStart(str(exc)) from None
     sockets = [_bind(settings.host, settings.port, sources)]
     # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
     # the same (the socket at / is on the main port in any case).
     if settings.websocket.port:
         sockets.append(_bind(settings.host, settings.websocket.port, sources))
+
+    import uvicorn
+
+    from tidings.app import create_app, settle_gc, signing_notice
+    from tidings.logs import configure_logging
+    from tidings.startup_errors import describe_start
+    from tidings.transport.http import protocol
+
+    try:
+        app: Any = create_app(settings)
+    except ValueError as exc:
+        raise CannotStart(str(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
     protocol.configure(settings.http)
     log = logging.getLogger("tidings")
