@@ -4,6 +4,7 @@ storage: check, queues, peek, purge, redrive."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -151,3 +152,18 @@ def test_redrive_back_to_the_queue_that_names_the_dlq(storage: str) -> None:
     asyncio.run(name_the_dlq())
     out = tidings("redrive", "dlq", "--storage", storage)
     assert "moved 3 messages from dlq to q" in out.stdout
+
+
+def test_pool_list_says_when_pooling_is_off(tmp_path: Path) -> None:
+    out = tidings("pool", "list", "--storage", f"sqlite:///{tmp_path}/t.db")
+    assert "pooling is off" in out.stdout and "TIDINGS_POOLING__ENABLED=true" in out.stdout
+    # Nothing was opened, so nothing was created.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_project_is_the_servers_default(storage: str) -> None:
+    seed(storage, project="ops")
+    env = {**os.environ, "TIDINGS_AUTH__NOAUTH_PROJECT": "ops"}
+    listed = subprocess.run([sys.executable, "-m", "tidings", "queues", "--storage", storage],
+                            capture_output=True, text=True, timeout=60, env=env, check=True)
+    assert {line.split()[0] for line in listed.stdout.splitlines()[1:]} == {"dlq", "q"}
