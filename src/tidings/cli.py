@@ -100,7 +100,8 @@ def serve(args: argparse.Namespace) -> int:
     # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
     # the same (the socket at / is on the main port in any case).
     if settings.websocket.port:
-        sockets.append(_bind(settings.host, settings.websocket.port, sources))
+        sockets.append(_bind(settings.host, settings.websocket.port, sources,
+                             ("websocket", "port")))
 
     import uvicorn
 
@@ -179,7 +180,8 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bind(host: str, port: int, sources: Sources | None = None) -> socket.socket:
+def _bind(host: str, port: int, sources: Sources | None = None,
+          setting: tuple[str, ...] = ("port",)) -> socket.socket:
     from tidings.startup_errors import bind_failure
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -189,7 +191,7 @@ def _bind(host: str, port: int, sources: Sources | None = None) -> socket.socket
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise bind_failure(exc, host, port, sources) from None
+        raise bind_failure(exc, host, port, sources, setting) from None
     sock.set_inheritable(True)
     return sock
 

@@ -92,18 +92,22 @@ def storage_failure(exc: BaseException, url: str, sources: Sources | None = None
         reason = unusable_directory(path) or cause
         return CannotStart(f"cannot open the SQLite database {path}: {reason}; make its "
                            f"directory exist and be writable, or change {fix_url}")
-    if "does not persist" in cause:
-        # The driver's own sentence already says what to turn on.
+    if "does not persist" in cause or "schema" in cause:
+        # The driver's own sentence already says what to do (turn on
+        # persistence, run `tidings migrate`).
         return CannotStart(f"cannot use the storage {shown}: {cause}")
     return CannotStart(f"cannot open the storage {shown}: {cause}; start the server "
                        f"there or change {fix_url}")
 
 
-def bind_failure(exc: OSError, host: str, port: int, sources: Sources | None = None
-                 ) -> CannotStart:
-    """Why ``host:port`` could not be listened on, and what to do."""
+def bind_failure(exc: OSError, host: str, port: int, sources: Sources | None = None,
+                 setting: tuple[str, ...] = ("port",)) -> CannotStart:
+    """Why ``host:port`` could not be listened on, and what to do;
+    ``setting``: the one that chose the port (``port``, ``websocket.port``)."""
+    from tidings.config_checks import FLAGS
+
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    port_setting = sources.how_to_set(("port",)) if sources is not None else "--port"
+    port_setting = sources.how_to_set(setting) if sources is not None else FLAGS[setting]
     host_setting = sources.how_to_set(("host",)) if sources is not None else "--host"
     if exc.errno == errno.EADDRINUSE:
         return CannotStart(f"cannot listen on {address}: the address is already in use "

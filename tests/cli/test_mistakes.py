@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.postgres_server import shared_server
 from tests.support.redis_server import RedisServer, free_port
 
 # Generous: a failure to start must never hang. Under load the interpreter's
@@ -33,7 +35,9 @@ TIMEOUT = 20.0
 @dataclass(frozen=True)
 class Case:
     id: str
-    args: tuple[str, ...]  # may use {tmp}, {free}, {busy}, {db}, {quiet_redis}
+    # may use {tmp}, {free}, {busy}, {db} (a migrated SQLite file), {quiet_redis},
+    # {pg_empty} (a PostgreSQL database without the schema), {pg_missing}
+    args: tuple[str, ...]
     expect: tuple[str, ...]  # each in the line (formatted like args)
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # written in {tmp} first
@@ -126,7 +130,7 @@ CASES = [
          ("127.0.0.1:{busy}", "already in use", "--port")),
     Case("serve-ws-port-in-use",
          ("serve", "--storage", SQLITE_DB, "--port", "{free}", "--ws-port", "{busy}"),
-         ("127.0.0.1:{busy}", "already in use")),
+         ("127.0.0.1:{busy}", "already in use", "--ws-port")),
     # --- admin commands -----------------------------------------------------
     Case("peek-unknown-queue", ("peek", "nope", "--storage", SQLITE_DB),
          ("queue nope does not exist in project demo", "tidings queues")),
@@ -144,6 +148,12 @@ CASES = [
     Case("check-missing-database", ("check", "--storage", "sqlite:///{tmp}/none.db"),
          ("{tmp}/none.db does not exist", "tidings migrate"),
          not_created="{tmp}/none.db"),
+    Case("queues-postgres-without-schema", ("queues", "--storage", "{pg_empty}"),
+         ("schema is version 0", "tidings migrate")),
+    Case("check-postgres-without-schema", ("check", "--storage", "{pg_empty}"),
+         ("schema is version 0", "tidings migrate")),
+    Case("peek-postgres-database-missing", ("peek", "q", "--storage", "{pg_missing}"),
+         ('database "tidings_nowhere" does not exist', "--storage")),
     Case("queues-unknown-option", ("queues", "--projet", "demo"),
          ("unrecognized arguments: --projet",)),
 ]
@@ -193,6 +203,9 @@ def quiet_redis() -> Iterator[RedisServer]:
 def outcomes(tmp_path_factory: pytest.TempPathFactory, quiet_redis: RedisServer
              ) -> Iterator[dict[str, tuple[Ran, dict[str, str]]]]:
     base = tmp_path_factory.mktemp("mistakes")
+    postgres_server = shared_server()
+    empty = f"mistakes_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(f"CREATE DATABASE {empty}")
     db = base / "admin.db"
     subprocess.run([sys.executable, "-m", "tidings", "migrate", "--storage", f"sqlite:///{db}"],
                    check=True, capture_output=True, timeout=60)
@@ -206,7 +219,9 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory, quiet_redis: RedisServer
             # {free}: a port nobody listens on (taken and let go).
             plans[case.id] = {"tmp": str(base / case.id), "free": str(free_port()),
                               "busy": str(busy.getsockname()[1]), "db": str(db),
-                              "quiet_redis": quiet_redis.url}
+                              "quiet_redis": quiet_redis.url,
+                              "pg_empty": postgres_server.url(empty),
+                              "pg_missing": postgres_server.url("tidings_nowhere")}
         # Two cores are enough to overlap the interpreters' start-up.
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = dict(zip(plans, pool.map(lambda c: _run(c, plans[c.id]), CASES)))
