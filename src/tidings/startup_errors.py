@@ -142,15 +142,19 @@ def describe_start(settings: Any, sources: Sources, version: str) -> str:
             f"config file {config}, {workers} worker{'s' if workers != 1 else ''}")
 
 
-def _missing_sqlite_file(settings: Any) -> str | None:
-    """The SQLite file the settings name, when it does not exist (the admin
+def missing_sqlite_file(url: str) -> str | None:
+    """The SQLite file ``url`` names, when it does not exist (the admin
     commands must not create an empty database and report it empty)."""
-    if settings.pooling.enabled or not urlsplit(settings.storage).scheme.startswith("sqlite"):
+    if not urlsplit(url).scheme.startswith("sqlite"):
         return None
-    path = _sqlite_path(settings.storage)
+    path = _sqlite_path(url)
     if path is None or path == ":memory:" or Path(path).exists():
         return None
     return path
+
+
+def _missing_sqlite_file(settings: Any) -> str | None:
+    return None if settings.pooling.enabled else missing_sqlite_file(settings.storage)
 
 
 async def open_storage(settings: Any, sources: Sources | None = None, *,

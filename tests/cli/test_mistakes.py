@@ -154,6 +154,10 @@ CASES = [
          ("schema is version 0", "tidings migrate")),
     Case("peek-postgres-database-missing", ("peek", "q", "--storage", "{pg_missing}"),
          ('database "tidings_nowhere" does not exist', "--storage")),
+    Case("pool-list-without-control-store", ("pool", "list"),
+         ("./data/tidings-control.db does not exist", "tidings pool add"),
+         env={"TIDINGS_POOLING__ENABLED": "true"},
+         not_created="{tmp}/data/tidings-control.db"),
     Case("queues-unknown-option", ("queues", "--projet", "demo"),
          ("unrecognized arguments: --projet",)),
 ]

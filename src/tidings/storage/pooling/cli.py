@@ -41,8 +41,22 @@ def add_commands(commands: Any, with_config: Callable[[Any], Any], settings: Cal
     p.set_defaults(run=lambda args: _drain(args, settings))
 
 
+def _require_control_store(url: str) -> None:
+    """Only `pool add` may create the control store (it registers the first
+    pool); the other commands would report on an empty store made just now."""
+    from tidings.startup_errors import CannotStart, missing_sqlite_file
+
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise CannotStart(f"the pools' control store {missing} does not exist: register a "
+                          "pool with `tidings pool add`, or fix pooling.control_storage")
+
+
 def _run(args: argparse.Namespace, settings: Callable[..., Any], action: Any) -> int:
-    control = control_from_url(settings(args).pooling.control_storage)
+    url = settings(args).pooling.control_storage
+    if action is not _add:
+        _require_control_store(url)
+    control = control_from_url(url)
 
     async def go() -> int:
         await control.open()
@@ -59,6 +73,7 @@ def _drain(args: argparse.Namespace, settings: Callable[..., Any]) -> int:
         return _run(args, settings, _cancel_drain)
     config = settings(args)
     pooling = config.pooling
+    _require_control_store(pooling.control_storage)
     pooled = PooledDriver(control_from_url(pooling.control_storage), sync=config.sqlite_sync,
                           cache_seconds=pooling.cache_seconds, move_wait=pooling.move_wait)
     drain = Drain(pooled,
