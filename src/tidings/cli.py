@@ -63,11 +63,10 @@ def _sources(args: argparse.Namespace) -> Sources | None:
 
 
 @contextlib.contextmanager
-def _quiet_unless_debug(settings: Settings | None = None) -> Iterator[None]:
+def _quiet_unless_debug(level: str) -> Iterator[None]:
     """Drivers log their failures as they happen; before the server runs
     (and in the one-shot commands), the one ``tidings:`` line says it all.
     ``--log-level debug`` shows them."""
-    level = settings.log_level if settings is not None else _debug_level()
     if level.lower() == "debug":
         yield
         return
@@ -94,7 +93,7 @@ def serve(args: argparse.Namespace) -> int:
     # server runs: uvicorn would print the traceback of a failed start-up
     # and, with several workers, exit 0 after several seconds. The schema
     # is created or upgraded here, once, before any worker opens it.
-    with _quiet_unless_debug(settings):
+    with _quiet_unless_debug(settings.log_level):
         asyncio.run(_check_storage(settings, sources))
     sockets = [_bind(settings.host, settings.port, sources)]
     # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
@@ -222,15 +221,11 @@ async def _with_storage(settings: Settings, action: str, sources: Sources | None
 
 
 def gc(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    with _quiet_unless_debug(settings):
-        return asyncio.run(_with_storage(settings, "gc", _sources(args)))
+    return asyncio.run(_with_storage(_settings(args), "gc", _sources(args)))
 
 
 def migrate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    with _quiet_unless_debug(settings):
-        return asyncio.run(_with_storage(settings, "migrate", _sources(args)))
+    return asyncio.run(_with_storage(_settings(args), "migrate", _sources(args)))
 
 
 def notifier(args: argparse.Namespace) -> int:
@@ -362,11 +357,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
-    _args_log_level[:] = [getattr(args, "log_level", None) or ""]
     # The servers log; the one-shot commands print their answer, and their
     # failure as one line.
-    quiet = _quiet_unless_debug() if args.command not in ("serve", "notifier") \
-        else contextlib.nullcontext()
+    quiet = _quiet_unless_debug(_asked_level(args)) \
+        if args.command not in ("serve", "notifier") else contextlib.nullcontext()
     try:
         with quiet:
             return args.run(args)
@@ -382,16 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-_args_log_level: list[str] = []
-
-
-def _debug_level() -> str:
+def _asked_level(args: argparse.Namespace) -> str:
     """The log level asked for on the command line or in the environment
-    (before, or without, the settings)."""
-    return (_args_log_level[0] if _args_log_level else "") \
-        or os.environ.get("TIDINGS_LOG_LEVEL", "")
+    (known before, or without, valid settings)."""
+    return getattr(args, "log_level", None) or os.environ.get("TIDINGS_LOG_LEVEL", "")
 
 
 def _traceback_if_debug(args: argparse.Namespace) -> None:
-    if (getattr(args, "log_level", None) or _debug_level()).lower() == "debug":
+    if _asked_level(args).lower() == "debug":
         traceback.print_exc()
