@@ -132,14 +132,14 @@ def unexpected(exc: BaseException, command: str) -> str:
 
 def describe_start(settings: Any, sources: Sources, version: str) -> str:
     """The first line a server logs: what it runs, on what, from where."""
-    config = sources.file or "none"
+    config = f"config file {sources.file}" if sources.file else "no config file"
     storage = (f"pooled (control {hide_password(settings.pooling.control_storage)})"
                if settings.pooling.enabled else
                f"{urlsplit(settings.storage).scheme.split('+')[0]} at "
                f"{hide_password(settings.storage)}")
     workers = settings.workers
     return (f"tidings {version} on http://{settings.host}:{settings.port}: storage {storage}, "
-            f"config file {config}, {workers} worker{'s' if workers != 1 else ''}")
+            f"{config}, {workers} worker{'s' if workers != 1 else ''}")
 
 
 def missing_sqlite_file(url: str) -> str | None:

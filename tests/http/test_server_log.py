@@ -26,7 +26,10 @@ def test_a_normal_start_logs_one_format_and_says_what_runs(tmp_path: Path) -> No
     redis = RedisServer().start()
     log = tmp_path / "server.log"
     url = redis.url
-    server = ServerProcess(storage=url, log_path=log, workers=2)
+    config = tmp_path / "tidings.toml"
+    config.write_text('log_format = "text"\n')
+    server = ServerProcess(storage=url, log_path=log, workers=2,
+                           env={"TIDINGS_CONFIG": str(config)})
     try:
         server.start()
         headers = {"X-Project-ID": "log-p", "Client-ID": str(uuid.uuid4()),
@@ -47,7 +50,7 @@ def test_a_normal_start_logs_one_format_and_says_what_runs(tmp_path: Path) -> No
     started = [line for line in lines if " INFO tidings [-]: tidings " in line]
     assert len(started) == 1, lines
     assert f"storage redis at {url}" in started[0]
-    assert "config file none" in started[0] and "2 workers" in started[0]
+    assert f"config file {config}" in started[0] and "2 workers" in started[0]
     assert sum("signing_secret is not set" in line for line in lines) == 1
     # Both workers started, in the same format.
     assert sum("Started server process" in line for line in lines) >= 2
