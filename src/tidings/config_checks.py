@@ -35,6 +35,12 @@ FLAGS = {
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+# Settings that were renamed: a configuration written for the old name is
+# told the new one.
+RENAMED = {
+    ("logging", "access_format"): ("log_format",),
+}
+
 
 class SettingsError(ValueError):
     """A configuration that cannot run; the message is one line naming the
@@ -145,7 +151,10 @@ def explain_invalid(exc: msgspec.ValidationError, root: type, data: Mapping[str,
         place = {"the default": "", name: " (an environment variable)"}.get(
             source, f" in {source}")
         guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        if guess:
+        if path in RENAMED:
+            new = RENAMED[path]
+            hint = f"it is now {env_name(new) if from_env else dotted(new)}"
+        elif guess:
             near = (*where_path, guess[0])
             hint = f"did you mean {env_name(near) if from_env else dotted(near)}?"
         else:
