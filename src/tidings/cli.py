@@ -1,5 +1,11 @@
-"""The `tidings` command: serve, notifier, gc, migrate, bench and the admin commands
-(check, queues, peek, purge, redrive: tidings.admin_cli)."""
+"""The `tidings` command: serve, notifier, gc, migrate, ready, bench and the admin
+commands (check, queues, peek, purge, redrive: tidings.admin_cli).
+
+Every failure is one ``tidings:`` line on standard error and a non-zero
+exit, never a traceback (``--log-level debug`` adds it): settings errors
+name the file, variable or flag to fix (tidings.config_checks), failures
+to open the storage or the address say what to do (tidings.startup_errors).
+"""
 
 from __future__ import annotations
 
