@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,8 +163,22 @@ def explain_invalid(exc: msgspec.ValidationError, root: type, data: Mapping[str,
         return SettingsError(f"unknown setting {name}{place}: {hint}")
     value = _lookup(data, where_path)
     subject = sources.describe(where_path, value) if where_path else "the configuration"
+    choices = _choices(root, where_path)
+    if choices:
+        problem = f"must be one of {', '.join(choices)}"
     return SettingsError(f"invalid setting {subject}: {problem[:1].lower()}{problem[1:]}; "
                          f"fix {sources.how_to_set(where_path)}")
+
+
+def _choices(root: type, path: tuple[str, ...]) -> list[str]:
+    """The values a Literal setting takes (empty for any other kind)."""
+    section = _struct_at(root, path[:-1]) if path else None
+    if section is None:
+        return []
+    for info in msgspec.structs.fields(section):
+        if info.encode_name == path[-1] and typing.get_origin(info.type) is typing.Literal:
+            return [str(choice) for choice in typing.get_args(info.type)]
+    return []
 
 
 def _problems(settings: Any) -> list[tuple[tuple[str, ...], str]]:
