@@ -263,3 +263,51 @@ def test_table_and_document_shape() -> None:
     assert doc["bench_cpu"]["pct_of_one_core"] == 25.0
     table = to_table(result)
     assert "producer" in table and "503 x2" in table
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_is_a_line_a_second_off_a_terminal() -> None:
+    import io
+
+    from tidings.bench.progress import Progress
+
+    clock, out = _Clock(), io.StringIO()
+    progress = Progress(("ping", "producer"), 2.0, out, interactive=False, clock=clock)
+    progress.phase("ping")
+    for now in (100.4, 100.9, 101.0, 101.5, 102.0, 103.0):
+        clock.now = now
+        progress.tick()
+    progress.finish()
+    assert out.getvalue().splitlines() == [
+        "tidings bench: ping (phase 1 of 2): 0/2 s",
+        "tidings bench: ping (phase 1 of 2): 1/2 s",
+        "tidings bench: ping (phase 1 of 2): 2/2 s",
+    ]
+
+
+def test_progress_is_a_bar_rewritten_in_place_on_a_terminal() -> None:
+    import io
+
+    from tidings.bench.progress import Progress
+
+    clock, out = _Clock(), io.StringIO()
+    progress = Progress(("ping", "producer"), 4.0, out, interactive=True, clock=clock)
+    progress.phase("producer")
+    clock.now = 102.0
+    progress.tick()
+    clock.now = 104.0
+    progress.tick()
+    progress.say("done")
+    frames = out.getvalue().split("\r")[1:]
+    assert frames[0].startswith("tidings bench: producer (phase 2 of 2) [" + "." * 24)
+    assert "[" + "#" * 12 + "." * 12 + "]  2.0/4 s" in frames[1]
+    assert frames[2].startswith("tidings bench: producer (phase 2 of 2) [" + "#" * 24 + "]")
+    # The bar's line ends before the next line of its own.
+    assert frames[2].endswith(" 4.0/4 s\ntidings bench: done\n")

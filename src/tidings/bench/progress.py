@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 BAR_WIDTH = 24
@@ -20,7 +21,9 @@ class Progress:
     """Phase-by-phase progress; ``tick`` is cheap to call often."""
 
     def __init__(self, roles: tuple[str, ...], phase_seconds: float,
-                 stream: TextIO | None = None, interactive: bool | None = None) -> None:
+                 stream: TextIO | None = None, interactive: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.roles = roles
@@ -38,14 +41,14 @@ class Progress:
     def phase(self, role: str) -> None:
         self._end_bar()
         self._role = role
-        self._started = time.monotonic()
+        self._started = self.clock()
         self._last_line = -1
         self.tick()
 
     def tick(self) -> None:
         if not self._role:
             return
-        elapsed = min(time.monotonic() - self._started, self.phase_seconds)
+        elapsed = min(self.clock() - self._started, self.phase_seconds)
         number = self.roles.index(self._role) + 1
         head = f"tidings bench: {self._role} (phase {number} of {len(self.roles)})"
         if self.interactive:
