@@ -129,6 +129,43 @@ class TokenValidator:
                   response.status_code, response.text[:500])
         raise errors.ServiceUnavailable("The identity service could not validate the token.")
 
+    async def validate_ec2(self, credentials: dict[str, Any]) -> tuple[Identity | None, str]:
+        """Check an AWS signature with Keystone's EC2-credentials API
+        (``POST /v3/ec2tokens``): (the identity of the credential's project,
+        "") when Keystone accepts it, else (None, Keystone's reason).
+        Nothing is cached: each signature covers one request."""
+        for attempt in (1, 2):
+            service_token = await self._login()
+            response = await self._request(
+                "POST", "/ec2tokens", json={"credentials": credentials},
+                headers={"X-Auth-Token": service_token})
+            if response.status_code == 200:
+                return self._identity(response.json()), ""
+            if response.status_code == 401 and attempt == 1 and not self._names_credential(
+                    response):
+                # Our own token was refused, not the signature: log in again.
+                self._service_token = None
+                continue
+            if response.status_code in (400, 401, 403, 404):
+                return None, self._reason(response)
+            break
+        log.error("Keystone answered %s to an EC2 signature check: %s",
+                  response.status_code, response.text[:500])
+        raise errors.ServiceUnavailable("The identity service could not check the signature.")
+
+    @staticmethod
+    def _reason(response: httpx.Response) -> str:
+        try:
+            return str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            return response.text[:200]
+
+    def _names_credential(self, response: httpx.Response) -> bool:
+        """Whether a 401 is about the EC2 credential (its signature, its
+        key, its time) rather than about our service token."""
+        reason = self._reason(response).lower()
+        return any(word in reason for word in ("ec2", "signature", "credential"))
+
     def _identity(self, document: dict[str, Any]) -> Identity:
         token = document["token"]
         project = (token.get("project") or {}).get("id")

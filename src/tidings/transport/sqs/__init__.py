@@ -1,0 +1,10 @@
+"""The SQS API: Amazon SQS's AWS JSON 1.0 protocol on Tidings' queues.
+
+A third transport beside the Zaqar HTTP and WebSocket APIs, with no rules
+of its own: each action translates to the operations of ``tidings.api``
+(docs/sqs.md has the mapping).
+"""
+
+from tidings.transport.sqs.endpoint import Endpoint, QueueUrl, serves
+
+__all__ = ["Endpoint", "QueueUrl", "serves"]

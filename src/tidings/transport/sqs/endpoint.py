@@ -1,0 +1,181 @@
+"""The SQS endpoint: AWS JSON 1.0 requests in, SQS answers out.
+
+botocore (and so boto3, the aws CLI and kombu) speaks AWS JSON 1.0 to SQS:
+``POST`` with ``X-Amz-Target: AmazonSQS.<Action>``, a JSON body of the
+action's parameters, signed with SigV4. It posts to the endpoint (``/``) or
+to the queue's URL (``/<account>/<queue>``); both are served here. Every
+failure, expected or not, is answered in SQS's error shape
+(transport/sqs/errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import uuid
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from tidings import errors
+from tidings.api.context import Service, make_context
+from tidings.auth.authenticator import Authenticator
+from tidings.auth.identity import Identity
+from tidings.transport.sqs import sigv4
+from tidings.transport.sqs.actions import ACTIONS, UNSUPPORTED, Call
+from tidings.transport.sqs.errors import SqsError, answer, from_domain
+
+log = logging.getLogger(__name__)
+
+TARGET_PREFIX = "AmazonSQS."
+CONTENT_TYPE = "application/x-amz-json-1.0"
+# A SendMessageBatch holds at most 256 KiB of messages; JSON escaping and
+# base64 binary attributes can grow that several times over.
+MAX_BODY = 2 * 1024 * 1024
+# The region of unsigned requests (noauth with auth.noauth_project).
+DEFAULT_REGION = "us-east-1"
+# Queue URLs: /<account>/<queue>, where the account is not the Zaqar API's v2.
+_QUEUE_PATH = re.compile(r"^/(?!v2/)[^/]+/[^/]+$")
+# A namespace for the Client-ID of SQS callers (Tidings' operations want
+# one): a stable id per access key.
+_CLIENT_NAMESPACE = uuid.UUID("6f0c5f3e-5b8e-4e8b-9d3c-1a2b3c4d5e6f")
+
+
+def serves(method: str, path: str) -> bool:
+    """Whether a request can only reach the SQS endpoint (its routes take
+    POST at ``/`` and at queue URLs). Keystone token checks skip these:
+    SQS requests prove who they are with their signature, checked here."""
+    return method == "POST" and (path == "/" or bool(_QUEUE_PATH.match(path)))
+
+
+class Endpoint:
+    """Serves SQS requests with the service's operations."""
+
+    def __init__(self, service: Service, auth: Authenticator | None = None,
+                 receipt_key: bytes | None = None) -> None:
+        self.service = service
+        self.auth = auth
+        # Receipt handles must verify in every process of a server: the
+        # configured secret when there is one (auth.secret_key, else the
+        # notifications' signing secret); a random key otherwise, good for
+        # this process only.
+        self.receipt_key = (receipt_key or service.signing_key or service.confirm_key
+                            or secrets.token_bytes(32))
+
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        try:
+            document = await self.respond(req)
+            status, headers = 200, {}
+        except SqsError as exc:
+            status, headers, document = answer(exc)
+        except errors.TidingsError as exc:
+            status, headers, document = answer(from_domain(exc))
+        except Exception:  # never a trace to the client; the log has it
+            log.exception("unexpected error on SQS %s (request %s)",
+                          req.get_header("X-Amz-Target"),
+                          getattr(req.context, "request_id", "-"))
+            status, headers, document = answer(SqsError(
+                "InternalFailure", "The request processing has failed because of an unknown "
+                "error, exception or failure."))
+        resp.status = falcon.code_to_http_status(status)
+        for name, value in headers.items():
+            resp.set_header(name, value)
+        resp.set_header("x-amzn-RequestId", getattr(req.context, "request_id", None)
+                        or str(uuid.uuid4()))
+        resp.content_type = CONTENT_TYPE
+        resp.data = msgspec.json.encode(document)
+
+    async def respond(self, req: falcon.asgi.Request) -> dict[str, Any]:
+        action = self.action_of(req)
+        body = await self.read(req)
+        project, identity, region, access_key = await self.identify(req, body)
+        ctx = make_context(self.service, project,
+                           str(uuid.uuid5(_CLIENT_NAMESPACE, access_key)), identity)
+        quotas = self.service.quotas
+        if quotas is not None and quotas.rate_limited:
+            quotas.take(ctx.project)
+        params = self.decode(body)
+        call = Call(ctx=ctx, params=params, base_url=req.prefix, region=region,
+                    receipt_key=self.receipt_key)
+        return await ACTIONS[action](call)
+
+    @staticmethod
+    def action_of(req: falcon.asgi.Request) -> str:
+        target = req.get_header("X-Amz-Target")
+        if target is None:
+            if (req.content_type or "").startswith("application/x-www-form-urlencoded"):
+                raise SqsError("InvalidAction", "The query protocol is not supported: use the "
+                               "AWS JSON 1.0 protocol (X-Amz-Target: AmazonSQS.<Action>).")
+            raise SqsError("InvalidAction", "The request names no action (X-Amz-Target).")
+        action = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+        if action in UNSUPPORTED:
+            raise SqsError("UnsupportedOperation", f"{action} is not supported by this service.")
+        if action not in ACTIONS:
+            raise SqsError("InvalidAction",
+                           f"The action or operation requested is invalid: {target}.")
+        return action
+
+    @staticmethod
+    async def read(req: falcon.asgi.Request) -> bytes:
+        if req.content_length is not None and req.content_length > MAX_BODY:
+            raise SqsError("InvalidParameterValue",
+                           f"The request is too large: at most {MAX_BODY} bytes.")
+        body = await req.stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise SqsError("InvalidParameterValue",
+                           f"The request is too large: at most {MAX_BODY} bytes.")
+        return body
+
+    @staticmethod
+    def decode(body: bytes) -> dict[str, Any]:
+        if not body.strip():
+            return {}
+        try:
+            params = msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            raise SqsError("InvalidParameterValue", "The request body is not valid JSON."
+                           ) from None
+        if not isinstance(params, dict):
+            raise SqsError("InvalidParameterValue", "The request body must be a JSON object.")
+        return params
+
+    async def identify(self, req: falcon.asgi.Request, body: bytes
+                       ) -> tuple[str | None, Identity | None, str, str]:
+        """(project, identity, region, access key) of a request."""
+        authorization = req.get_header("Authorization")
+        auth = self.auth
+        if auth is None or not auth.enabled:
+            # noauth: the access key id names the project; nothing is checked.
+            if authorization is None and self.service.default_project:
+                project = self.service.default_project
+                return project, None, DEFAULT_REGION, project
+            signature = sigv4.parse(authorization)
+            return signature.access_key, None, signature.region, signature.access_key
+        signature = sigv4.parse(authorization)
+        sigv4.check_date(req.get_header("X-Amz-Date"), signature, auth.clock())
+        credentials = sigv4.ec2_credentials(signature, req.method, req.path, body,
+                                            req.get_header)
+        identity, reason = await auth.for_ec2_signature(credentials)
+        if identity is None:
+            if "not found" in reason.lower():
+                raise SqsError("InvalidClientTokenId",
+                               "The security token included in the request is invalid.")
+            raise SqsError("SignatureDoesNotMatch",
+                           "The request signature we calculated does not match the signature "
+                           "you provided. Check your AWS Secret Access Key and signing method.")
+        return identity.project, identity, signature.region, signature.access_key
+
+
+class QueueUrl:
+    """POSTs to a queue's URL (``/<account>/<queue>``): SDKs send a queue's
+    actions there. The queue itself is named by the body's QueueUrl."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                      account: str, queue: str) -> None:
+        await self.endpoint(req, resp)
