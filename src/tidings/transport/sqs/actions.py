@@ -260,12 +260,13 @@ async def _names(call: Call, prefix: str, wanted: int, marker: str | None,
                                         detailed=False, name=prefix or None,
                                         with_count=False, metadata_filters=filters)
         names = [q["name"] for q in page["queues"]]
-        for name in names:
+        for index, name in enumerate(names):
             marker = name
             if name.startswith(prefix):
                 found.append(name)
                 if len(found) == wanted:
-                    break
+                    more = index + 1 < len(names) or len(names) == page_size
+                    return found, marker if more else None
         if len(names) < page_size:
             return found, None
     return found, marker
