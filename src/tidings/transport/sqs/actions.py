@@ -129,7 +129,7 @@ async def existing(call: Call, name: str) -> dict[str, Any]:
     none of that name."""
     try:
         return await queues.existing_metadata(call.ctx, name)
-    except errors.InvalidQueueName:
+    except (errors.InvalidQueueName, errors.QueueDoesNotExist):
         raise queue_does_not_exist() from None
 
 
@@ -576,8 +576,11 @@ async def _change_visibility(call: Call, name: str, handle: Any, timeout: int | 
     receipt = receipts.read(call.receipt_key, call.project, name, handle)
     limits = call.ctx.limits
     try:
+        claim = await claims.get(call.ctx, name, receipt.claim_id)
+        if not any(m["id"] == receipt.message_id for m in claim["messages"]):
+            # Deleted since: its claim lives on, empty.
+            raise errors.ClaimNotFound(receipt.claim_id)
         if timeout == 0:
-            await claims.get(call.ctx, name, receipt.claim_id)
             await claims.delete(call.ctx, name, receipt.claim_id)
         else:
             await claims.update(call.ctx, name, receipt.claim_id, {
