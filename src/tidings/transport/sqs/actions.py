@@ -279,7 +279,9 @@ async def _listing(call: Call, filters: dict[str, str], key: str) -> dict[str, A
     if token is not None and limit is None:
         raise invalid_parameter("MaxResults is required when NextToken is given.")
     names, marker = await _names(call, prefix, limit or MAX_LIST, token, filters)
-    result: dict[str, Any] = {key: [call.url_of(name) for name in names]}
+    # SQS leaves out an empty QueueUrls; queueUrls is required in its answer.
+    result: dict[str, Any] = {key: [call.url_of(name) for name in names]
+                              } if names or key == "queueUrls" else {}
     if limit is not None and marker is not None:
         result["NextToken"] = marker
     return result
