@@ -299,3 +299,9 @@ def test_zaqar_paths_are_not_sqs(setup: Setup) -> None:
     answer = httpx.post(setup.server.url + "/v2/ping", headers={"X-Project-ID": "p"},
                         timeout=10)
     assert answer.status_code == 405
+
+
+@pytest.mark.parametrize("path", ["/some-account/some-queue", "/v2/nothing-here"])
+def test_other_methods_on_queue_urls_are_not_found(setup: Setup, path: str) -> None:
+    answer = httpx.get(setup.server.url + path, headers={"X-Project-ID": "p"}, timeout=10)
+    assert answer.status_code == 404

@@ -14,7 +14,7 @@ from tidings.transport.http import access, admin, console, openapi, subscription
 from tidings.transport.http import resources as r
 from tidings.transport.http.errors import handle_domain_error, handle_unexpected
 from tidings.transport.http.middleware import RateLimit, RequestId
-from tidings.transport.sqs import QueueUrl
+from tidings.transport.sqs import QUEUE_URL, QueueUrl
 from tidings.transport.sqs import serves as sqs_serves
 
 QUEUE = "/v2/queues/{queue_name}"
@@ -53,8 +53,6 @@ def routes(service: Service, socket: r.SocketHandler | None = None,
         *entity_routes(service, "/v2/topics", TOPIC, r.TOPIC_ENTITY, subscriptions.TOPIC_OPS),
         *admin.routes(service),
         *console.routes(),
-        # SDKs post a queue's SQS actions to its URL (transport/sqs).
-        *([("/{account}/{queue}", QueueUrl(sqs))] if sqs is not None else []),
     ]
 
 
@@ -97,4 +95,8 @@ def create_http_app(service: Service, middleware: list[Any] | None = None,
     app.add_error_handler(errors.TidingsError, handle_domain_error)
     for path, resource in routes(service, socket, sqs):
         app.add_route(path, resource)
+    if sqs is not None:
+        # SDKs post a queue's SQS actions to its URL, /<account>/<queue>: a
+        # sink, which only sees what no route of the Zaqar API matched.
+        app.add_sink(QueueUrl(sqs), QUEUE_URL)
     return app

@@ -5,6 +5,6 @@ of its own: each action translates to the operations of ``tidings.api``
 (docs/sqs.md has the mapping).
 """
 
-from tidings.transport.sqs.endpoint import Endpoint, QueueUrl, serves
+from tidings.transport.sqs.endpoint import QUEUE_URL, Endpoint, QueueUrl, serves
 
-__all__ = ["Endpoint", "QueueUrl", "serves"]
+__all__ = ["QUEUE_URL", "Endpoint", "QueueUrl", "serves"]

@@ -38,7 +38,7 @@ MAX_BODY = 2 * 1024 * 1024
 # The region of unsigned requests (noauth with auth.noauth_project).
 DEFAULT_REGION = "us-east-1"
 # Queue URLs: /<account>/<queue>, where the account is not the Zaqar API's v2.
-_QUEUE_PATH = re.compile(r"^/(?!v2/)[^/]+/[^/]+$")
+QUEUE_URL = re.compile(r"^/(?!v2/)[^/]+/[^/]+$")
 # A namespace for the Client-ID of SQS callers (Tidings' operations want
 # one): a stable id per access key.
 _CLIENT_NAMESPACE = uuid.UUID("6f0c5f3e-5b8e-4e8b-9d3c-1a2b3c4d5e6f")
@@ -48,7 +48,7 @@ def serves(method: str, path: str) -> bool:
     """Whether a request can only reach the SQS endpoint (its routes take
     POST at ``/`` and at queue URLs). Keystone token checks skip these:
     SQS requests prove who they are with their signature, checked here."""
-    return method == "POST" and (path == "/" or bool(_QUEUE_PATH.match(path)))
+    return method == "POST" and (path == "/" or bool(QUEUE_URL.match(path)))
 
 
 class Endpoint:
@@ -170,12 +170,15 @@ class Endpoint:
 
 
 class QueueUrl:
-    """POSTs to a queue's URL (``/<account>/<queue>``): SDKs send a queue's
-    actions there. The queue itself is named by the body's QueueUrl."""
+    """A Falcon sink for queue URLs (``/<account>/<queue>``): SDKs post a
+    queue's actions there. The queue itself is named by the body's
+    QueueUrl; any other method is not found, as on any unknown path."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Any) -> None:
         self.endpoint = endpoint
 
-    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                      account: str, queue: str) -> None:
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                       **fields: str) -> None:
+        if req.method != "POST":
+            raise falcon.HTTPNotFound()
         await self.endpoint(req, resp)
