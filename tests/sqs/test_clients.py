@@ -98,3 +98,15 @@ def test_aws_cli_round_trip(sqlite_server: ServerProcess, project: str) -> None:
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
     aws(sqlite_server, project, "delete-queue", "--queue-url", url)
     assert "QueueUrls" not in sqs.list_queues()
+
+
+def test_access_log_names_the_action_and_project(sqlite_server: ServerProcess,
+                                                 project: str) -> None:
+    start = log_size(sqlite_server)
+    sqs_client(sqlite_server.url, project).list_queues()
+    assert sqlite_server.log_path is not None
+    with open(sqlite_server.log_path, "rb") as fh:
+        fh.seek(start)
+        lines = fh.read().decode().splitlines()
+    assert any("route=sqs:ListQueues" in line and f"project={project}" in line
+               for line in lines), lines

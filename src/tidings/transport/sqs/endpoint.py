@@ -31,6 +31,7 @@ from tidings.transport.sqs.errors import SqsError, answer, from_domain
 log = logging.getLogger(__name__)
 
 TARGET_PREFIX = "AmazonSQS."
+ROUTE_PREFIX = "sqs:"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 # A SendMessageBatch holds at most 256 KiB of messages; JSON escaping and
 # base64 binary attributes can grow that several times over.
@@ -90,10 +91,15 @@ class Endpoint:
 
     async def respond(self, req: falcon.asgi.Request) -> dict[str, Any]:
         action = self.action_of(req)
+        # One route per action in the metrics and the access log, not "/".
+        req.uri_template = ROUTE_PREFIX + action
         body = await self.read(req)
         project, identity, region, access_key = await self.identify(req, body)
         ctx = make_context(self.service, project,
                            str(uuid.uuid5(_CLIENT_NAMESPACE, access_key)), identity)
+        # Names the project in the access log and the metrics (under noauth
+        # too); nothing after this point reads it to authorize anything.
+        req.context.identity = identity or Identity(project=ctx.project)
         quotas = self.service.quotas
         if quotas is not None and quotas.rate_limited:
             quotas.take(ctx.project)
