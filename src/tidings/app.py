@@ -121,7 +121,8 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                                                Lifespan(storage, settings.gc_interval, auth,
                                                         notifier, relay), *sampler],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
-                          request_id=observe, sqs=sqs.Endpoint(service, auth))
+                          request_id=observe,
+                          sqs=sqs.Endpoint(service, auth, sqs.receipt_key(settings)))
     ws.use_raw_frames(app)
     return app
 

@@ -202,6 +202,9 @@ CASES: list[tuple[str, str, Any, str, int]] = [
     ("delete: made-up receipt", "DeleteMessage",
      lambda s: {"QueueUrl": s.url, "ReceiptHandle": "bm90LWEtaGFuZGxl"},
      "ReceiptHandleIsInvalid", 400),
+    ("delete: altered receipt", "DeleteMessage",
+     lambda s: {"QueueUrl": s.url, "ReceiptHandle": s.handle[:-2] + (
+         "AA" if s.handle[-2:] != "AA" else "BB")}, "ReceiptHandleIsInvalid", 400),
     ("delete: receipt of another queue", "DeleteMessage",
      lambda s: {"QueueUrl": s.other_url, "ReceiptHandle": s.handle},
      "ReceiptHandleIsInvalid", 400),

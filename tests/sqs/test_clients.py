@@ -110,3 +110,24 @@ def test_access_log_names_the_action_and_project(sqlite_server: ServerProcess,
         lines = fh.read().decode().splitlines()
     assert any("route=sqs:ListQueues" in line and f"project={project}" in line
                for line in lines), lines
+
+
+def test_receipts_outlive_a_restart(tmp_path: Any, project: str) -> None:
+    """Without any secret configured, a receipt handle from before a restart
+    (or from another worker) is still accepted: its key comes from the
+    settings every process shares, not from a random per-process key."""
+    server = ServerProcess(storage=f"sqlite:///{tmp_path}/tidings.db",
+                           log_path=tmp_path / "server.log")
+    server.start()
+    try:
+        sqs = sqs_client(server.url, project)
+        url = sqs.create_queue(QueueName="durable")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="survives")
+        handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
+        server.restart()
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=600)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+    finally:
+        server.stop()

@@ -6,5 +6,6 @@ of its own: each action translates to the operations of ``tidings.api``
 """
 
 from tidings.transport.sqs.endpoint import QUEUE_URL, Endpoint, QueueUrl, serves
+from tidings.transport.sqs.receipts import key_for as receipt_key
 
-__all__ = ["QUEUE_URL", "Endpoint", "QueueUrl", "serves"]
+__all__ = ["QUEUE_URL", "Endpoint", "QueueUrl", "receipt_key", "serves"]

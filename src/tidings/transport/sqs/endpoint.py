@@ -59,12 +59,9 @@ class Endpoint:
                  receipt_key: bytes | None = None) -> None:
         self.service = service
         self.auth = auth
-        # Receipt handles must verify in every process of a server: the
-        # configured secret when there is one (auth.secret_key, else the
-        # notifications' signing secret); a random key otherwise, good for
-        # this process only.
-        self.receipt_key = (receipt_key or service.signing_key or service.confirm_key
-                            or secrets.token_bytes(32))
+        # receipts.key_for(settings) in a server; a random key (this
+        # process only) where there are no settings.
+        self.receipt_key = receipt_key or secrets.token_bytes(32)
 
     async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         try:

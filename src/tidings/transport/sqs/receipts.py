@@ -15,12 +15,27 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from tidings.transport.sqs.errors import SqsError
 
 VERSION = "1"
 # 128 bits of HMAC-SHA256: forging one is out of reach, and handles stay short.
 MAC_BYTES = 16
+
+
+def key_for(settings: Any) -> bytes:
+    """The key receipt handles are signed with, the same in every process
+    of a deployment (``serve --workers N``, servers behind a balancer) and
+    across restarts, so that a handle received from one is accepted by the
+    others: derived from ``auth.secret_key`` (else the notifications'
+    ``signing_secret``), or without either from the storage URLs they all
+    share. A key anyone can derive still makes a garbled, altered or
+    misplaced handle fail before storage is asked; what lets a handle act
+    on a message is the claim id inside it, random and unguessable."""
+    secret = settings.auth.secret_key or settings.notifications.signing_secret
+    material = secret or "\n".join((settings.storage, settings.pooling.control_storage))
+    return hmac.new(material.encode(), b"tidings sqs receipt handles", hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)
