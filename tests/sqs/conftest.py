@@ -42,6 +42,10 @@ def storage_url(backend: str, base: Any) -> str:
 @pytest.fixture(scope="session", params=BACKENDS)
 def sqs_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[ServerProcess]:
+    """A server on each backend; on SQLite, the session's shared one."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("server")
+        return
     base = tmp_path_factory.mktemp(f"sqs-{request.param}")
     proc = ServerProcess(storage=storage_url(request.param, base), log_path=base / "server.log")
     proc.start()
@@ -50,13 +54,10 @@ def sqs_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One SQLite server for the tests that need no other backend."""
-    base = tmp_path_factory.mktemp("sqs-sqlite-only")
-    proc = ServerProcess(storage=storage_url("sqlite", base), log_path=base / "server.log")
-    proc.start()
-    yield proc
-    proc.stop()
+def sqlite_server(server: ServerProcess) -> ServerProcess:
+    """The session's shared SQLite server, for the tests that need no
+    other backend."""
+    return server
 
 
 def sqs_client(url: str, access_key: str, secret: str = "unused-under-noauth") -> Any:
