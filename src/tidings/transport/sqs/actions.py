@@ -70,14 +70,17 @@ class Call:
 # --- parameters ---------------------------------------------------------------
 
 
-def string(call: Call, name: str, required: bool = False) -> str | None:
+def string(call: Call, name: str) -> str | None:
     value = call.params.get(name)
-    if value is None:
-        if required:
-            raise missing_parameter(name)
-        return None
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise invalid_parameter(f"Value for parameter {name} must be a string.")
+    return value
+
+
+def required_string(call: Call, name: str) -> str:
+    value = string(call, name)
+    if value is None:
+        raise missing_parameter(name)
     return value
 
 
@@ -112,8 +115,7 @@ def string_map(call: Call, name: str) -> dict[str, str] | None:
 def queue_of(call: Call) -> str:
     """The queue a QueueUrl names: ``<scheme>://<host>/<account>/<queue>``,
     the account being the caller's project."""
-    url = string(call, "QueueUrl", required=True)
-    assert url is not None
+    url = required_string(call, "QueueUrl")
     parts = urlsplit(url).path.strip("/").split("/") if url else []
     if len(parts) != 2 or not all(parts):
         raise SqsError("InvalidAddress", f"The address {url} is not valid for this endpoint.")
@@ -213,8 +215,7 @@ async def _dead_letter_target(call: Call, changes: dict[str, Any]) -> None:
 
 
 async def create_queue(call: Call) -> dict[str, Any]:
-    name = string(call, "QueueName", required=True)
-    assert name is not None
+    name = required_string(call, "QueueName")
     _check_new_name(name)
     changes = attrs.to_metadata(call.params.get("Attributes"), call.ctx.limits, call.project,
                                 creating=True)
@@ -240,8 +241,7 @@ async def create_queue(call: Call) -> dict[str, Any]:
 
 
 async def get_queue_url(call: Call) -> dict[str, Any]:
-    name = string(call, "QueueName", required=True)
-    assert name is not None
+    name = required_string(call, "QueueName")
     owner = string(call, "QueueOwnerAWSAccountId")
     if owner is not None and owner != call.project:
         raise queue_does_not_exist()
@@ -374,7 +374,7 @@ async def list_queue_tags(call: Call) -> dict[str, Any]:
 async def start_message_move_task(call: Call) -> dict[str, Any]:
     """The redrive of a dead letter queue, done before the answer: the
     task handle names a task that has already finished."""
-    source = attrs.queue_of_arn(string(call, "SourceArn", required=True), call.project,
+    source = attrs.queue_of_arn(required_string(call, "SourceArn"), call.project,
                                 "SourceArn")
     target_arn = string(call, "DestinationArn")
     target = (attrs.queue_of_arn(target_arn, call.project, "DestinationArn")
@@ -396,9 +396,10 @@ async def start_message_move_task(call: Call) -> dict[str, Any]:
 # --- messages -----------------------------------------------------------------
 
 
-def _outgoing(entry: dict[str, Any], limits: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the Zaqar message to post, the SQS result fields) of one message
-    of a SendMessage or of a SendMessageBatch entry."""
+def _outgoing(entry: dict[str, Any], limits: Any
+              ) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """(the Zaqar message to post, the SQS result fields, the size SQS
+    counts) of one message of a SendMessage or of a SendMessageBatch entry."""
     if "MessageBody" not in entry:
         raise missing_parameter("MessageBody")
     body = sqs_messages.check_body(entry["MessageBody"])
@@ -417,7 +418,7 @@ def _outgoing(entry: dict[str, Any], limits: Any) -> tuple[dict[str, Any], dict[
     digest = sqs_messages.md5_of_attributes(attributes)
     if digest is not None:
         result["MD5OfMessageAttributes"] = digest
-    return message, {"size": sqs_messages.size_of(body, attributes), **result}
+    return message, result, sqs_messages.size_of(body, attributes)
 
 
 async def _post(call: Call, name: str, outgoing: list[dict[str, Any]], size: int) -> list[str]:
@@ -433,8 +434,7 @@ async def _post(call: Call, name: str, outgoing: list[dict[str, Any]], size: int
 
 async def send_message(call: Call) -> dict[str, Any]:
     name = queue_of(call)
-    message, result = _outgoing(call.params, call.ctx.limits)
-    size = result.pop("size")
+    message, result, size = _outgoing(call.params, call.ctx.limits)
     await existing(call, name)
     (message_id,) = await _post(call, name, [message], size)
     return {"MessageId": message_id, **result}
@@ -444,27 +444,24 @@ async def send_message_batch(call: Call) -> dict[str, Any]:
     name = queue_of(call)
     entries = batch_entries(call)
     await existing(call, name)
-    ready: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    ready: list[tuple[str, dict[str, Any], dict[str, Any], int]] = []
     failed = []
-    total = 0
     for entry in entries:
         try:
-            message, result = _outgoing(entry, call.ctx.limits)
+            ready.append((entry["Id"], *_outgoing(entry, call.ctx.limits)))
         except SqsError as exc:
             failed.append(failure(entry["Id"], exc))
-            continue
-        total += result["size"]
-        ready.append((entry["Id"], message, result))
+    total = sum(size for *_, size in ready)
     if total > MAX_BATCH_BYTES:
         raise SqsError("BatchRequestTooLong", f"Batch requests cannot be longer than "
                        f"{MAX_BATCH_BYTES} bytes. You have sent {total} bytes.")
     done = []
     if ready:
         # One post: the valid entries are stored all together or not at all.
-        ids = await _post(call, name, [m for _, m, _ in ready],
-                          max(r["size"] for _, _, r in ready))
-        for (entry_id, _, result), message_id in zip(ready, ids, strict=True):
-            result.pop("size")
+        # MaximumMessageSize is per message: the largest one is checked.
+        ids = await _post(call, name, [message for _, message, _, _ in ready],
+                          max(size for *_, size in ready))
+        for (entry_id, _, result, _), message_id in zip(ready, ids, strict=True):
             done.append({"Id": entry_id, "MessageId": message_id, **result})
     return {"Successful": done, "Failed": failed}
 
@@ -553,7 +550,7 @@ async def _delete(call: Call, name: str, handle: Any) -> dict[str, Any]:
 
 async def delete_message(call: Call) -> dict[str, Any]:
     name = queue_of(call)
-    handle = string(call, "ReceiptHandle", required=True)
+    handle = required_string(call, "ReceiptHandle")
     await existing(call, name)
     return await _delete(call, name, handle)
 
@@ -595,7 +592,7 @@ async def _change_visibility(call: Call, name: str, handle: Any, timeout: int | 
 
 async def change_message_visibility(call: Call) -> dict[str, Any]:
     name = queue_of(call)
-    handle = string(call, "ReceiptHandle", required=True)
+    handle = required_string(call, "ReceiptHandle")
     timeout = integer(call.params, "VisibilityTimeout", 0, attrs.MAX_VISIBILITY)
     await existing(call, name)
     return await _change_visibility(call, name, handle, timeout)
