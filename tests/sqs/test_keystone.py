@@ -179,3 +179,22 @@ def test_zaqar_requests_still_need_a_token(ks_sqs_server: ServerProcess) -> None
         "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/sqs/aws4_request, "
                          "SignedHeaders=host, Signature=00"})
     assert answer.status_code == 401
+
+
+def test_later_requests_are_checked_from_the_cached_secret(
+        ks_sqs_server: ServerProcess, keystone: KeystoneServer) -> None:  # noqa: F811
+    """After Keystone accepted a key once, its secret is kept for
+    auth.keystone.cache_time and signatures are checked without Keystone:
+    deleting the credential does not stop it until then (as with tokens),
+    and a wrong secret is still refused."""
+    credential = ec2_credentials(keystone, "b-member")
+    sqs = client(ks_sqs_server, credential)
+    sqs.create_queue(QueueName="cached")
+    token = keystone.token("b-member")
+    with httpx.Client(base_url=keystone.api, timeout=10,
+                      headers={"X-Auth-Token": token}) as api:
+        api.delete(f"/users/{credential['user_id']}/credentials/OS-EC2/"
+                   f"{credential['access']}").raise_for_status()
+    assert sqs.get_queue_url(QueueName="cached")["QueueUrl"].endswith("/cached")
+    wrong = client(ks_sqs_server, credential, secret="not-the-secret")
+    assert refused(wrong.list_queues)["Error"]["Code"] == "SignatureDoesNotMatch"
