@@ -260,8 +260,6 @@ RAW_CASES = [
      400),
     ("body a JSON array", {"X-Amz-Target": "AmazonSQS.ListQueues"}, b"[]",
      "InvalidParameterValue", 400),
-    ("the query protocol", {"Content-Type": "application/x-www-form-urlencoded"},
-     b"Action=ListQueues", "InvalidAction", 400),
     ("no action at all", {}, b"{}", "InvalidAction", 400),
 ]
 

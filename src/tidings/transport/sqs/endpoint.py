@@ -1,11 +1,12 @@
-"""The SQS endpoint: AWS JSON 1.0 requests in, SQS answers out.
+"""The SQS endpoint: SQS requests in, SQS answers out.
 
 botocore (and so boto3, the aws CLI and kombu) speaks AWS JSON 1.0 to SQS:
 ``POST`` with ``X-Amz-Target: AmazonSQS.<Action>``, a JSON body of the
-action's parameters, signed with SigV4. It posts to the endpoint (``/``) or
-to the queue's URL (``/<account>/<queue>``); both are served here. Every
-failure, expected or not, is answered in SQS's error shape
-(transport/sqs/errors.py).
+action's parameters, signed with SigV4. Older SDKs speak the query protocol
+(a form with ``Action=<Action>``, XML answers: transport/sqs/query.py).
+Both post to the endpoint (``/``) or to the queue's URL
+(``/<account>/<queue>``); all are served here. Every failure, expected or
+not, is answered in SQS's error shape (transport/sqs/errors.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tidings import errors
 from tidings.api.context import Service, make_context
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.identity import Identity
-from tidings.transport.sqs import sigv4
+from tidings.transport.sqs import query, sigv4
 from tidings.transport.sqs.actions import ACTIONS, UNSUPPORTED, Call
 from tidings.transport.sqs.errors import SqsError, answer, from_domain
 
@@ -64,33 +65,52 @@ class Endpoint:
         self.receipt_key = receipt_key or secrets.token_bytes(32)
 
     async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        # The query protocol: a form without X-Amz-Target, answered in XML.
+        xml = req.get_header("X-Amz-Target") is None and query.is_query(req.content_type)
+        action = ""
         try:
-            document = await self.respond(req)
-            status, headers = 200, {}
+            action, document = await self.respond(req, xml)
+            status, headers, error = 200, {}, None
         except SqsError as exc:
-            status, headers, document = answer(exc)
+            error = exc
         except errors.TidingsError as exc:
-            status, headers, document = answer(from_domain(exc))
+            error = from_domain(exc)
         except Exception:  # never a trace to the client; the log has it
             log.exception("unexpected error on SQS %s (request %s)",
-                          req.get_header("X-Amz-Target"),
+                          action or req.get_header("X-Amz-Target"),
                           getattr(req.context, "request_id", "-"))
-            status, headers, document = answer(SqsError(
-                "InternalFailure", "The request processing has failed because of an unknown "
-                "error, exception or failure."))
+            error = SqsError("InternalFailure", "The request processing has failed because of "
+                             "an unknown error, exception or failure.")
+        if error is not None:
+            status, headers, document = answer(error)
+        request_id = getattr(req.context, "request_id", None) or str(uuid.uuid4())
         resp.status = falcon.code_to_http_status(status)
         for name, value in headers.items():
             resp.set_header(name, value)
-        resp.set_header("x-amzn-RequestId", getattr(req.context, "request_id", None)
-                        or str(uuid.uuid4()))
-        resp.content_type = CONTENT_TYPE
-        resp.data = msgspec.json.encode(document)
+        resp.set_header("x-amzn-RequestId", request_id)
+        if not xml:
+            resp.content_type = CONTENT_TYPE
+            resp.data = msgspec.json.encode(document)
+            return
+        resp.content_type = query.CONTENT_TYPE
+        if error is None:
+            resp.data = query.answer(action, document, request_id)
+        else:
+            resp.data = query.error_answer(error.kind.code, error.kind.sender, error.message,
+                                           request_id)
 
-    async def respond(self, req: falcon.asgi.Request) -> dict[str, Any]:
-        action = self.action_of(req)
+    async def respond(self, req: falcon.asgi.Request, xml: bool
+                      ) -> tuple[str, dict[str, Any]]:
+        """(action, result) of a request in either protocol."""
+        if xml:
+            body = await self.read(req)
+            action, params = query.parse(body)
+            self.check_action(action, action)
+        else:
+            action = self.action_of(req)
+            body = await self.read(req)
         # One route per action in the metrics and the access log, not "/".
         req.uri_template = ROUTE_PREFIX + action
-        body = await self.read(req)
         project, identity, region, access_key = await self.identify(req, body)
         ctx = make_context(self.service, project,
                            str(uuid.uuid5(_CLIENT_NAMESPACE, access_key)), identity)
@@ -100,26 +120,28 @@ class Endpoint:
         quotas = self.service.quotas
         if quotas is not None and quotas.rate_limited:
             quotas.take(ctx.project)
-        params = self.decode(body)
+        if not xml:
+            params = self.decode(body)
         call = Call(ctx=ctx, params=params, base_url=req.prefix, region=region,
                     receipt_key=self.receipt_key)
-        return await ACTIONS[action](call)
+        return action, await ACTIONS[action](call)
 
-    @staticmethod
-    def action_of(req: falcon.asgi.Request) -> str:
+    @classmethod
+    def action_of(cls, req: falcon.asgi.Request) -> str:
         target = req.get_header("X-Amz-Target")
         if target is None:
-            if (req.content_type or "").startswith("application/x-www-form-urlencoded"):
-                raise SqsError("InvalidAction", "The query protocol is not supported: use the "
-                               "AWS JSON 1.0 protocol (X-Amz-Target: AmazonSQS.<Action>).")
             raise SqsError("InvalidAction", "The request names no action (X-Amz-Target).")
         action = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+        cls.check_action(action, target)
+        return action
+
+    @staticmethod
+    def check_action(action: str, named: str) -> None:
         if action in UNSUPPORTED:
             raise SqsError("UnsupportedOperation", f"{action} is not supported by this service.")
         if action not in ACTIONS:
             raise SqsError("InvalidAction",
-                           f"The action or operation requested is invalid: {target}.")
-        return action
+                           f"The action or operation requested is invalid: {named}.")
 
     @staticmethod
     async def read(req: falcon.asgi.Request) -> bytes:
