@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import botocore.auth
+import botocore.config
 import botocore.exceptions
+import botocore.session
 import httpx
 import pytest
 from botocore.awsrequest import AWSRequest
@@ -198,3 +200,29 @@ def test_later_requests_are_checked_from_the_cached_secret(
     assert sqs.get_queue_url(QueueName="cached")["QueueUrl"].endswith("/cached")
     wrong = client(ks_sqs_server, credential, secret="not-the-secret")
     assert refused(wrong.list_queues)["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+def test_query_protocol_signatures_are_checked_too(
+        ks_sqs_server: ServerProcess, creds: dict[str, dict[str, str]]) -> None:
+    """A form-encoded (query protocol) request is signed over its form body:
+    Keystone and the cached-secret check accept it, and refuse it forged."""
+    from tests.sqs.test_query_protocol import query_model_root
+
+    session = botocore.session.Session()
+    session.set_config_variable("data_path", str(query_model_root()))
+
+    def query_client(secret: str) -> Any:
+        return session.create_client(
+            "sqs", endpoint_url=ks_sqs_server.url, region_name="us-east-1",
+            aws_access_key_id=creds["a-member"]["access"], aws_secret_access_key=secret,
+            config=botocore.config.Config(retries={"total_max_attempts": 1}))
+
+    good = query_client(creds["a-member"]["secret"])
+    assert good.meta.service_model.protocol == "query"
+    url = good.create_queue(QueueName="old-sdk")["QueueUrl"]
+    good.send_message(QueueUrl=url, MessageBody="signed form")
+    assert [m["Body"] for m in good.receive_message(QueueUrl=url)["Messages"]] == [
+        "signed form"]
+    response = refused(query_client("not-the-secret").list_queues)
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert response["Error"]["Code"] == "SignatureDoesNotMatch"
