@@ -275,7 +275,12 @@ def test_redrive_policy_dead_letters_and_move_task(sqs: Any, project: str) -> No
     assert sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=[
         "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"] == "1"
     task = sqs.start_message_move_task(SourceArn=dlq_arn)
-    assert task["TaskHandle"]
+    # The move is done by the time it answers; the task is listed, finished.
+    (listed,) = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]
+    assert listed["TaskHandle"] == task["TaskHandle"]
+    assert (listed["Status"], listed["ApproximateNumberOfMessagesMoved"]) == ("COMPLETED", 1)
+    with pytest.raises(sqs.exceptions.UnsupportedOperation):
+        sqs.cancel_message_move_task(TaskHandle=task["TaskHandle"])
     back = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"])
     assert [m["Body"] for m in back["Messages"]] == ["poison"]
     assert back["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"

@@ -234,6 +234,10 @@ CASES: list[tuple[str, str, Any, str, int]] = [
      "InvalidParameterValue", 400),
     ("move: missing queue", "StartMessageMoveTask",
      lambda s: {"SourceArn": s.dlq_arn + "-gone"}, "ResourceNotFoundException", 404),
+    ("move tasks of a missing queue", "ListMessageMoveTasks",
+     lambda s: {"SourceArn": s.dlq_arn + "-gone"}, "ResourceNotFoundException", 404),
+    ("cancel an unknown task", "CancelMessageMoveTask", lambda s: {"TaskHandle": "nope"},
+     "ResourceNotFoundException", 404),
     ("move: not a dead letter queue", "StartMessageMoveTask",
      lambda s: {"SourceArn": s.dlq_arn}, "InvalidParameterValue", 400),
 ]

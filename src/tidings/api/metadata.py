@@ -80,6 +80,10 @@ def _wait(value: Any, key: str, limits: Limits) -> None:
     validate.in_range(validate.integer(value, key), 0, limits.max_wait, key)
 
 
+def _object(value: Any, key: str, limits: Limits) -> None:
+    validate.json_object(value, key)
+
+
 def _tags(value: Any, key: str, limits: Limits) -> None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise errors.InvalidBody(f"{key} must be an object of strings.")
@@ -95,10 +99,12 @@ RESERVED_CHECKS = {
     "_enable_encrypt_messages": _boolean,
     "_flavor": _optional(_string),
     # Kept for the SQS API (transport/sqs/attributes.py): the visibility
-    # timeout and receive wait of its receives, and the queue's tags.
+    # timeout and receive wait of its receives, the queue's tags and its
+    # last message move task.
     "_sqs_visibility_timeout": _optional(_visibility),
     "_sqs_receive_wait_time_seconds": _optional(_wait),
     "_sqs_tags": _optional(_tags),
+    "_sqs_message_move_task": _optional(_object),
 }
 
 

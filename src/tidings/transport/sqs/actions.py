@@ -17,11 +17,13 @@ from tidings.transport.sqs.message_actions import (
     send_message_batch,
 )
 from tidings.transport.sqs.queue_actions import (
+    cancel_message_move_task,
     create_queue,
     delete_queue,
     get_queue_attributes,
     get_queue_url,
     list_dead_letter_source_queues,
+    list_message_move_tasks,
     list_queue_tags,
     list_queues,
     purge_queue,
@@ -50,10 +52,11 @@ ACTIONS: dict[str, Action] = {
     "ChangeMessageVisibilityBatch": change_message_visibility_batch,
     "ListDeadLetterSourceQueues": list_dead_letter_source_queues,
     "StartMessageMoveTask": start_message_move_task,
+    "ListMessageMoveTasks": list_message_move_tasks,
+    "CancelMessageMoveTask": cancel_message_move_task,
     "TagQueue": tag_queue,
     "UntagQueue": untag_queue,
     "ListQueueTags": list_queue_tags,
 }
 # Actions of SQS's API that have no Tidings counterpart.
-UNSUPPORTED = frozenset({"AddPermission", "RemovePermission", "CancelMessageMoveTask",
-                         "ListMessageMoveTasks"})
+UNSUPPORTED = frozenset({"AddPermission", "RemovePermission"})

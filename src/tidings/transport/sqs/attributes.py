@@ -30,6 +30,7 @@ from tidings.transport.sqs.errors import SqsError, invalid_parameter
 VISIBILITY = "_sqs_visibility_timeout"
 RECEIVE_WAIT = "_sqs_receive_wait_time_seconds"
 TAGS = "_sqs_tags"
+MOVE_TASK = "_sqs_message_move_task"
 DEAD_LETTER_QUEUE = "_dead_letter_queue"
 MAX_CLAIM_COUNT = "_max_claim_count"
 

@@ -4,7 +4,10 @@ reads its parameters, calls ``tidings.api`` and shapes the answer."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import time
 import uuid
 from typing import Any
 
@@ -218,23 +221,73 @@ async def list_queue_tags(call: Call) -> dict[str, Any]:
     return {"Tags": tags} if tags else {}
 
 
+def _task_handle(source: str) -> str:
+    # Opaque to clients; names the queue whose metadata keeps the task.
+    token = f"{uuid.uuid4()}\n{source}".encode()
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _source_of_handle(handle: str) -> str | None:
+    try:
+        text = base64.urlsafe_b64decode(handle + "=" * (-len(handle) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    _, _, source = text.partition("\n")
+    return source or None
+
+
 async def start_message_move_task(call: Call) -> dict[str, Any]:
     """The redrive of a dead letter queue, done before the answer: the
-    task handle names a task that has already finished."""
-    source = attrs.queue_of_arn(required_string(call, "SourceArn"), call.project,
-                                "SourceArn")
+    task handle names a task that has already finished, which
+    ListMessageMoveTasks then shows (the last one of each queue is kept in
+    its metadata)."""
+    source_arn = required_string(call, "SourceArn")
+    source = attrs.queue_of_arn(source_arn, call.project, "SourceArn")
     target_arn = string(call, "DestinationArn")
     target = (attrs.queue_of_arn(target_arn, call.project, "DestinationArn")
               if target_arn is not None else None)
     # A rate limit SQS applies to its background task; a redrive here is
     # one request, so there is nothing to pace.
-    integer(call.params, "MaxNumberOfMessagesPerSecond", 1, 500)
+    rate = integer(call.params, "MaxNumberOfMessagesPerSecond", 1, 500)
     for name in (source, target):
         if name is not None:
-            try:
-                await existing(call, name)
-            except SqsError:
-                raise SqsError("ResourceNotFoundException",
-                               f"The resource {call.arn_of(name)} does not exist.") from None
-    await redrive.redrive(call.ctx, source, to=target)
-    return {"TaskHandle": str(uuid.uuid4())}
+            await _move_task_queue(call, name)
+    started = int(time.time() * 1000)
+    moved = await redrive.redrive(call.ctx, source, to=target)
+    task: dict[str, Any] = {
+        "TaskHandle": _task_handle(source), "Status": "COMPLETED", "SourceArn": source_arn,
+        "ApproximateNumberOfMessagesMoved": moved["moved"],
+        "ApproximateNumberOfMessagesToMove": moved["moved"], "StartedTimestamp": started}
+    if target_arn is not None:
+        task["DestinationArn"] = target_arn
+    if rate is not None:
+        task["MaxNumberOfMessagesPerSecond"] = rate
+    await _patch(call, source, {attrs.MOVE_TASK: task})
+    return {"TaskHandle": task["TaskHandle"]}
+
+
+async def _move_task_queue(call: Call, name: str) -> dict[str, Any]:
+    try:
+        return await existing(call, name)
+    except SqsError:
+        raise SqsError("ResourceNotFoundException",
+                       f"The resource {call.arn_of(name)} does not exist.") from None
+
+
+async def list_message_move_tasks(call: Call) -> dict[str, Any]:
+    source = attrs.queue_of_arn(required_string(call, "SourceArn"), call.project, "SourceArn")
+    integer(call.params, "MaxResults", 1, 10)
+    task = (await _move_task_queue(call, source)).get(attrs.MOVE_TASK)
+    return {"Results": [task] if isinstance(task, dict) else []}
+
+
+async def cancel_message_move_task(call: Call) -> dict[str, Any]:
+    """Tasks finish within StartMessageMoveTask: none is ever running."""
+    handle = required_string(call, "TaskHandle")
+    source = _source_of_handle(handle)
+    if source is not None:
+        task = (await _move_task_queue(call, source)).get(attrs.MOVE_TASK)
+        if isinstance(task, dict) and task.get("TaskHandle") == handle:
+            raise SqsError("UnsupportedOperation",
+                           "The task has already completed: it cannot be cancelled.")
+    raise SqsError("ResourceNotFoundException", f"No running task has the handle {handle}.")
