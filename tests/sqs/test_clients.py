@@ -129,3 +129,17 @@ def test_receipts_outlive_a_restart(tmp_path: Any, project: str) -> None:
         assert counts["ApproximateNumberOfMessagesNotVisible"] == "0"
     finally:
         server.stop()
+
+
+def test_queue_urls_behind_a_proxy(sqlite_server: ServerProcess, project: str) -> None:
+    """Queue URLs name the scheme and host the client reached, as a reverse
+    proxy passes them (X-Forwarded-Proto, Host)."""
+    answer = httpx.post(sqlite_server.url, timeout=10, content=b'{"QueueName": "proxied"}',
+                        headers={
+                            "X-Amz-Target": "AmazonSQS.CreateQueue",
+                            "Content-Type": "application/x-amz-json-1.0",
+                            "Host": "sqs.example.org", "X-Forwarded-Proto": "https",
+                            "Authorization": f"AWS4-HMAC-SHA256 Credential={project}/20260101/"
+                                             "us-east-1/sqs/aws4_request, "
+                                             "SignedHeaders=host, Signature=00"})
+    assert answer.json() == {"QueueUrl": f"https://sqs.example.org/{project}/proxied"}

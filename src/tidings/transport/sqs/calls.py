@@ -32,7 +32,9 @@ class Call:
 
     ctx: Context
     params: dict[str, Any]
-    # scheme://host[:port] of the request: queue URLs are built on it.
+    # scheme://host[:port] the client reached (behind a proxy, from its
+    # X-Forwarded-Proto and Host): queue URLs are built on it, and kombu
+    # sends a queue's requests to its URL.
     base_url: str
     # The region of the request's signature: queue ARNs name it.
     region: str

@@ -122,7 +122,7 @@ class Endpoint:
             quotas.take(ctx.project)
         if not xml:
             params = self.decode(body)
-        call = Call(ctx=ctx, params=params, base_url=req.prefix, region=region,
+        call = Call(ctx=ctx, params=params, base_url=req.forwarded_prefix, region=region,
                     receipt_key=self.receipt_key)
         return action, await ACTIONS[action](call)
 
