@@ -6,6 +6,7 @@ requests, as SDKs of that time do."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -146,3 +147,16 @@ def test_errors_are_xml(sqs: Any, sqlite_server: ServerProcess, project: str) ->
     assert answer.headers["content-type"].startswith("text/xml")
     assert "<Code>InvalidAction</Code>" in answer.text
     assert "<Type>Sender</Type>" in answer.text
+
+
+def test_a_zaqar_body_xml_cannot_carry(sqs: Any, sqlite_server: ServerProcess,
+                                       project: str) -> None:
+    url = sqs.create_queue(QueueName="old-control")["QueueUrl"]
+    posted = httpx.post(f"{sqlite_server.url}/v2/queues/old-control/messages", timeout=10,
+                        json={"messages": [{"body": "bell\u0007"}]},
+                        headers={"X-Project-ID": project,
+                                 "Client-ID": "3a1f5e0c-8f4e-4e59-9a43-6f7c1d0e2b13"})
+    assert posted.status_code == 201
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert message["Body"] == "bell\ufffd"
+    assert message["MD5OfBody"] == hashlib.md5("bell\ufffd".encode()).hexdigest()

@@ -35,7 +35,7 @@ _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 _DATA_TYPE = re.compile(r"^(String|Number|Binary)(\.[^\s]{1,255})?$")
 # The characters SQS accepts in a body (XML 1.0's): #x9 | #xA | #xD |
 # #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF.
-_INVALID_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+INVALID_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def check_body(body: Any) -> str:
@@ -43,7 +43,7 @@ def check_body(body: Any) -> str:
         raise invalid_parameter("The MessageBody must be a string.")
     if not body:
         raise invalid_parameter("The request must contain a non-empty MessageBody.")
-    if _INVALID_CHARACTER.search(body):
+    if INVALID_CHARACTER.search(body):
         raise SqsError("InvalidMessageContents",
                        "Invalid binary character was found in the message body.")
     return body
@@ -100,7 +100,7 @@ def _attribute_value(name: str, value: Any) -> dict[str, str]:
     if match.group(1) == "Number" and not _is_number(text):
         raise invalid_parameter(f"Can't cast the value of message attribute '{name}' to a "
                                 "number.")
-    if _INVALID_CHARACTER.search(text):
+    if INVALID_CHARACTER.search(text):
         raise SqsError("InvalidMessageContents",
                        f"Invalid binary character in the message attribute '{name}'.")
     return {"DataType": data_type, "StringValue": text}

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from tidings.transport.sqs.errors import SqsError
+from tidings.transport.sqs.messages import INVALID_CHARACTER as INVALID_XML
+from tidings.transport.sqs.messages import md5_of_body
 
 NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
 CONTENT_TYPE = "text/xml"
@@ -131,12 +133,19 @@ def parse(body: bytes) -> tuple[str, dict[str, Any]]:
     return action, _params(tree, action)
 
 
+def _text(value: Any) -> str:
+    # A body a Zaqar client posted may hold characters XML 1.0 cannot carry
+    # (SQS refuses them on send): they read as U+FFFD rather than break the
+    # whole answer.
+    return escape(INVALID_XML.sub("\ufffd", str(value)))
+
+
 def _xml(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return f"<{name}>{'true' if value else 'false'}</{name}>"
     if isinstance(value, dict):
         return f"<{name}>{_members(value, name)}</{name}>"
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{_text(value)}</{name}>"
 
 
 def _members(document: dict[str, Any], action: str) -> str:
@@ -155,8 +164,19 @@ def _members(document: dict[str, Any], action: str) -> str:
     return "".join(out)
 
 
+def _xml_safe_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A received message whose body XML can carry, its MD5 to match."""
+    body = message.get("Body")
+    if not isinstance(body, str) or not INVALID_XML.search(body):
+        return message
+    body = INVALID_XML.sub("\ufffd", body)
+    return {**message, "Body": body, "MD5OfBody": md5_of_body(body)}
+
+
 def answer(action: str, result: dict[str, Any], request_id: str) -> bytes:
     """The XML answer of an action's result."""
+    if "Messages" in result:
+        result = {**result, "Messages": [_xml_safe_message(m) for m in result["Messages"]]}
     body = f'<{action}Response xmlns="{NAMESPACE}">'
     if action not in NO_RESULT:
         body += f"<{action}Result>{_members(result, action)}</{action}Result>"
@@ -168,5 +188,5 @@ def answer(action: str, result: dict[str, Any], request_id: str) -> bytes:
 def error_answer(code: str, sender: bool, message: str, request_id: str) -> bytes:
     return (f'<ErrorResponse xmlns="{NAMESPACE}"><Error>'
             f"<Type>{'Sender' if sender else 'Receiver'}</Type><Code>{escape(code)}</Code>"
-            f"<Message>{escape(message)}</Message><Detail/></Error>"
+            f"<Message>{_text(message)}</Message><Detail/></Error>"
             f"<RequestId>{escape(request_id)}</RequestId></ErrorResponse>").encode()
