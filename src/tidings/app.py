@@ -27,7 +27,7 @@ from tidings.notify import Notifier, sockets
 from tidings.notify.relay import Relay
 from tidings.storage.base import Clock, DataDriver, system_clock
 from tidings.storage.pooling import build_storage
-from tidings.transport import ws
+from tidings.transport import sqs, ws
 from tidings.transport.http.app import create_http_app
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                                                Lifespan(storage, settings.gc_interval, auth,
                                                         notifier, relay), *sampler],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
-                          request_id=observe)
+                          request_id=observe,
+                          sqs=sqs.Endpoint(service, auth, sqs.receipt_key(settings)))
     ws.use_raw_frames(app)
     return app
 

@@ -72,6 +72,23 @@ def _string(value: Any, key: str, limits: Limits) -> None:
         raise errors.InvalidBody(f"{key} must be a string.")
 
 
+def _visibility(value: Any, key: str, limits: Limits) -> None:
+    validate.in_range(validate.integer(value, key), 0, limits.max_claim_ttl, key)
+
+
+def _wait(value: Any, key: str, limits: Limits) -> None:
+    validate.in_range(validate.integer(value, key), 0, limits.max_wait, key)
+
+
+def _object(value: Any, key: str, limits: Limits) -> None:
+    validate.json_object(value, key)
+
+
+def _tags(value: Any, key: str, limits: Limits) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise errors.InvalidBody(f"{key} must be an object of strings.")
+
+
 RESERVED_CHECKS = {
     "_max_messages_post_size": _post_size,
     "_default_message_ttl": _ttl,
@@ -81,6 +98,13 @@ RESERVED_CHECKS = {
     "_dead_letter_queue_messages_ttl": _optional(_ttl),
     "_enable_encrypt_messages": _boolean,
     "_flavor": _optional(_string),
+    # Kept for the SQS API (transport/sqs/attributes.py): the visibility
+    # timeout and receive wait of its receives, the queue's tags and its
+    # last message move task.
+    "_sqs_visibility_timeout": _optional(_visibility),
+    "_sqs_receive_wait_time_seconds": _optional(_wait),
+    "_sqs_tags": _optional(_tags),
+    "_sqs_message_move_task": _optional(_object),
 }
 
 

@@ -56,6 +56,14 @@ async def stored_metadata(ctx: Context, name: str) -> dict[str, Any]:
         return {}
 
 
+async def existing_metadata(ctx: Context, name: str) -> dict[str, Any]:
+    """The stored metadata of a queue that exists; QueueDoesNotExist for
+    one that does not. For protocols whose queues are not lazy (SQS)."""
+    authorize(ctx, "queues:get")
+    validate.queue_name(name, ctx.limits)
+    return await ctx.storage.queues.get_metadata(ctx.project, name)
+
+
 @stage("queue", "delete")
 async def delete(ctx: Context, name: str) -> None:
     authorize(ctx, "queues:delete")

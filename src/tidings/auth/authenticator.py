@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from tidings.auth import signed
 from tidings.auth.identity import Identity
@@ -60,6 +60,12 @@ class Authenticator:
         if not token:
             raise self.keystone.unauthorized()
         return await self.keystone.validate(token)
+
+    async def for_ec2_signature(self, credentials: dict[str, Any]) -> tuple[Identity | None, str]:
+        """The identity of an AWS SigV4-signed request (the SQS API), checked
+        by Keystone: (identity, "") or (None, the reason it was refused)."""
+        assert self.keystone is not None
+        return await self.keystone.validate_ec2(credentials)
 
     async def for_request(self, method: str, path: str, header: HeaderGetter) -> Identity | None:
         """The identity of an HTTP request; None under noauth and for the

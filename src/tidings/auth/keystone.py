@@ -20,6 +20,7 @@ from typing import Any, Callable
 import httpx
 
 from tidings import errors
+from tidings.auth import ec2
 from tidings.auth.identity import Identity
 from tidings.config import KeystoneSettings
 
@@ -57,6 +58,9 @@ class TokenValidator:
         # digest -> (identity, or None for a rejected token; valid until)
         self._cache: dict[bytes, tuple[Identity | None, float]] = {}
         self._pending: dict[bytes, asyncio.Future[Identity | None]] = {}
+        # EC2 access key -> (secret, identity, valid until): validate_ec2.
+        self._ec2_cache: dict[str, tuple[str, Identity, float]] = {}
+        self._ec2_readable = True
 
     def unauthorized(self, description: str = REQUIRES_AUTH) -> errors.Unauthorized:
         return errors.Unauthorized(description, challenge=self.challenge)
@@ -128,6 +132,87 @@ class TokenValidator:
         log.error("Keystone answered %s to a token validation: %s",
                   response.status_code, response.text[:500])
         raise errors.ServiceUnavailable("The identity service could not validate the token.")
+
+    async def validate_ec2(self, credentials: dict[str, Any]) -> tuple[Identity | None, str]:
+        """Check an AWS signature: (the identity of the credential's project,
+        "") when it is right, else (None, the reason). The first request of
+        an access key is checked by Keystone's EC2-credentials API (``POST
+        /v3/ec2tokens``); then the credential's secret and identity are
+        kept for ``cache_time`` (never past the identity's expiry) and its
+        later requests are checked here (tidings.auth.ec2): as with tokens,
+        a deleted credential keeps working until its entry lapses."""
+        access = credentials["access"]
+        now = self.clock()
+        cached = self._ec2_cache.get(access)
+        if cached is not None and now < cached[2]:
+            secret, identity, _ = cached
+            if ec2.matches(secret, credentials):
+                return identity, ""
+            return None, "Credential signature mismatch"
+        identity, reason = await self._check_ec2(credentials)
+        if identity is not None:
+            secret = await self._ec2_secret(identity, access)
+            if secret is not None:
+                until = now + self.settings.cache_time
+                if identity.expires_at is not None:
+                    until = min(until, identity.expires_at)
+                if len(self._ec2_cache) >= MAX_CACHED:
+                    self._ec2_cache = {k: v for k, v in self._ec2_cache.items() if v[2] > now}
+                self._ec2_cache[access] = (secret, identity, until)
+        return identity, reason
+
+    async def _ec2_secret(self, identity: Identity, access: str) -> str | None:
+        """The secret of an EC2 credential Keystone just accepted (None if it
+        cannot be read: the next request asks Keystone again)."""
+        if identity.user_id is None or self.settings.cache_time <= 0 or not self._ec2_readable:
+            return None
+        response = await self._request(
+            "GET", f"/users/{identity.user_id}/credentials/OS-EC2/{access}",
+            headers={"X-Auth-Token": await self._login()})
+        if response.status_code in (401, 403):
+            # The service user may not read credentials: say so once, and
+            # from now on let Keystone check every signature.
+            self._ec2_readable = False
+            log.warning("Keystone does not let the service user read EC2 credentials (%s): "
+                        "every SQS request will be checked by Keystone", response.status_code)
+            return None
+        if response.status_code != 200:
+            return None
+        secret = (response.json().get("credential") or {}).get("secret")
+        return secret if isinstance(secret, str) else None
+
+    async def _check_ec2(self, credentials: dict[str, Any]) -> tuple[Identity | None, str]:
+        for attempt in (1, 2):
+            service_token = await self._login()
+            response = await self._request(
+                "POST", "/ec2tokens", json={"credentials": credentials},
+                headers={"X-Auth-Token": service_token})
+            if response.status_code == 200:
+                return self._identity(response.json()), ""
+            if response.status_code == 401 and attempt == 1 and not self._names_credential(
+                    response):
+                # Our own token was refused, not the signature: log in again.
+                self._service_token = None
+                continue
+            if response.status_code in (400, 401, 403, 404):
+                return None, self._reason(response)
+            break
+        log.error("Keystone answered %s to an EC2 signature check: %s",
+                  response.status_code, response.text[:500])
+        raise errors.ServiceUnavailable("The identity service could not check the signature.")
+
+    @staticmethod
+    def _reason(response: httpx.Response) -> str:
+        try:
+            return str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            return response.text[:200]
+
+    def _names_credential(self, response: httpx.Response) -> bool:
+        """Whether a 401 is about the EC2 credential (its signature, its
+        key, its time) rather than about our service token."""
+        reason = self._reason(response).lower()
+        return any(word in reason for word in ("ec2", "signature", "credential"))
 
     def _identity(self, document: dict[str, Any]) -> Identity:
         token = document["token"]

@@ -33,6 +33,7 @@ from tidings.transport.http.request import (
 Req = falcon.asgi.Request
 Resp = falcon.asgi.Response
 SocketHandler = Callable[[Req, falcon.asgi.WebSocket], Awaitable[None]]
+PostHandler = Callable[[Req, Resp], Awaitable[None]]
 Op = Callable[..., Awaitable[Any]]
 
 JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
@@ -93,11 +94,16 @@ class Resource:
 
 class Versions(Resource):
     """``GET /`` is the versions document; a WebSocket upgrade at ``/`` is
-    the WebSocket API, handed to ``socket`` (refused when there is none)."""
+    the WebSocket API, handed to ``socket`` (refused when there is none);
+    ``POST /`` is the SQS API, handed to ``sqs`` (405 when there is none)."""
 
-    def __init__(self, service: Service, socket: SocketHandler | None = None) -> None:
+    def __init__(self, service: Service, socket: SocketHandler | None = None,
+                 sqs: PostHandler | None = None) -> None:
         super().__init__(service)
         self.socket = socket
+        self.sqs = sqs
+        if sqs is not None:
+            self.on_post = sqs
 
     async def on_get(self, req: Req, resp: Resp) -> None:
         json_response(resp, system.versions(), falcon.HTTP_300)
