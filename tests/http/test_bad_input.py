@@ -60,6 +60,10 @@ def post(*messages: Any) -> dict[str, Any]:
 MESSAGES = "/v2/queues/q/messages"
 CLAIMS = "/v2/queues/q/claims"
 BIG = "x" * (256 * 1024)
+# One level deeper than limits.max_document_depth (64) allows.
+TOO_DEEP: Any = [[[[[[[[0]]]]]]]]
+for _ in range(57):
+    TOO_DEEP = {"a": TOO_DEEP}
 
 CASES = [
     # --- message posts: bodies -----------------------------------------
@@ -115,6 +119,10 @@ CASES = [
          content=b'{"messages": [{"body": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"),
     Case("post-top-level-nested-too-deeply", "POST", MESSAGES, 400, INVALID_BODY,
          content=b"[" * 100_000 + b"]" * 100_000),
+    Case("post-body-over-depth-limit", "POST", MESSAGES, 400, INVALID_BODY,
+         json=post({"body": 1}, {"body": TOO_DEEP})),
+    Case("post-body-over-depth-limit-new-queue", "POST", "/v2/queues/fresh/messages", 400,
+         INVALID_BODY, json=post({"body": TOO_DEEP})),
     # A post that fails validation must not create its queue.
     Case("post-bad-ttl-new-queue", "POST", "/v2/queues/fresh/messages", 400, INVALID_API,
          json=post({"body": 1, "ttl": 59})),
@@ -262,6 +270,16 @@ CASES = [
          content=b'{"color": red}'),
     Case("put-metadata-nested-too-deeply", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
          content=b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    Case("put-metadata-over-depth-limit", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
+         json={"a": TOO_DEEP["a"]}),
+    Case("put-metadata-over-depth-limit-existing-queue", "PUT", "/v2/queues/q", 400,
+         INVALID_BODY, json={"a": TOO_DEEP["a"]}),
+    Case("patch-metadata-over-depth-limit", "PATCH", "/v2/queues/q", 400, INVALID_BODY,
+         json=[{"op": "add", "path": "/metadata/x", "value": TOO_DEEP["a"]}],
+         content_type=JSON_PATCH),
+    Case("subscription-options-over-depth-limit", "POST", "/v2/queues/q/subscriptions", 400,
+         INVALID_BODY, json={"subscriber": "mailto:a@example.org", "ttl": 3600,
+                             "options": {"a": TOO_DEEP["a"]}}),
     Case("put-metadata-not-utf8", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
          content=b'{"a": "\xff"}'),
     Case("put-metadata-form-encoded", "PUT", "/v2/queues/fresh", 400, "Invalid Content-Type",

@@ -58,6 +58,35 @@ def json_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def nesting(value: Any, limits: Limits, what: str) -> Any:
+    """Refuse a document nested deeper than ``limits.max_document_depth``.
+
+    A document the server accepts must be one it can serve again: listings,
+    WebSocket frames and webhook payloads encode it recursively, inside a few
+    levels of their own, and a body close to the interpreter's recursion
+    limit would be stored and then fail every read of its queue. The walk is
+    iterative, so the check itself never recurses.
+    """
+    if not isinstance(value, (dict, list)):
+        return value
+    cap = limits.max_document_depth
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > cap:
+            raise errors.InvalidBody(
+                f"The {what} is nested too deeply: at most {cap} levels of arrays and "
+                "objects are allowed."
+            )
+        inner: list[Any] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            inner.extend(c for c in children if isinstance(c, (dict, list)))
+        level = inner
+    return value
+
+
 def type_name(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
              int: "an integer", float: "a number", type(None): "null"}
