@@ -11,7 +11,8 @@ from tidings.auth import authorize
 
 async def ping(service: Service) -> None:
     if not await service.storage.is_alive():
-        raise errors.ServiceUnavailable("The storage backend is unreachable.")
+        raise errors.ServiceUnavailable(service.storage.problem()
+                                        or "The storage backend is unreachable.")
 
 
 async def health(ctx: Context) -> dict[str, Any]:
