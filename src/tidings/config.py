@@ -89,6 +89,10 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # listings, WebSocket frames, webhook payloads (which wrap the body a few
     # levels deeper) and the outbox.
     max_document_depth: int = 64
+    # The longest a pre-signed URL (POST /v2/queues/{name}/share) may last,
+    # in seconds: an ``expires`` further away is refused with 400. A signed
+    # URL cannot be revoked short of changing auth.secret_key.
+    max_share_lifetime: int = 7 * 24 * 3600
 
 
 class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -154,9 +154,9 @@ class RedisDriver(base.DataDriver):
     def guard(self) -> Iterator[None]:
         """Turn every Redis failure into ServiceUnavailable.
 
-        Timeouts bound each call (socket_timeout), so a dead or hung server
-        costs a request at most that long; redis-py reconnects by itself on
-        the next call once Redis is back.
+        ``bounded`` (and ``run``) add the deadline: a dead or hung server
+        costs a call at most socket_timeout; redis-py reconnects by itself
+        on the next call once Redis is back.
         """
         try:
             yield
@@ -175,8 +175,23 @@ class RedisDriver(base.DataDriver):
                 f"The Redis storage is unavailable: {reason}. Try again later."
             ) from exc
 
-    async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
+    @asynccontextmanager
+    async def bounded(self) -> AsyncIterator[None]:
+        """A Redis call under ``guard`` that ends within socket_timeout,
+        whatever redis-py does meanwhile.
+
+        socket_timeout alone bounds one read, not a call: Redis Cluster's
+        client retries a timed-out command (on a stalled master, three
+        times, with back-off), so a call took three or four timeouts and
+        then often succeeded. The deadline covers the retries too; a
+        retried post is made harmless by its request token (scripts.POST).
+        """
         with self.guard():
+            async with asyncio.timeout(self.socket_timeout):
+                yield
+
+    async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
+        async with self.bounded():
             return await script(self.client, keys, args)
 
     def _make_client(self) -> Any:
@@ -188,7 +203,8 @@ class RedisDriver(base.DataDriver):
         }
         if self.cluster:
             # Cluster keeps redis-py's own retries: they follow slot moves
-            # and fail-overs.
+            # and fail-overs. ``bounded`` cuts them at the deadline, and the
+            # post script's request token makes a post sent twice store once.
             return RedisCluster.from_url(self.client_url, **common)
         # No blind retries: a retried post could post twice. A pooled
         # connection that Redis closed is detected and replaced at checkout.
@@ -258,7 +274,7 @@ class RedisDriver(base.DataDriver):
 
     async def is_alive(self) -> bool:
         try:
-            with self.guard():
+            async with self.bounded():
                 return bool(await self.client.ping())
         except errors.ServiceUnavailable:
             return False
@@ -269,7 +285,7 @@ class RedisDriver(base.DataDriver):
         Always after the queue's own keys exist (those are the truth); both
         writes are idempotent, so repeating them repairs an interrupted one.
         """
-        with self.guard():
+        async with self.bounded():
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zadd(self.keys.project_index(project), {queue: 0})
                 pipe.sadd(self.keys.all_queues, self.keys.member(project, queue))
@@ -316,7 +332,7 @@ class RedisDriver(base.DataDriver):
         return self.watches.watch(project, queue)
 
     async def publish(self, channel: str, message: bytes) -> int | None:
-        with self.guard():
+        async with self.bounded():
             heard = await self.client.publish(self.watches.bus_channel(channel), message)
         # On a Cluster PUBLISH counts the listeners of one node only.
         return None if self.cluster else int(heard)

@@ -249,12 +249,28 @@ end
 """
 
 # ARGV: now, seed, salt for a new queue, client_id, n, then n times (ttl,
-# delay, body), then the notification sequence's seed, a delivery salt and
-# the queue's tag. Writes one MESSAGE delivery per message and live,
-# confirmed subscription, and publishes on the queue's watch channel.
-# Returns {created (0/1), first sequence, the queue's salt, deliveries}.
+# delay, body), then the notification sequence's seed, a delivery salt,
+# the queue's tag and a request token ('' for none). Writes one MESSAGE
+# delivery per message and live, confirmed subscription, and publishes on
+# the queue's watch channel. Returns {created (0/1), first sequence, the
+# queue's salt, deliveries}.
+#
+# The token makes a post sent twice store once: Redis Cluster's client
+# sends a command again when the first try timed out, and on a stalled
+# master both copies wait in its socket and both run once it resumes. The
+# first run records its answer under the token for 60 seconds; a second
+# run answers the same without writing. The copies run moments apart (they
+# were queued together), so a minute is far more than enough.
 POST = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
+local token = ARGV[#ARGV]
+if token ~= '' then
+  local seen = redis.call('GET', base .. ':r:' .. token)
+  if seen then
+    local c, f, w = string.match(seen, '^(%d+) (%d+) (%d+)$')
+    return {tonumber(c), tonumber(f), queue_salt(base), tonumber(w)}
+  end
+end
 local created = ensure_queue(base, ARGV[1], ARGV[3])
 local salt = queue_salt(base)
 local n = tonumber(ARGV[5])
@@ -294,6 +310,11 @@ POST_NOTIFY = r"""
   end
 end
 redis.call('PUBLISH', base .. ':w', '')
+if token ~= '' then
+  -- %d: a sequence past 1e14 would lose digits through tostring
+  redis.call('SET', base .. ':r:' .. token,
+             string.format('%d %d %d', created, first, written), 'EX', 60)
+end
 return {created, first, salt, written}
 """
 
