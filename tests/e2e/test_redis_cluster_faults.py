@@ -193,3 +193,84 @@ def test_posts_under_load_while_a_master_stalls(cluster: RedisClusterServers,
     assert slowest < SOCKET_TIMEOUT + MARGIN, slowest
     assert not lost, sorted(lost)[:10]
     assert not duplicated, duplicated
+
+
+# --- ?replicas=1: a master killed under load loses no acknowledged post --------------
+
+REPLICATED_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[RedisClusterServers]:
+    """Three masters with a replica each; a replica takes over one second
+    (cluster-node-timeout) after its master stops answering."""
+    servers = RedisClusterServers(replicas=1, node_timeout=1000)
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.cleanup()
+
+
+def wait_for_failover(cluster: RedisClusterServers, key: str, dead: Any,
+                      timeout: float = 30.0) -> float:
+    """Seconds until another node serves ``key`` (its replica, promoted)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if cluster.node_of_key(key) is not dead:
+                return time.monotonic() - start
+        except RuntimeError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no fail-over within {timeout} s")
+
+
+def test_a_master_killed_under_load_loses_no_acknowledged_post_with_replicas(
+        replicated: RedisClusterServers, tmp_path: Path) -> None:
+    prefix = unique_prefix()
+    storage = (f"{replicated.url}?socket_timeout={REPLICATED_TIMEOUT}&replicas=1"
+               f"&prefix={prefix}")
+    proc = ServerProcess(storage=storage, log_path=tmp_path / "server.log",
+                         env={"TIDINGS_LOG_LEVEL": "warning"})
+    proc.start()
+    project = f"kill-{uuid.uuid4().hex[:8]}"
+    queues = [f"q{i}" for i in range(6)]
+    key = Keys(prefix).queue(project, "q0")
+    victim = replicated.node_of_key(key)
+    on_victim = {q for q in queues if replicated.node_of_key(Keys(prefix).queue(project, q))
+                 is victim}
+    outcomes: list[dict[str, Any]] = []
+    stop = threading.Event()
+    try:
+        workers = [threading.Thread(target=post_load,
+                                    args=(proc.url, project, queues, stop, outcomes, i))
+                   for i in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(1.5)  # load before the crash
+        killed_at = time.monotonic()
+        victim.kill()
+        failover = wait_for_failover(replicated, key, victim)
+        victim.start()  # back as a replica of the promoted one
+        time.sleep(2.0)  # load after it
+        stop.set()
+        for w in workers:
+            w.join(60)
+        found = stored_payloads(proc.url, project, queues)
+    finally:
+        stop.set()
+        proc.stop()
+    statuses = Counter(o["status"] for o in outcomes)
+    acknowledged = {o["payload"] for o in outcomes if o["status"] == 201}
+    lost = acknowledged - set(found)
+    duplicated = {p: c for p, c in found.items() if c > 1}
+    slowest = max(o["elapsed"] for o in outcomes)
+    print(f"\nkilled the master of {sorted(on_victim)}; fail-over after {failover:.1f} s; "
+          f"posts {len(outcomes)}: {dict(statuses)}; slowest {slowest:.2f} s; "
+          f"stored {sum(found.values())}; lost {len(lost)}; duplicated {len(duplicated)}; "
+          f"{time.monotonic() - killed_at:.1f} s from the kill to the end")
+    assert set(statuses) <= {201, 503}, statuses
+    assert not lost, sorted(lost)[:10]
+    assert not duplicated, duplicated
+    assert slowest < REPLICATED_TIMEOUT + MARGIN, slowest

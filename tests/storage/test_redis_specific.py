@@ -634,3 +634,36 @@ async def test_a_lost_pubsub_connection_wakes_watches_and_recovers(redis_driver,
         assert await watch.wait(0.05) is False
         await post(redis_driver, project, "q")
         assert await watch.wait(5) is True
+
+
+# --- ?replicas=N: acknowledged once replicas have the write -----------------------
+
+
+async def test_replicas_option_refuses_writes_no_replica_confirms(clock):
+    """The session's redis-server has no replica: with ?replicas=1 a post
+    waits for one (WAIT) and answers 503 (on a script the server has never
+    seen too: EVALSHA, then its source); reads do not wait. With none
+    asked, a post is stored."""
+    server = session_redis()
+    waiting = driver_from_url(url(server, replicas="1", socket_timeout="0.5"), clock=clock)
+    await waiting.open()
+    try:
+        assert (await waiting.health())["replicas"] == 1
+        with pytest.raises(errors.ServiceUnavailable, match="not confirmed by 1"):
+            await post(waiting, "p", "q")
+        # The master kept the write: 503 means "unknown", not "not stored".
+        assert len(await list_ids(waiting, "p", "q")) == 1
+    finally:
+        await waiting.close()
+    plain = driver_from_url(url(server, replicas="0"), clock=clock)
+    await plain.open()
+    try:
+        assert len(await post(plain, "p", "q")) == 1
+    finally:
+        await plain.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_replicas_option_must_be_a_count(value):
+    with pytest.raises(ValueError, match="replicas"):
+        driver_from_url(f"redis://127.0.0.1:6379/0?replicas={value}")

@@ -160,6 +160,13 @@ class RedisServer:
                 self.process.wait(5)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: a crash; ``start`` brings it back on its port and data."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
     def pause(self) -> None:
         """SIGSTOP: the server keeps its socket but answers nothing (a hang)."""
         assert self.process is not None
@@ -206,10 +213,27 @@ class RedisClusterServers:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO") for n in self.nodes):
+            if (all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO")
+                    for n in self.nodes) and self._replicas_in_sync()):
                 return self
             time.sleep(0.05)
         raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def _replicas_in_sync(self) -> bool:
+        """Every master has its replicas attached and past the first sync."""
+        if not self.replicas:
+            return True
+        import redis
+
+        online = 0
+        for node in self.nodes:
+            with redis.Redis(port=node.port, socket_timeout=1.0) as client:
+                info = client.info("replication")
+            if info.get("role") == "master":
+                online += sum(1 for k, v in info.items()
+                              if k.startswith("slave") and isinstance(v, dict)
+                              and v.get("state") == "online")
+        return online >= len(self.nodes) // (1 + self.replicas) * self.replicas
 
     def node_of_key(self, key: str) -> RedisServer:
         """The master that serves ``key``'s slot, as a running node sees it."""

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -53,6 +53,16 @@ def _flag(name: str, text: str) -> bool:
     raise ValueError(f"the Redis URL option {name} must be true or false, not {text!r}")
 
 
+def _count(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"the Redis URL option {name} must be a whole number") from None
+    if value < 0:
+        raise ValueError(f"the Redis URL option {name} may not be negative, not {text!r}")
+    return value
+
+
 def _seconds(name: str, text: str) -> float:
     try:
         value = float(text)
@@ -81,6 +91,7 @@ class RedisDriver(base.DataDriver):
         connect_timeout: float | None = None,
         clock: Clock = system_clock,
         dead_retention: float = DEAD_RETENTION,
+        replicas: int = 0,
     ) -> None:
         from tidings.storage.redis.claims import RedisClaims
         from tidings.storage.redis.messages import RedisMessages
@@ -96,6 +107,10 @@ class RedisDriver(base.DataDriver):
         self.connect_timeout = connect_timeout or socket_timeout
         self.clock = clock
         self.dead_retention = dead_retention
+        # ``?replicas=N``: every script's writes are acknowledged only once
+        # N replicas of its master have them (WAIT), within a third of the
+        # deadline; otherwise the request answers 503.
+        self.replicas = replicas
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
         parts = urlsplit(client_url)
@@ -116,7 +131,8 @@ class RedisDriver(base.DataDriver):
         Options: ``unreliable=true`` (run on a Redis that does not persist),
         ``prefix=`` (key prefix, default ``tidings:``), ``socket_timeout=``
         and ``socket_connect_timeout=`` (seconds), ``dead_retention=``
-        (seconds gc keeps dead deliveries, default 7 days). Other options go to
+        (seconds gc keeps dead deliveries, default 7 days), ``replicas=N``
+        (acknowledge a write once N replicas have it). Other options go to
         redis-py. ``sync`` is SQLite's and has no meaning here.
         """
         parts = urlsplit(url)
@@ -136,11 +152,12 @@ class RedisDriver(base.DataDriver):
                            options.pop("socket_connect_timeout", str(timeout)))
         retention = _seconds("dead_retention",
                              options.pop("dead_retention", str(DEAD_RETENTION)))
+        replicas = _count("replicas", options.pop("replicas", "0"))
         path = "" if cluster else parts.path  # a Cluster has database 0 only
         client_url = urlunsplit((plain, parts.netloc, path, urlencode(options), ""))
         return cls(client_url, cluster=cluster, prefix=prefix, unreliable=unreliable,
                    socket_timeout=timeout, connect_timeout=connect, clock=clock,
-                   dead_retention=retention)
+                   dead_retention=retention, replicas=replicas)
 
     # --- the client -------------------------------------------------------
 
@@ -192,7 +209,45 @@ class RedisDriver(base.DataDriver):
 
     async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
         async with self.bounded():
-            return await script(self.client, keys, args)
+            if not self.replicas or not script.writes:
+                return await script(self.client, keys, args)
+            return await self._run_replicated(script, keys, args)
+
+    async def _run_replicated(self, script: scripts.Script, keys: list[str], args: list[Any]
+                              ) -> Any:
+        """The script, then WAIT on the same connection (one pipeline): WAIT
+        waits for the writes of its own connection. On Cluster, the WAIT is
+        sent to the node of the script's key, so both share that node's
+        connection. Fewer replicas than asked in time: 503, though the
+        master has the write (a client must treat it as unknown, like any
+        503)."""
+        # A third of the deadline: a node that lacks the script costs two
+        # rounds (EVALSHA, then the source), each with its WAIT.
+        wait_ms = max(1, int(self.socket_timeout * 1000 / 3))
+        target = ({"target_nodes": self.client.get_node_from_key(keys[0])}
+                  if self.cluster else {})
+        for send_source in (False, True):
+            async with self.client.pipeline(transaction=False) as pipe:
+                if send_source:
+                    pipe.eval(script.source, len(keys), *keys, *args)
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self.replicas, wait_ms, **target)
+                result, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and not send_source:
+                continue  # the node lacks the script: send its source
+            if isinstance(result, BaseException):
+                raise result
+            if isinstance(acknowledged, BaseException):
+                raise acknowledged
+            if int(acknowledged) < self.replicas:
+                log.warning("Redis at %s: %s of %d replicas confirmed a write in %d ms",
+                            self.where, acknowledged, self.replicas, wait_ms)
+                raise errors.ServiceUnavailable(
+                    f"The write was not confirmed by {self.replicas} Redis replica(s) in "
+                    "time; it may or may not be kept. Try again later.")
+            return result
+        raise AssertionError("unreachable")
 
     def _make_client(self) -> Any:
         common: dict[str, Any] = {
@@ -309,6 +364,7 @@ class RedisDriver(base.DataDriver):
             "cluster": self.cluster,
             "prefix": self.keys.prefix,
             "persistence": self.persistence,
+            "replicas": self.replicas,
             "message_counts": [],
         }
         if not alive:

@@ -961,8 +961,12 @@ class Script:
     broadcast to get wrong.
     """
 
-    def __init__(self, name: str, source: str) -> None:
+    def __init__(self, name: str, source: str, *, writes: bool = True) -> None:
         self.name = name
+        # Whether a client's change rides on it: ``?replicas=N`` waits for
+        # replicas after these only (a listing tidies expired claims, but
+        # nothing a client was told about depends on that write).
+        self.writes = writes
         self.source = f"-- tidings: {name}\n{source}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -973,20 +977,20 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-def _script(name: str, *parts: str) -> Script:
-    return Script(name, "\n".join(parts))
+def _script(name: str, *parts: str, writes: bool = True) -> Script:
+    return Script(name, "\n".join(parts), writes=writes)
 
 
 post = _script("post", LIB, POST, NOTIFY_LIB, POST_NOTIFY)
-list_messages = _script("list", LIB, LIST)
-get = _script("get", LIB, GET)
+list_messages = _script("list", LIB, LIST, writes=False)
+get = _script("get", LIB, GET, writes=False)
 delete = _script("delete", LIB, DELETE)
 pop = _script("pop", LIB, POP)
 claim = _script("claim", LIB, CLAIM)
-claim_get = _script("claim_get", LIB, CLAIM_GET)
+claim_get = _script("claim_get", LIB, CLAIM_GET, writes=False)
 claim_update = _script("claim_update", LIB, CLAIM_UPDATE)
 claim_delete = _script("claim_delete", LIB, CLAIM_DELETE)
-stats = _script("stats", LIB, STATS)
+stats = _script("stats", LIB, STATS, writes=False)
 create_queue = _script("create_queue", CREATE_QUEUE)
 set_metadata = _script("set_metadata", SET_METADATA)
 delete_queue = _script("delete_queue", DELETE_QUEUE)
@@ -996,9 +1000,9 @@ dead_letter_put = _script("dead_letter_put", LIB, DEAD_LETTER_PUT)
 dead_letter_done = _script("dead_letter_done", DEAD_LETTER_DONE)
 sub_create = _script("sub_create", NOTIFY_LIB, SUB_CREATE)
 nseq_reserve = _script("nseq_reserve", NOTIFY_LIB, NSEQ_RESERVE)
-sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET)
-sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND)
-sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST)
+sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET, writes=False)
+sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND, writes=False)
+sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST, writes=False)
 sub_update = _script("sub_update", NOTIFY_LIB, SUB_UPDATE)
 sub_confirm = _script("sub_confirm", NOTIFY_LIB, SUB_CONFIRM)
 sub_delete = _script("sub_delete", NOTIFY_LIB, SUB_DELETE)
@@ -1008,5 +1012,5 @@ delivery_release = _script("delivery_release", NOTIFY_LIB, DELIVERY_RELEASE)
 delivery_done = _script("delivery_done", NOTIFY_LIB, DELIVERY_DONE)
 delivery_retry = _script("delivery_retry", NOTIFY_LIB, DELIVERY_RETRY)
 delivery_dead = _script("delivery_dead", NOTIFY_LIB, DELIVERY_DEAD)
-delivery_list = _script("delivery_list", NOTIFY_LIB, DELIVERY_LIST)
+delivery_list = _script("delivery_list", NOTIFY_LIB, DELIVERY_LIST, writes=False)
 notify_gc = _script("notify_gc", NOTIFY_LIB, NOTIFY_GC)
