@@ -32,6 +32,9 @@ INVALID_QUEUE = "Invalid queue identification"
 NOT_FOUND = "Not found"
 
 UNKNOWN_CLAIM = "0123456789abcdef01234567"
+# The largest error body any case may get: descriptions quote at most a
+# short prefix of a bad value (errors.clip).
+ERROR_CAP = 1200
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ CASES = [
          headers={"Client-ID": None}),
     Case("client-id-not-uuid", "POST", MESSAGES, 400, "Wrong UUID value",
          headers={"Client-ID": "not-a-uuid"}, json=post({"body": 1})),
+    # A bad value is quoted back as a short prefix only (every case's
+    # error must stay under ERROR_CAP bytes).
+    Case("client-id-8-kib", "POST", MESSAGES, 400, "Wrong UUID value",
+         headers={"Client-ID": "c" * 8192}, json=post({"body": 1})),
     Case("client-id-empty", "PUT", "/v2/queues/fresh", 400, "Wrong UUID value",
          headers={"Client-ID": ""}),
     Case("no-project", "PUT", "/v2/queues/fresh", 400, "Project-Id Missing",
@@ -249,6 +256,9 @@ CASES = [
     Case("bulk-get-past-int64", "GET", MESSAGES, 404, NOT_FOUND,
          params={"ids": "ffffffffffffffff,8000000000000000"}),
     Case("message-get-garbage", "GET", MESSAGES + "/not-a-message", 404, NOT_FOUND),
+    Case("message-get-8-kib-id", "GET", MESSAGES + "/" + "m" * 8192, 404, NOT_FOUND),
+    Case("bulk-get-long-ids", "GET", MESSAGES, 404, NOT_FOUND,
+         params={"ids": ",".join("i" * 300 + str(n) for n in range(20))}),
     Case("message-get-other-queue", "GET", "/v2/queues/other/messages/{msg}", 404,
          NOT_FOUND),
     Case("bulk-get-none-found", "GET", MESSAGES, 404, NOT_FOUND,
@@ -445,6 +455,7 @@ def test_bad_input(case: Case, http: httpx.Client, raw: httpx.Client, state: Sta
     resp = raw.request(**build(case, state, headers))
     assert resp.status_code < 500, resp.text
     assert_error(resp, case.status, case.title)
+    assert len(resp.content) <= ERROR_CAP, resp.text[:300]
     assert snapshot(http, state.claim_id) == before
 
 

@@ -219,6 +219,9 @@ SAME_ERRORS = [
      ("POST", "/v2/queues/q/claims", {"grace": "60"})),
     (("claim_get", {"queue_name": "q", "claim_id": "nope"}),
      ("GET", "/v2/queues/q/claims/nope", None)),
+    # A long bad value: the same error both ways, quoting a short prefix.
+    (("message_get", {"queue_name": "q", "message_id": "m" * 8192}),
+     ("GET", "/v2/queues/q/messages/" + "m" * 8192, None)),
     # One level deeper than limits.max_document_depth (64).
     (("message_post", {"queue_name": "q", "messages": [{"body": deep(65)}]}),
      ("POST", "/v2/queues/q/messages", {"messages": [{"body": deep(65)}]})),
@@ -239,6 +242,7 @@ def test_errors_match_http(sock: Socket, http: httpx.Client, ws_request, http_re
     assert resp.status_code >= 400, resp.text
     reply = sock.call(*ws_request)
     assert_error(reply, resp.status_code, resp.json()["title"])
+    assert len(str(reply.body)) < 1200 and len(resp.content) < 1200, resp.text[:300]
 
 
 def test_claim_errors_match_http(sock: Socket, http: httpx.Client) -> None:
