@@ -667,3 +667,42 @@ async def test_replicas_option_refuses_writes_no_replica_confirms(clock):
 def test_replicas_option_must_be_a_count(value):
     with pytest.raises(ValueError, match="replicas"):
         driver_from_url(f"redis://127.0.0.1:6379/0?replicas={value}")
+
+
+# --- a command sent twice (Redis Cluster's client retries) -------------------------
+
+
+async def test_a_post_sent_twice_with_its_token_stores_once(redis_driver, project, clock):
+    """What the Cluster client does to a post that timed out on a stalled
+    master: the same script, same arguments, run a second time."""
+    from tidings.storage.redis.keys import member_tag
+
+    driver = redis_driver
+    member = driver.keys.member(project, "q")
+    now = clock()
+    args = [repr(now), sequence_seed(now), new_salt(), "client", 2,
+            300, 0, b'"one"', 300, 0, b'"two"',
+            sequence_seed(now), new_salt(), member_tag(member), "token-1"]
+    key = driver.keys.queue_from_member(member)
+    first = await driver.run(scripts.post, [key], args)
+    again = await driver.run(scripts.post, [key], args)
+    assert again == first
+    assert len(await list_ids(driver, project, "q", echo=True)) == 2
+    # Another token is another post.
+    await driver.run(scripts.post, [key], [*args[:-1], "token-2"])
+    assert len(await list_ids(driver, project, "q", echo=True)) == 4
+
+
+async def test_a_claim_sent_twice_claims_once(redis_driver, project, clock):
+    driver = redis_driver
+    await post(driver, project, "q", 5)
+    key = driver.keys.queue(project, "q")
+    now = clock()
+    args = [repr(now), "c" * 24, 60, 60, 2, 0, "drop", "", 0, sequence_seed(now), new_salt()]
+    first = await driver.run(scripts.claim, [key], args)
+    again = await driver.run(scripts.claim, [key], args)
+    claimed = first[2][0::3]
+    assert len(claimed) == 2 and again[2][0::3] == claimed
+    # Only those two are claimed: three remain free for the next claim.
+    _, rest = await claim(driver, project, "q", limit=10)
+    assert len(rest) == 3

@@ -426,6 +426,23 @@ local keep = claim_expires + grace
 local out, ids = {}, {}
 local dlq_created, pending, moved = 0, 0, 0
 
+-- The claim id is drawn by the caller, once per claim: a claim that
+-- exists already is this very claim sent again (Redis Cluster's client
+-- retries a timed-out command), so it answers with what it holds and
+-- claims nothing more.
+local made = redis.call('HGET', base .. ':c', claim_id)
+if made then
+  for _, id in ipairs(cmsgpack.unpack(made)[5]) do
+    local rec, rec_raw = get_rec(base, id)
+    if rec and rec[CLAIM] == claim_id and rec[EXPIRES] > now then
+      out[#out + 1] = id
+      out[#out + 1] = rec_raw
+      out[#out + 1] = body(base, id)
+    end
+  end
+  return {0, 0, out, 0}
+end
+
 local function dead_letter(id, rec)
   if mode == 'local' then
     local dlq = KEYS[2]
