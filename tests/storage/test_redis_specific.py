@@ -706,3 +706,17 @@ async def test_a_claim_sent_twice_claims_once(redis_driver, project, clock):
     # Only those two are claimed: three remain free for the next claim.
     _, rest = await claim(driver, project, "q", limit=10)
     assert len(rest) == 3
+
+
+async def test_a_subscription_create_sent_twice_answers_the_same_id(redis_driver, project,
+                                                                    clock):
+    driver = redis_driver
+    key = driver.keys.queue(project, "q")
+    now = clock()
+    args = [repr(now), 3600, "http://127.0.0.1/hook", b"{}", 1, sequence_seed(now), new_salt()]
+    first = await driver.run(scripts.sub_create, [key], args)
+    assert first is not None
+    assert await driver.run(scripts.sub_create, [key], args) == first
+    # Another create for the same subscriber is a duplicate (the caller's 409).
+    assert await driver.run(scripts.sub_create, [key], [*args[:-1], new_salt()]) is None
+    assert len(await driver.subscriptions.list(project, "q", marker=None, limit=10)) == 1
