@@ -41,7 +41,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 
 KEY_BYTES = 16
 _COUNTER_MAX = 2**63  # SQLite INTEGER and PostgreSQL bigint are signed 64-bit
-_HEX = frozenset("0123456789abcdef")
 
 
 class IdKind(enum.IntEnum):
@@ -88,8 +87,9 @@ class IdCodec:
 
     def parse_message_id(self, text: str) -> int | None:
         """The counter of a message id, or None for anything never issued."""
-        if len(text) == 16 and _is_hex(text):
-            value = int(text, 16)
+        if len(text) == 16:
+            raw = _hex(text)
+            value = int.from_bytes(raw, "big") if raw is not None else 0
             return value if 0 < value < self._legacy_below[IdKind.MESSAGE] else None
         parsed = self._decrypt(IdKind.MESSAGE, text)
         # A message's block has no token: four more bytes that must be zero.
@@ -109,10 +109,11 @@ class IdCodec:
 
     def parse_public_id(self, kind: IdKind, text: str) -> tuple[int, int] | None:
         """(counter, token) of a subscription or delivery id, else None."""
-        if len(text) == 24 and _is_hex(text):
-            counter = int(text[:16], 16)
+        if len(text) == 24:
+            raw = _hex(text)
+            counter = int.from_bytes(raw[:8], "big") if raw is not None else 0
             if 0 < counter < self._legacy_below[kind]:
-                return counter, int(text[16:], 16)
+                return counter, int.from_bytes(raw[8:], "big")  # type: ignore[index]
             return None
         return self._decrypt(kind, text)
 
@@ -132,9 +133,10 @@ class IdCodec:
         return self._encryptor().update(_block(kind, counter, token)).hex()
 
     def _decrypt(self, kind: IdKind, text: str) -> tuple[int, int] | None:
-        if len(text) != 32 or not _is_hex(text):
+        raw = _hex(text) if len(text) == 32 else None
+        if raw is None:
             return None
-        block = self._decryptor().update(bytes.fromhex(text))
+        block = self._decryptor().update(raw)
         if block[0] != kind or block[1:4] != b"\0\0\0":
             return None
         counter = int.from_bytes(block[8:], "big")
@@ -160,5 +162,11 @@ def _block(kind: IdKind, counter: int, token: int) -> bytes:
             + counter.to_bytes(8, "big"))
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in _HEX for c in text)
+def _hex(text: str) -> bytes | None:
+    """The bytes of lower-case hex digits, exactly as the ids are written
+    (fromhex alone also takes spaces and capitals), else None."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw.hex() == text else None
