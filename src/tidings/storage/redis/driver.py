@@ -198,10 +198,12 @@ class RedisDriver(base.DataDriver):
         whatever redis-py does meanwhile.
 
         socket_timeout alone bounds one read, not a call: Redis Cluster's
-        client retries a timed-out command (on a stalled master, three
-        times, with back-off), so a call took three or four timeouts and
-        then often succeeded. The deadline covers the retries too; a
-        retried post is made harmless by its request token (scripts.POST).
+        client retries a timed-out command, so a call to a stalled master
+        lasted as long as the stall (3 s of a 3 s stall with a 1 s
+        timeout, in tests/e2e/test_redis_cluster_faults.py) and then
+        succeeded. The deadline covers the retries too; the copies a retry
+        sends are made harmless by the scripts (a post's request token, a
+        claim's id, a subscription's salt).
         """
         with self.guard():
             async with asyncio.timeout(self.socket_timeout):
