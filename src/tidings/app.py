@@ -17,6 +17,7 @@ from typing import Any
 import falcon.asgi
 import msgspec
 
+from tidings import errors
 from tidings.api.context import Service
 from tidings.api.quotas import Quotas
 from tidings.auth import Policy, PolicyError
@@ -78,6 +79,9 @@ class Lifespan:
                 removed = await self.storage.gc()
                 if removed.total:
                     log.info("gc removed %d expired records (%s)", removed.total, removed)
+            except errors.ServiceUnavailable as exc:
+                # The storage said what is wrong (down, out of space): one line.
+                log.warning("gc pass failed: %s", exc.description)
             except Exception:  # keep collecting; the next pass may succeed
                 log.exception("gc pass failed")
 

@@ -85,6 +85,17 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     default_subscriptions_per_page: int = 10
     # Long polling: the largest ``wait`` (seconds) on listings and claims.
     max_wait: int = 20
+    # The deepest nesting of arrays and objects in a message body, queue or
+    # topic metadata, subscription options, pool options or flavor
+    # capabilities (``[[1]]`` is 2 deep). Far below Python's recursion limit
+    # (1000), which every encoder that re-reads a stored document shares:
+    # listings, WebSocket frames, webhook payloads (which wrap the body a few
+    # levels deeper) and the outbox.
+    max_document_depth: int = 64
+    # The longest a pre-signed URL (POST /v2/queues/{name}/share) may last,
+    # in seconds: an ``expires`` further away is refused with 400. A signed
+    # URL cannot be revoked short of changing auth.secret_key.
+    max_share_lifetime: int = 7 * 24 * 3600
 
 
 class WebSocketSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -6,6 +6,27 @@ transports map error classes to status codes, each in one place.
 
 from __future__ import annotations
 
+import re
+
+# An error may quote the value it refuses, and that value may be anything a
+# client sent (a 100 KB header, a path as long as the URL): each run of
+# more than ECHO_LIMIT characters without a space is cut to a prefix, and
+# the whole description to DESCRIPTION_LIMIT, so an error never sends back
+# more than a short prefix of what it was given.
+ECHO_LIMIT = 64
+DESCRIPTION_LIMIT = 1000
+_LONG_RUN = re.compile(r"\S{%d,}" % (ECHO_LIMIT + 1))
+
+
+def clip(description: str) -> str:
+    """``description`` with every long quoted value cut to a short prefix."""
+    if len(description) <= ECHO_LIMIT:
+        return description
+    clipped = _LONG_RUN.sub(lambda m: m.group()[:ECHO_LIMIT] + "...", description)
+    if len(clipped) > DESCRIPTION_LIMIT:
+        clipped = clipped[:DESCRIPTION_LIMIT] + "..."
+    return clipped
+
 
 class TidingsError(Exception):
     """Base of every error a client may see."""
@@ -13,6 +34,7 @@ class TidingsError(Exception):
     title = "Service error"
 
     def __init__(self, description: str = "") -> None:
+        description = clip(description)
         super().__init__(description)
         self.description = description
 
@@ -180,3 +202,13 @@ class ServiceUnavailable(TidingsError):
     """The storage backend failed or could not be reached."""
 
     title = "Service temporarily unavailable"
+
+
+# --- 507 ------------------------------------------------------------------
+
+
+class StorageFull(ServiceUnavailable):
+    """The storage has no space left for the write: nothing was written,
+    and writes succeed again once space is freed."""
+
+    title = "Insufficient storage"

@@ -112,6 +112,8 @@ def test_another_projects_signed_url_sees_only_that_project(
     ({"paths": ["stats"]}, 400), ({"methods": ["HEAD"]}, 400), ({"bogus": 1}, 400),
     ({"expires": "2001-01-01T00:00:00"}, 400), ({"expires": "tomorrow"}, 400),
     ({"paths": "messages"}, 400),
+    # Past the maximum lifetime (limits.max_share_lifetime, 7 days).
+    ({"expires": "9999-01-01T00:00:00"}, 400),
 ])
 def test_share_rejects_bad_requests(as_user: Make, queue: str, body: dict, status: int) -> None:
     response = as_user("a-member").post(f"/v2/queues/{queue}/share", json=body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -56,6 +56,24 @@ def test_defaults_and_zones() -> None:
 def test_past_or_bad_expiry_is_refused(expires: str) -> None:
     with pytest.raises(ValueError):
         signed.create(KEY, PATHS, "proj", None, expires, now=NOW)
+
+
+WEEK = timedelta(days=7)
+
+
+@pytest.mark.parametrize("expires", ["2030-01-08T00:00:01", "9999-12-31T23:59:59"])
+def test_expiry_past_the_maximum_lifetime_is_refused(expires: str) -> None:
+    with pytest.raises(ValueError, match="at most 604800 seconds"):
+        signed.create(KEY, PATHS, "proj", None, expires, now=NOW, max_lifetime=WEEK)
+
+
+def test_expiry_at_the_maximum_lifetime_is_accepted() -> None:
+    result = signed.create(KEY, PATHS, "proj", None, "2030-01-08T00:00:00", now=NOW,
+                           max_lifetime=WEEK)
+    assert result["expires"] == "2030-01-08T00:00:00"
+    # The default lifetime (a day) is shortened to a shorter maximum.
+    short = signed.create(KEY, PATHS, "proj", now=NOW, max_lifetime=timedelta(hours=1))
+    assert short["expires"] == "2030-01-01T01:00:00"
 
 
 def headers_for(result: dict) -> dict:

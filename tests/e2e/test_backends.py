@@ -254,10 +254,10 @@ def test_health_reports_driver_reachability_and_counts(multi_server: ServerProce
             assert health["driver"] == multi_server.backend  # type: ignore[attr-defined]
             assert health["storage_reachable"] is True
             assert health["details"]["storage_reachable"] is True
-            counts = {(c["project"], c["queue"]): c["messages"]
-                      for c in health["details"]["message_counts"]}
-            assert counts[(project, "alpha")] == 3
-            assert counts[(project, "beta")] == 5
+            # Under noauth nobody is an admin: totals only, no project named.
+            assert project not in resp.text
+            totals = health["details"]["message_totals"]
+            assert totals["queues"] >= 2 and totals["messages"] >= 8
         assert http.get("/v2/ping").status_code == 204
 
 

@@ -32,6 +32,9 @@ INVALID_QUEUE = "Invalid queue identification"
 NOT_FOUND = "Not found"
 
 UNKNOWN_CLAIM = "0123456789abcdef01234567"
+# The largest error body any case may get: descriptions quote at most a
+# short prefix of a bad value (errors.clip).
+ERROR_CAP = 1200
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ def post(*messages: Any) -> dict[str, Any]:
 MESSAGES = "/v2/queues/q/messages"
 CLAIMS = "/v2/queues/q/claims"
 BIG = "x" * (256 * 1024)
+# One level deeper than limits.max_document_depth (64) allows.
+TOO_DEEP: Any = [[[[[[[[0]]]]]]]]
+for _ in range(57):
+    TOO_DEEP = {"a": TOO_DEEP}
 
 CASES = [
     # --- message posts: bodies -----------------------------------------
@@ -115,6 +122,10 @@ CASES = [
          content=b'{"messages": [{"body": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"),
     Case("post-top-level-nested-too-deeply", "POST", MESSAGES, 400, INVALID_BODY,
          content=b"[" * 100_000 + b"]" * 100_000),
+    Case("post-body-over-depth-limit", "POST", MESSAGES, 400, INVALID_BODY,
+         json=post({"body": 1}, {"body": TOO_DEEP})),
+    Case("post-body-over-depth-limit-new-queue", "POST", "/v2/queues/fresh/messages", 400,
+         INVALID_BODY, json=post({"body": TOO_DEEP})),
     # A post that fails validation must not create its queue.
     Case("post-bad-ttl-new-queue", "POST", "/v2/queues/fresh/messages", 400, INVALID_API,
          json=post({"body": 1, "ttl": 59})),
@@ -131,6 +142,10 @@ CASES = [
          headers={"Client-ID": None}),
     Case("client-id-not-uuid", "POST", MESSAGES, 400, "Wrong UUID value",
          headers={"Client-ID": "not-a-uuid"}, json=post({"body": 1})),
+    # A bad value is quoted back as a short prefix only (every case's
+    # error must stay under ERROR_CAP bytes).
+    Case("client-id-8-kib", "POST", MESSAGES, 400, "Wrong UUID value",
+         headers={"Client-ID": "c" * 8192}, json=post({"body": 1})),
     Case("client-id-empty", "PUT", "/v2/queues/fresh", 400, "Wrong UUID value",
          headers={"Client-ID": ""}),
     Case("no-project", "PUT", "/v2/queues/fresh", 400, "Project-Id Missing",
@@ -241,6 +256,9 @@ CASES = [
     Case("bulk-get-past-int64", "GET", MESSAGES, 404, NOT_FOUND,
          params={"ids": "ffffffffffffffff,8000000000000000"}),
     Case("message-get-garbage", "GET", MESSAGES + "/not-a-message", 404, NOT_FOUND),
+    Case("message-get-8-kib-id", "GET", MESSAGES + "/" + "m" * 8192, 404, NOT_FOUND),
+    Case("bulk-get-long-ids", "GET", MESSAGES, 404, NOT_FOUND,
+         params={"ids": ",".join("i" * 300 + str(n) for n in range(20))}),
     Case("message-get-other-queue", "GET", "/v2/queues/other/messages/{msg}", 404,
          NOT_FOUND),
     Case("bulk-get-none-found", "GET", MESSAGES, 404, NOT_FOUND,
@@ -262,6 +280,16 @@ CASES = [
          content=b'{"color": red}'),
     Case("put-metadata-nested-too-deeply", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
          content=b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    Case("put-metadata-over-depth-limit", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
+         json={"a": TOO_DEEP["a"]}),
+    Case("put-metadata-over-depth-limit-existing-queue", "PUT", "/v2/queues/q", 400,
+         INVALID_BODY, json={"a": TOO_DEEP["a"]}),
+    Case("patch-metadata-over-depth-limit", "PATCH", "/v2/queues/q", 400, INVALID_BODY,
+         json=[{"op": "add", "path": "/metadata/x", "value": TOO_DEEP["a"]}],
+         content_type=JSON_PATCH),
+    Case("subscription-options-over-depth-limit", "POST", "/v2/queues/q/subscriptions", 400,
+         INVALID_BODY, json={"subscriber": "mailto:a@example.org", "ttl": 3600,
+                             "options": {"a": TOO_DEEP["a"]}}),
     Case("put-metadata-not-utf8", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
          content=b'{"a": "\xff"}'),
     Case("put-metadata-form-encoded", "PUT", "/v2/queues/fresh", 400, "Invalid Content-Type",
@@ -427,6 +455,7 @@ def test_bad_input(case: Case, http: httpx.Client, raw: httpx.Client, state: Sta
     resp = raw.request(**build(case, state, headers))
     assert resp.status_code < 500, resp.text
     assert_error(resp, case.status, case.title)
+    assert len(resp.content) <= ERROR_CAP, resp.text[:300]
     assert snapshot(http, state.claim_id) == before
 
 

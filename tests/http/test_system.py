@@ -58,6 +58,21 @@ def test_health(http: httpx.Client) -> None:
     assert http.head("/v2/health").status_code == 204
 
 
+def test_health_shows_other_projects_only_in_aggregate(http: httpx.Client, project: str
+                                                       ) -> None:
+    """Under noauth nobody is an admin: health gives totals, never another
+    project's queue names or depths."""
+    assert http.post("/v2/queues/secret-plans/messages",
+                     json={"messages": [{"body": 1}, {"body": 2}]}).status_code == 201
+    resp = http.get("/v2/health")
+    assert resp.status_code == 200
+    assert project not in resp.text and "secret-plans" not in resp.text
+    details = resp.json()["details"]
+    assert "message_counts" not in details
+    assert details["message_totals"]["queues"] >= 1
+    assert details["message_totals"]["messages"] >= 2
+
+
 def test_unknown_route(http: httpx.Client) -> None:
     body = assert_error(http.get("/v2/nothing-here"), 404, own=False)
     assert body["title"] == "404 Not Found"

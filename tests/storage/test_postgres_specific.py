@@ -169,6 +169,36 @@ async def test_schema_newer_than_the_code_is_refused(pg_server: PostgresServer,
             await open_driver(pg_server.url(database, **options)).open()
 
 
+async def test_ids_issued_before_opaque_ids_keep_working(pg_server: PostgresServer,
+                                                        database: str) -> None:
+    """A database at schema 3 (plain sequence ids) migrates to opaque ids:
+    its message keeps its plain id, found and paged by it; new messages get
+    opaque ids; a plain id past the old rows names nothing."""
+    statements = [q.SCHEMA_VERSION_TABLE, *q.MIGRATIONS[:3]]
+    statements += [f"INSERT INTO schema_version VALUES ({v}, 0)" for v in (1, 2, 3)]
+    statements += [
+        "INSERT INTO queues (project, name, metadata, created) VALUES ('p', 'q', '{}', 0)",
+        "INSERT INTO messages (queue_id, body, created, expires, available, client_id) "
+        "VALUES (1, '\\x7b226f6c64223a317d', 0, 1e12, 0, 'c'),"
+        " (1, '\\x7b226f6c64223a327d', 0, 1e12, 0, 'c')",
+        "DELETE FROM messages WHERE id = 2",  # the sequence remembers it
+    ]
+    pg_server.psql(";".join(statements), database=database)
+    driver = open_driver(pg_server.url(database), FakeClock(start=1000.0))
+    await driver.open()
+    try:
+        old = "0000000000000001"
+        assert (await driver.messages.get("p", "q", old)).body == {"old": 1}
+        [new] = await post(driver, "p", "q")
+        assert len(new) == 32
+        assert await list_ids(driver, "p", "q", echo=True) == [old, new]
+        assert await list_ids(driver, "p", "q", echo=True, marker=old) == [new]
+        with pytest.raises(errors.MessageDoesNotExist):
+            await driver.messages.get("p", "q", "0000000000000003")
+    finally:
+        await driver.close()
+
+
 # --- ordering ------------------------------------------------------------------
 
 

@@ -634,3 +634,89 @@ async def test_a_lost_pubsub_connection_wakes_watches_and_recovers(redis_driver,
         assert await watch.wait(0.05) is False
         await post(redis_driver, project, "q")
         assert await watch.wait(5) is True
+
+
+# --- ?replicas=N: acknowledged once replicas have the write -----------------------
+
+
+async def test_replicas_option_refuses_writes_no_replica_confirms(clock):
+    """The session's redis-server has no replica: with ?replicas=1 a post
+    waits for one (WAIT) and answers 503 (on a script the server has never
+    seen too: EVALSHA, then its source); reads do not wait. With none
+    asked, a post is stored."""
+    server = session_redis()
+    waiting = driver_from_url(url(server, replicas="1", socket_timeout="0.5"), clock=clock)
+    await waiting.open()
+    try:
+        assert (await waiting.health())["replicas"] == 1
+        with pytest.raises(errors.ServiceUnavailable, match="not confirmed by 1"):
+            await post(waiting, "p", "q")
+        # The master kept the write: 503 means "unknown", not "not stored".
+        assert len(await list_ids(waiting, "p", "q")) == 1
+    finally:
+        await waiting.close()
+    plain = driver_from_url(url(server, replicas="0"), clock=clock)
+    await plain.open()
+    try:
+        assert len(await post(plain, "p", "q")) == 1
+    finally:
+        await plain.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_replicas_option_must_be_a_count(value):
+    with pytest.raises(ValueError, match="replicas"):
+        driver_from_url(f"redis://127.0.0.1:6379/0?replicas={value}")
+
+
+# --- a command sent twice (Redis Cluster's client retries) -------------------------
+
+
+async def test_a_post_sent_twice_with_its_token_stores_once(redis_driver, project, clock):
+    """What the Cluster client does to a post that timed out on a stalled
+    master: the same script, same arguments, run a second time."""
+    from tidings.storage.redis.keys import member_tag
+
+    driver = redis_driver
+    member = driver.keys.member(project, "q")
+    now = clock()
+    args = [repr(now), sequence_seed(now), new_salt(), "client", 2,
+            300, 0, b'"one"', 300, 0, b'"two"',
+            sequence_seed(now), new_salt(), member_tag(member), "token-1"]
+    key = driver.keys.queue_from_member(member)
+    first = await driver.run(scripts.post, [key], args)
+    again = await driver.run(scripts.post, [key], args)
+    assert again == first
+    assert len(await list_ids(driver, project, "q", echo=True)) == 2
+    # Another token is another post.
+    await driver.run(scripts.post, [key], [*args[:-1], "token-2"])
+    assert len(await list_ids(driver, project, "q", echo=True)) == 4
+
+
+async def test_a_claim_sent_twice_claims_once(redis_driver, project, clock):
+    driver = redis_driver
+    await post(driver, project, "q", 5)
+    key = driver.keys.queue(project, "q")
+    now = clock()
+    args = [repr(now), "c" * 24, 60, 60, 2, 0, "drop", "", 0, sequence_seed(now), new_salt()]
+    first = await driver.run(scripts.claim, [key], args)
+    again = await driver.run(scripts.claim, [key], args)
+    claimed = first[2][0::3]
+    assert len(claimed) == 2 and again[2][0::3] == claimed
+    # Only those two are claimed: three remain free for the next claim.
+    _, rest = await claim(driver, project, "q", limit=10)
+    assert len(rest) == 3
+
+
+async def test_a_subscription_create_sent_twice_answers_the_same_id(redis_driver, project,
+                                                                    clock):
+    driver = redis_driver
+    key = driver.keys.queue(project, "q")
+    now = clock()
+    args = [repr(now), 3600, "http://127.0.0.1/hook", b"{}", 1, sequence_seed(now), new_salt()]
+    first = await driver.run(scripts.sub_create, [key], args)
+    assert first is not None
+    assert await driver.run(scripts.sub_create, [key], args) == first
+    # Another create for the same subscriber is a duplicate (the caller's 409).
+    assert await driver.run(scripts.sub_create, [key], [*args[:-1], new_salt()]) is None
+    assert len(await driver.subscriptions.list(project, "q", marker=None, limit=10)) == 1

@@ -3,10 +3,16 @@ metadata cache, exact within one driver and bounded across processes."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.support.clock import FakeClock
+from tidings import errors
+from tidings.storage.base import NewMessage
 from tidings.storage.registry import driver_from_url
+from tidings.storage.sqlite import schema
 from tidings.storage.sqlite.driver import METADATA_CACHE_SECONDS
 
 
@@ -47,3 +53,50 @@ async def test_another_process_changes_are_seen_within_the_cache_time(tmp_path: 
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_ids_issued_before_opaque_ids_keep_working(tmp_path: Path) -> None:
+    """A database written before ids were opaque (schema version 2) keeps
+    its plain ids: the message and subscription are found, listed and
+    deleted by them, while new rows get opaque ids, and a plain id past
+    the old rows names nothing (a made-up counter must not page)."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in schema.MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.executescript(
+        "PRAGMA user_version = 2;"
+        "INSERT INTO queues (project, name, metadata, created) VALUES ('p', 'q', '{}', 0);"
+        "INSERT INTO messages (queue_id, body, created, expires, available, client_id) "
+        "VALUES (1, CAST('{\"old\":1}' AS BLOB), 0, 1e12, 0, 'c'), "
+        "(1, CAST('{\"old\":2}' AS BLOB), 0, 1e12, 0, 'c');"
+        "DELETE FROM messages WHERE id = 2;"  # the counter remembers it
+        "INSERT INTO subscriptions (token, project, queue, subscriber, ttl, created, expires,"
+        " options, confirmed) VALUES (3054, 'p', 'q', 'mailto:a@example.org', 60, 0, 1e12,"
+        " '{}', 1);"
+    )
+    conn.close()
+    driver = driver_from_url(f"sqlite:///{path}", clock=FakeClock(start=1000.0))
+    await driver.open()
+    try:
+        old = "0000000000000001"
+        assert (await driver.messages.get("p", "q", old)).body == {"old": 1}
+        [new] = await driver.messages.post("p", "q", [NewMessage(body="new", ttl=60)], "c")
+        assert len(new) == 32 and new != "0000000000000003"
+        page, _ = await driver.messages.list("p", "q", marker=None, limit=10, client_id=None,
+                                             echo=True, include_claimed=False,
+                                             include_delayed=False)
+        assert [m.id for m in page] == [old, new]
+        page, _ = await driver.messages.list("p", "q", marker=old, limit=10, client_id=None,
+                                             echo=True, include_claimed=False,
+                                             include_delayed=False)
+        assert [m.id for m in page] == [new]
+        with pytest.raises(errors.MessageDoesNotExist):
+            await driver.messages.get("p", "q", "0000000000000003")
+        subscription = await driver.subscriptions.get("p", "q", "0000000000000001" "00000bee")
+        assert subscription.subscriber == "mailto:a@example.org"
+        await driver.messages.delete("p", "q", old, None)
+        with pytest.raises(errors.MessageDoesNotExist):
+            await driver.messages.get("p", "q", old)
+    finally:
+        await driver.close()

@@ -160,6 +160,13 @@ class RedisServer:
                 self.process.wait(5)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: a crash; ``start`` brings it back on its port and data."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
     def pause(self) -> None:
         """SIGSTOP: the server keeps its socket but answers nothing (a hang)."""
         assert self.process is not None
@@ -177,14 +184,18 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """Three masters, no replicas: the smallest real Redis Cluster."""
+    """Three masters, no replicas: the smallest real Redis Cluster. With
+    ``replicas=1``, a replica per master (3 + 3), promoted by the cluster
+    ``node_timeout`` ms after its master stops answering."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, *, replicas: int = 0, node_timeout: int = 5000,
+                 extra: tuple[str, ...] = ()) -> None:
         self.cli = require_binary("redis-cli")
+        self.replicas = replicas
         self.nodes = [
             RedisServer(extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                               "--cluster-node-timeout", "5000"))
-            for _ in range(size)
+                               "--cluster-node-timeout", str(node_timeout), *extra))
+            for _ in range(size * (1 + replicas))
         ]
 
     @property
@@ -196,16 +207,51 @@ class RedisClusterServers:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO") for n in self.nodes):
+            if (all(b"cluster_state:ok" in _command(n.port, "CLUSTER", "INFO")
+                    for n in self.nodes) and self._replicas_in_sync()):
                 return self
             time.sleep(0.05)
         raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def _replicas_in_sync(self) -> bool:
+        """Every master has its replicas attached and past the first sync."""
+        if not self.replicas:
+            return True
+        import redis
+
+        online = 0
+        for node in self.nodes:
+            with redis.Redis(port=node.port, socket_timeout=1.0) as client:
+                info = client.info("replication")
+            if info.get("role") == "master":
+                online += sum(1 for k, v in info.items()
+                              if k.startswith("slave") and isinstance(v, dict)
+                              and v.get("state") == "online")
+        return online >= len(self.nodes) // (1 + self.replicas) * self.replicas
+
+    def node_of_key(self, key: str) -> RedisServer:
+        """The master that serves ``key``'s slot, as a running node sees it."""
+        import redis
+
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            try:
+                with redis.Redis(port=node.port, socket_timeout=1.0) as client:
+                    slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+                    ranges = client.execute_command("CLUSTER", "SLOTS")
+            except (redis.RedisError, OSError):
+                continue
+            for first, last, master, *_ in ranges:
+                if first <= slot <= last:
+                    return next(n for n in self.nodes if n.port == int(master[1]))
+        raise RuntimeError(f"no running node knows who serves {key!r}")
 
     def cleanup(self) -> None:
         for node in self.nodes:

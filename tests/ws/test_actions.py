@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -184,6 +185,14 @@ def test_a_bad_post_creates_nothing(sock: Socket) -> None:
     assert sock.ok("queue_list")["queues"] == []
 
 
+def deep(levels: int) -> Any:
+    """Arrays and objects nested ``levels`` deep."""
+    document: Any = 0
+    for level in range(levels):
+        document = [document] if level % 2 else {"a": document}
+    return document
+
+
 # Each case: a WebSocket request and the HTTP request for the same operation;
 # both must fail with the same status and title.
 SAME_ERRORS = [
@@ -210,6 +219,18 @@ SAME_ERRORS = [
      ("POST", "/v2/queues/q/claims", {"grace": "60"})),
     (("claim_get", {"queue_name": "q", "claim_id": "nope"}),
      ("GET", "/v2/queues/q/claims/nope", None)),
+    # A long bad value: the same error both ways, quoting a short prefix.
+    (("message_get", {"queue_name": "q", "message_id": "m" * 8192}),
+     ("GET", "/v2/queues/q/messages/" + "m" * 8192, None)),
+    # One level deeper than limits.max_document_depth (64).
+    (("message_post", {"queue_name": "q", "messages": [{"body": deep(65)}]}),
+     ("POST", "/v2/queues/q/messages", {"messages": [{"body": deep(65)}]})),
+    (("queue_create", {"queue_name": "q", "metadata": {"a": deep(64)}}),
+     ("PUT", "/v2/queues/q", {"a": deep(64)})),
+    (("subscription_create", {"queue_name": "q", "subscriber": "mailto:a@example.org",
+                              "ttl": 3600, "options": {"a": deep(64)}}),
+     ("POST", "/v2/queues/q/subscriptions", {"subscriber": "mailto:a@example.org",
+                                             "ttl": 3600, "options": {"a": deep(64)}})),
 ]
 
 
@@ -221,6 +242,7 @@ def test_errors_match_http(sock: Socket, http: httpx.Client, ws_request, http_re
     assert resp.status_code >= 400, resp.text
     reply = sock.call(*ws_request)
     assert_error(reply, resp.status_code, resp.json()["title"])
+    assert len(str(reply.body)) < 1200 and len(resp.content) < 1200, resp.text[:300]
 
 
 def test_claim_errors_match_http(sock: Socket, http: httpx.Client) -> None:

@@ -30,8 +30,11 @@ def _pool_list(value: Any) -> list[str]:
     return value
 
 
-def _capabilities(value: Any) -> dict[str, Any]:
-    return validate.json_object(value, "capabilities") if value is not None else {}
+def _capabilities(value: Any, ctx: Context) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return validate.nesting(validate.json_object(value, "capabilities"), ctx.limits,
+                            "flavor capabilities")
 
 
 async def _members(driver: PooledDriver, name: str) -> list[str]:
@@ -73,7 +76,7 @@ async def create(ctx: Context, name: str, document: Any) -> bool:
     if pool_list is None and isinstance(body.get("pool_group"), str):
         pool_list = [body["pool_group"]]  # the older API named one group
     pool_list = _pool_list(pool_list if pool_list is not None else [])
-    record = FlavorRecord(name=name, capabilities=_capabilities(body.get("capabilities")))
+    record = FlavorRecord(name=name, capabilities=_capabilities(body.get("capabilities"), ctx))
     await _set_pools(driver, name, pool_list)  # checks the pools first
     return await driver.control.flavor_upsert(record)
 
@@ -110,7 +113,7 @@ async def patch(ctx: Context, name: str, document: Any) -> dict[str, Any]:
     if "pool_list" in body:
         await _set_pools(driver, name, _pool_list(body["pool_list"]))
     if "capabilities" in body:
-        record.capabilities = _capabilities(body["capabilities"])
+        record.capabilities = _capabilities(body["capabilities"], ctx)
         await driver.control.flavor_upsert(record)
     return await render(driver, record)
 

@@ -57,7 +57,8 @@ def _new_message(item: Any, index: int, ttl_default: int, delay_default: int, ct
     delay = validate.integer(delay, f"delay of message {index}")
     validate.in_range(ttl, limits.min_message_ttl, limits.max_message_ttl, "TTL of a message")
     validate.in_range(delay, 0, limits.max_message_delay, "delay of a message")
-    return NewMessage(body=item["body"], ttl=ttl, delay=delay)
+    body = validate.nesting(item["body"], limits, f"body of message {index}")
+    return NewMessage(body=body, ttl=ttl, delay=delay)
 
 
 @stage("message", "post")

@@ -111,6 +111,7 @@ RESERVED_CHECKS = {
 def check(metadata: Any, limits: Limits) -> dict[str, Any]:
     """Validate a whole metadata document before it is stored."""
     metadata = validate.json_object(metadata, "queue metadata")
+    validate.nesting(metadata, limits, "queue metadata")
     size = len(msgspec.json.encode(metadata))
     if size > limits.max_queue_metadata:
         raise errors.ValidationFailed(

@@ -70,8 +70,10 @@ def _flavor(value: Any) -> str | None:
     return check_name(value, "Flavor")
 
 
-def _options(value: Any) -> dict[str, Any]:
-    return validate.json_object(value, "options") if value is not None else {}
+def _options(value: Any, ctx: Context) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return validate.nesting(validate.json_object(value, "options"), ctx.limits, "pool options")
 
 
 async def can_connect(driver: PooledDriver, uri: str) -> None:
@@ -113,7 +115,7 @@ async def create(ctx: Context, name: str, document: Any) -> bool:
         raise errors.ValidationFailed("A pool needs a uri and a weight.")
     record = PoolRecord(name=name, uri=_uri(body["uri"]), weight=_weight(body["weight"]),
                         flavor=_flavor(body.get("flavor")),
-                        options=_options(body.get("options")))
+                        options=_options(body.get("options"), ctx))
     await can_connect(driver, pool_url(record))
     created = await driver.control.pool_upsert(record)
     driver.invalidate()
@@ -155,7 +157,7 @@ async def patch(ctx: Context, name: str, document: Any) -> dict[str, Any]:
     if "flavor" in body:
         record.flavor = _flavor(body["flavor"])
     if "options" in body:
-        record.options = _options(body["options"])
+        record.options = _options(body["options"], ctx)
     if pool_url(record) != before:
         await can_connect(driver, pool_url(record))
     await driver.control.pool_upsert(record)

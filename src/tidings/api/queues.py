@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
@@ -250,6 +250,7 @@ async def share(ctx: Context, name: str, document: Any | None) -> dict[str, Any]
         raise errors.InvalidBody("expires must be an ISO 8601 time string.")
     try:
         return signed.create(ctx.service.signing_key, [f"{queue_href(name)}/{p}" for p in paths],
-                             ctx.project, methods, expires)
+                             ctx.project, methods, expires,
+                             max_lifetime=timedelta(seconds=ctx.limits.max_share_lifetime))
     except ValueError as exc:
         raise errors.ValidationFailed(str(exc)) from None

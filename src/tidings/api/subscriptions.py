@@ -27,6 +27,7 @@ from tidings.api import queues, targets, validate
 from tidings.api.context import Context
 from tidings.api.pipeline import stage
 from tidings.auth import authorize, signed
+from tidings.config import Limits
 from tidings.storage.base import DeliveryKind, NewSubscription, Subscription
 
 SCHEMES = ("http", "https", "mailto")
@@ -104,11 +105,12 @@ def _check_retry_policy(policy: Any) -> None:
         raise errors.InvalidBody("_retry_policy.ignore_subscription_override must be a boolean.")
 
 
-def check_options(value: Any) -> dict[str, Any]:
+def check_options(value: Any, limits: Limits) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise errors.InvalidBody(f"options must be an object, not {validate.type_name(value)}.")
+    validate.nesting(value, limits, "subscription options")
     _check_retry_policy(value.get("_retry_policy"))
     confirmation = value.get("require_confirmation")
     if confirmation is not None and not isinstance(confirmation, bool):
@@ -239,7 +241,7 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
         subscriber = check_subscriber(document["subscriber"])
     ttl_value = document.get("ttl")
     ttl = check_ttl(ctx, ctx.limits.default_subscription_ttl if ttl_value is None else ttl_value)
-    options = check_options(document.get("options"))
+    options = check_options(document.get("options"), ctx.limits)
     await check_target(ctx, subscriber)
     confirm_first = needs_confirmation(ctx, subscriber, options)
     request = None
@@ -312,7 +314,7 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
     if "subscriber" in document:
         subscriber = check_subscriber(document["subscriber"])
     ttl = check_ttl(ctx, document["ttl"]) if "ttl" in document else None
-    options = check_options(document["options"]) if "options" in document else None
+    options = check_options(document["options"], ctx.limits) if "options" in document else None
     current = await ctx.storage.subscriptions.get(ctx.project, queue, subscription_id)
     if subscriber == current.subscriber:
         subscriber = None

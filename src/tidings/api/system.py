@@ -6,7 +6,7 @@ from typing import Any
 
 from tidings import __version__, errors
 from tidings.api.context import Context, Service
-from tidings.auth import authorize
+from tidings.auth import authorize, is_admin
 
 
 async def readiness(service: Service) -> str | None:
@@ -18,19 +18,26 @@ async def readiness(service: Service) -> str | None:
     except Exception:  # noqa: BLE001 - a storage that fails to answer is not ready
         alive = False
     if not alive:
-        return "the storage does not answer"
+        # A known cause (a full disk) says more than "does not answer".
+        return service.storage.problem() or "the storage does not answer"
     return None
 
 
 async def ping(service: Service) -> None:
-    if await readiness(service) is not None:
-        raise errors.ServiceUnavailable("The storage backend is unreachable.")
+    reason = await readiness(service)
+    if reason is not None:
+        raise errors.ServiceUnavailable(
+            service.storage.problem() or "The storage backend is unreachable.")
 
 
 async def health(ctx: Context) -> dict[str, Any]:
+    """The storage's health; per-project figures (queue names, depths) only
+    for an admin, everyone else gets totals."""
     authorize(ctx, "health:get")
     storage = ctx.storage
     details = await storage.health()
+    if not is_admin(ctx):
+        details = aggregated(details)
     return {
         "storage_reachable": details.get("storage_reachable", True),
         "driver": storage.name,
@@ -38,6 +45,24 @@ async def health(ctx: Context) -> dict[str, Any]:
         "version": __version__,
         "details": details,
     }
+
+
+def aggregated(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` with each per-queue ``message_counts`` list (a driver's,
+    or each pool's under pooling) replaced by its totals."""
+    shown: dict[str, Any] = {}
+    for key, value in details.items():
+        if key == "message_counts" and isinstance(value, list):
+            shown["message_totals"] = {
+                "queues": len(value),
+                "messages": sum(int(c.get("messages", 0)) for c in value
+                                if isinstance(c, dict)),
+            }
+        elif isinstance(value, dict):
+            shown[key] = aggregated(value)
+        else:
+            shown[key] = value
+    return shown
 
 
 def versions() -> dict[str, Any]:

@@ -58,6 +58,36 @@ def json_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def nesting(value: Any, limits: Limits, what: str) -> Any:
+    """Refuse a document nested deeper than ``limits.max_document_depth``.
+
+    A document the server accepts must be one it can serve again: listings,
+    WebSocket frames and webhook payloads encode it recursively, inside a few
+    levels of their own, and a body close to the interpreter's recursion
+    limit would be stored and then fail every read of its queue. The walk is
+    iterative, so the check itself never recurses.
+    """
+    # Decoded JSON and MessagePack hold exact dicts and lists: comparing
+    # types is a third of the cost of isinstance on this hot path (every
+    # message body of every post goes through here).
+    if type(value) is not dict and type(value) is not list:
+        return value
+    cap = limits.max_document_depth
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        for child in (container.values() if type(container) is dict else container):
+            kind = type(child)
+            if kind is dict or kind is list:
+                if depth >= cap:
+                    raise errors.InvalidBody(
+                        f"The {what} is nested too deeply: at most {cap} levels of arrays "
+                        "and objects are allowed."
+                    )
+                stack.append((child, depth + 1))
+    return value
+
+
 def type_name(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
              int: "an integer", float: "a number", type(None): "null"}

@@ -7,6 +7,6 @@ The transports authenticate (``Authenticator``) and put the resulting
 """
 
 from tidings.auth.identity import Identity
-from tidings.auth.policy import Policy, PolicyError, authorize
+from tidings.auth.policy import Policy, PolicyError, authorize, is_admin
 
-__all__ = ["Identity", "Policy", "PolicyError", "authorize"]
+__all__ = ["Identity", "Policy", "PolicyError", "authorize", "is_admin"]

@@ -320,6 +320,16 @@ class Policy:
             raise errors.Forbidden(f"The policy does not allow {action} for this user.")
 
 
+def is_admin(ctx: Context) -> bool:
+    """Whether the policy's ``context_is_admin`` rule holds for the identity
+    of ``ctx``. Under noauth nobody is an admin: everything is allowed, but
+    nothing proves who is asking."""
+    identity = ctx.identity
+    if identity is None:
+        return False
+    return ctx.service.policy.allows("context_is_admin", identity, {"project_id": ctx.project})
+
+
 def authorize(ctx: Context, action: str) -> None:
     """Raise Forbidden unless the policy allows ``action`` (a Zaqar policy
     name) to the identity of ``ctx``. Under noauth everything is allowed."""

@@ -46,16 +46,25 @@ def _utcnow(now: float | None) -> datetime:
 
 def create(key: bytes, paths: Sequence[str], project: str | None,
            methods: Sequence[str] | None = None, expires: str | None = None,
-           now: float | None = None) -> dict[str, Any]:
+           now: float | None = None, max_lifetime: timedelta | None = None
+           ) -> dict[str, Any]:
     """Zaqar's share answer: signature, expires, paths, methods, project.
 
-    Raises ValueError for an expiry that is unreadable or already past.
+    Raises ValueError for an expiry that is unreadable, already past, or
+    more than ``max_lifetime`` away: a URL cannot be revoked short of
+    changing the key, so how long a leaked one works is bounded here.
     """
     methods = sorted(methods or ["GET"])
     current = _utcnow(now)
-    when = parse_expires(expires) if expires is not None else current + DEFAULT_LIFETIME
+    if expires is not None:
+        when = parse_expires(expires)
+    else:
+        when = current + min(DEFAULT_LIFETIME, max_lifetime or DEFAULT_LIFETIME)
     if when <= current:
         raise ValueError("`expires` is lower than the current time")
+    if max_lifetime is not None and when - current > max_lifetime:
+        raise ValueError(f"`expires` may be at most {int(max_lifetime.total_seconds())} "
+                         "seconds from now")
     expires_str = when.strftime(DATE_FORMAT)
     return {
         "signature": signature(key, paths, project, methods, expires_str),

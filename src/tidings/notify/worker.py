@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tidings import errors
 from tidings.config import NotificationSettings, RetryPolicySettings, Settings
 from tidings.notify import sockets as socket_registry
 from tidings.notify.addresses import AddressPolicy
@@ -232,6 +233,12 @@ class Notifier:
                 log.warning("the %s storage cannot lease deliveries: notifications are off",
                             self.storage.name)
                 return
+            except errors.ServiceUnavailable as exc:
+                # The storage said what is wrong (down, out of space): a
+                # line, not a traceback, each poll until it recovers.
+                log.warning("leasing deliveries failed: %s", exc.description)
+                self.stats["errors"] += 1
+                leased, idle = 0, self.poll_interval
             except Exception:  # storage down: keep trying, no faster than the poll
                 log.exception("leasing deliveries failed")
                 self.stats["errors"] += 1
@@ -375,6 +382,10 @@ class Notifier:
                 self._count("delivered", delivery)
         except asyncio.CancelledError:
             raise
+        except errors.ServiceUnavailable as exc:  # the lease will expire: tried again
+            self.stats["errors"] += 1
+            log.warning("recording the outcome of delivery %s failed: %s", delivery.id,
+                        exc.description)
         except Exception:  # recording the outcome failed: the lease will expire
             self.stats["errors"] += 1
             log.exception("recording the outcome of delivery %s failed", delivery.id)

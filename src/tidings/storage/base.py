@@ -532,6 +532,11 @@ class DataDriver(ABC):
     async def is_alive(self) -> bool:
         ...
 
+    def problem(self) -> str | None:
+        """Why the storage is not alive, when the driver knows more than
+        "unreachable" (a full disk); None otherwise."""
+        return None
+
     @abstractmethod
     async def health(self) -> dict[str, Any]:
         """Details for the admin health report."""

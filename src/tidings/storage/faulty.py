@@ -233,6 +233,9 @@ class FaultyDriver(DataDriver):
     async def is_alive(self) -> bool:
         return await self.inner.is_alive()
 
+    def problem(self) -> str | None:
+        return self.inner.problem()
+
     async def health(self) -> dict[str, Any]:
         details = dict(await self.inner.health())
         details["faults"] = {

@@ -158,6 +158,14 @@ class PooledDriver(DataDriver):
                                        return_exceptions=True)
         return all(r is True for r in results)
 
+    def problem(self) -> str | None:
+        """The first problem an opened pool knows of, named by its pool."""
+        for name, driver in self._drivers.items():
+            problem = driver.problem()
+            if problem is not None:
+                return f"Pool {name}: {problem}"
+        return None
+
     async def health(self) -> dict[str, Any]:
         drivers = await self.all_drivers()
         details = await asyncio.gather(*(d.health() for _, d in drivers),

@@ -73,6 +73,7 @@ from tidings.storage.base import (
     QueueStats,
     system_clock,
 )
+from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
 from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
@@ -107,44 +108,22 @@ RETRIES = 3
 UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 
 
-def message_id(rowid: int) -> str:
-    return f"{rowid:016x}"
+def _public_id(ids: IdCodec, kind: IdKind, seq: int, token: str) -> str:
+    """A subscription's or delivery's id from its row's seq and token (8 hex
+    digits in the row, a number in the id)."""
+    return ids.public_id(kind, seq, int(token, 16))
 
 
-def parse_message_id(text: str) -> int | None:
-    """The row id of a message id, or None for anything we never issued."""
-    # Exactly what message_id() writes: int(text, 16) alone would also take
-    # "0x1", " 1" or "1_0", and values past bigint's range.
-    if len(text) != 16 or not all(c in "0123456789abcdef" for c in text):
-        return None
-    value = int(text, 16)
-    return value if 0 < value < 2**63 else None
+def _parse_public_id(ids: IdCodec, kind: IdKind, text: str) -> tuple[int, str] | None:
+    """(seq, token) as the row holds them, of an id _public_id() wrote."""
+    parsed = ids.parse_public_id(kind, text)
+    return None if parsed is None else (parsed[0], f"{parsed[1]:08x}")
 
 
-def public_id(seq: int, token: str) -> str:
-    """A subscription's or a delivery's id: its row's sequence number (so
-    ids sort in creation order and a marker keeps its place after the row
-    is gone) and the row's random token."""
-    return f"{seq:016x}{token}"
-
-
-def parse_public_id(text: str) -> tuple[int, str] | None:
-    """(seq, token) of an id public_id() wrote, or None for anything else."""
-    if len(text) != 24 or not all(c in "0123456789abcdef" for c in text):
-        return None
-    seq = int(text[:16], 16)
-    return (seq, text[16:]) if 0 < seq < 2**63 else None
-
-
-def _marker_seq(marker: str | None) -> int:
-    parsed = parse_public_id(marker) if marker else None
-    return parsed[0] if parsed else 0
-
-
-def _subscription(row: Sequence[Any], now: float) -> base.Subscription:
+def _subscription(ids: IdCodec, row: Sequence[Any], now: float) -> base.Subscription:
     seq, token, queue, subscriber, ttl, options, confirmed, started = row[:8]
     return base.Subscription(
-        id=public_id(seq, token),
+        id=_public_id(ids, IdKind.SUBSCRIPTION, seq, token),
         queue=queue,
         subscriber=subscriber,
         ttl=ttl,
@@ -154,18 +133,19 @@ def _subscription(row: Sequence[Any], now: float) -> base.Subscription:
     )
 
 
-def _delivery(row: asyncpg.Record) -> Delivery:
+def _delivery(ids: IdCodec, row: asyncpg.Record) -> Delivery:
     kind = DeliveryKind(row["kind"])
     if kind is DeliveryKind.MESSAGE:
-        payload = {"id": message_id(row["message_id"]), "body": _decode(row["body"]),
+        payload = {"id": ids.message_id(row["message_id"]), "body": _decode(row["body"]),
                    "ttl": row["ttl"]}
     else:
         payload = _decode(row["body"])
     return Delivery(
-        id=public_id(row["seq"], row["token"]),
+        id=_public_id(ids, IdKind.DELIVERY, row["seq"], row["token"]),
         project=row["project"],
         queue=row["queue"],
-        subscription_id=public_id(row["subscription_seq"], row["subscription_token"]),
+        subscription_id=_public_id(ids, IdKind.SUBSCRIPTION, row["subscription_seq"],
+                                    row["subscription_token"]),
         subscriber=row["subscriber"],
         options=_decode(row["options"]),
         kind=kind,
@@ -182,11 +162,11 @@ def _error_text(error: str) -> str:
     return error.replace("\x00", "\ufffd")
 
 
-def _message(row: Sequence[Any], now: float) -> Message:
+def _message(ids: IdCodec, row: Sequence[Any], now: float) -> Message:
     rowid, body, created, expires, claim_id, claim_expires, claim_count = row[:7]
     claimed = claim_id is not None and claim_expires > now
     return Message(
-        id=message_id(rowid),
+        id=ids.message_id(rowid),
         ttl=round(expires - created),
         age=int(now - created),
         body=_decode(body),
@@ -315,6 +295,7 @@ class PostgresDriver(base.DataDriver):
         # The longest any operation may take, whatever happens underneath.
         self.deadline = connect_timeout + command_timeout
         self._pool: asyncpg.Pool | None = None
+        self._ids: IdCodec | None = None
         self._listener: Listener | None = None
         self.queues = PostgresQueues(self)
         self.messages = PostgresMessages(self)
@@ -446,6 +427,13 @@ class PostgresDriver(base.DataDriver):
     async def execute(self, sql: str, *args: Any) -> str:
         return await self.run(lambda conn: conn.execute(sql, *args))
 
+    @property
+    def ids(self) -> IdCodec:
+        """The database's public id codec (read from it by open())."""
+        if self._ids is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        return self._ids
+
     # --- life cycle -------------------------------------------------------
 
     async def open(self) -> None:
@@ -462,6 +450,7 @@ class PostgresDriver(base.DataDriver):
                 await self.migrate()
             else:
                 await self.run(schema.check)
+            self._ids = IdCodec.from_scheme(*await self.fetchrow(q.ID_SCHEME))
         except BaseException:
             await self.close()
             raise
@@ -798,8 +787,8 @@ class PostgresQueues(base.QueueController):
         return QueueStats(
             claimed=row["claimed"],
             free=row["total"] - row["claimed"],
-            oldest=_stat(row["oldest_id"], row["oldest_created"], now),
-            newest=_stat(row["newest_id"], row["newest_created"], now),
+            oldest=_stat(self.d.ids, row["oldest_id"], row["oldest_created"], now),
+            newest=_stat(self.d.ids, row["newest_id"], row["newest_created"], now),
         )
 
     async def purge_messages(self, project: str, name: str) -> None:
@@ -813,10 +802,11 @@ class PostgresQueues(base.QueueController):
         await self.d.run(job, transaction=True)
 
 
-def _stat(rowid: int | None, created: float | None, now: float) -> MessageStat | None:
+def _stat(ids: IdCodec, rowid: int | None, created: float | None, now: float
+          ) -> MessageStat | None:
     if rowid is None or created is None:
         return None
-    return MessageStat(id=message_id(rowid), age=int(now - created), created=created)
+    return MessageStat(id=ids.message_id(rowid), age=int(now - created), created=created)
 
 
 class PostgresMessages(base.MessageController):
@@ -845,7 +835,7 @@ class PostgresMessages(base.MessageController):
                 self.d._wake_watches(project, queue)
                 # Ids are drawn in the batch's order, so ascending ids are
                 # the messages in the order given.
-                return [message_id(row[0]) for row in rows]
+                return [self.d.ids.message_id(row[0]) for row in rows]
             # No such queue yet: create it (lazily, as Zaqar does) and post
             # again; the post itself stays one all-or-nothing statement.
             await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
@@ -865,17 +855,17 @@ class PostgresMessages(base.MessageController):
         include_delayed: bool,
     ) -> tuple[list[Message], str | None]:
         now = self.d.clock()
-        after = (parse_message_id(marker) if marker else None) or 0
+        after = self.d.ids.marker(IdKind.MESSAGE, marker)
         exclude = client_id if (not echo and client_id is not None) else None
         rows = await self.d.fetch(
             q.MESSAGE_PAGE, project, queue, after, now, include_claimed, include_delayed,
             exclude, limit,
         )
-        page = [_message(row, now) for row in rows]
+        page = [_message(self.d.ids, row, now) for row in rows]
         return page, (page[-1].id if page else None)
 
     async def get(self, project: str, queue: str, message_id_: str) -> Message:
-        rowid = parse_message_id(message_id_)
+        rowid = self.d.ids.parse_message_id(message_id_)
         now = self.d.clock()
         rows = []
         if rowid is not None:
@@ -884,22 +874,22 @@ class PostgresMessages(base.MessageController):
             raise errors.MessageDoesNotExist(
                 f"Message {message_id_} does not exist in queue {queue}."
             )
-        return _message(rows[0], now)
+        return _message(self.d.ids, rows[0], now)
 
     async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
-        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        rowids = self.d.ids.parse_message_ids(ids)
         if not rowids:
             return []
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_GET, rowids, now, project, queue)
         found = {row[0]: row for row in rows}
         # In the order asked for, as the SQLite driver answers.
-        return [_message(found[r], now) for r in rowids if r in found]
+        return [_message(self.d.ids, found[r], now) for r in rowids if r in found]
 
     async def delete(
         self, project: str, queue: str, message_id_: str, claim_id: str | None
     ) -> None:
-        rowid = parse_message_id(message_id_)
+        rowid = self.d.ids.parse_message_id(message_id_)
         if rowid is None:
             return
         now = self.d.clock()
@@ -926,7 +916,7 @@ class PostgresMessages(base.MessageController):
     async def bulk_delete(
         self, project: str, queue: str, ids: Sequence[str], claim_ids: Sequence[str] | None
     ) -> None:
-        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        rowids = self.d.ids.parse_message_ids(ids)
         if not rowids:
             return
         allowed = set(claim_ids or ())
@@ -950,7 +940,7 @@ class PostgresMessages(base.MessageController):
     ) -> list[str]:
         """Atomic: the copies (MESSAGE_POST, outbox included) and the deletes
         are one transaction; the moved rows stay locked until it commits."""
-        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        rowids = self.d.ids.parse_message_ids(ids)
         if not rowids:
             return []
         now = self.d.clock()
@@ -974,7 +964,7 @@ class PostgresMessages(base.MessageController):
                     q.MESSAGE_POST, project, dst, now, client_id, [row[1] for row in batch],
                     ttls, [0] * len(batch), channel, payload,
                 )
-                new_ids += [message_id(row[0]) for row in posted]
+                new_ids += [self.d.ids.message_id(row[0]) for row in posted]
             await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in chosen])
             return new_ids
 
@@ -986,7 +976,7 @@ class PostgresMessages(base.MessageController):
     async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)
-        return [_message(row, now) for row in sorted(rows, key=lambda row: row[0])]
+        return [_message(self.d.ids, row, now) for row in sorted(rows, key=lambda row: row[0])]
 
 
 def _check_delete_allowed(
@@ -1051,7 +1041,7 @@ class PostgresClaims(base.ClaimController):
             )
         if not rows:
             return ClaimResult(None, dead_lettered=moved)
-        messages = [_message(row, now) for row in sorted(rows, key=lambda row: row[0])]
+        messages = [_message(self.d.ids, row, now) for row in sorted(rows, key=lambda row: row[0])]
         for message in messages:
             message.claim_id = claim_id
         return ClaimResult(claim_id, messages, moved)
@@ -1108,7 +1098,8 @@ class PostgresClaims(base.ClaimController):
             ttl=first["ttl"],
             grace=first["grace"],
             age=int(now - first["claim_created"]),
-            messages=[_message(tuple(row)[4:], now) for row in rows if row["id"] is not None],
+            messages=[_message(self.d.ids, tuple(row)[4:], now)
+                      for row in rows if row["id"] is not None],
         )
 
     async def update(
@@ -1156,13 +1147,14 @@ class PostgresSubscriptions(base.SubscriptionController):
                 _encode(subscription.options), subscription.confirmed, now)
         if confirmation is None:
             row = await self.d.fetchrow(q.SUBSCRIPTION_CREATE, *args)
-            return None if row is None else public_id(row[0], row[1])
+            return (None if row is None
+                    else _public_id(self.d.ids, IdKind.SUBSCRIPTION, row[0], row[1]))
 
         async def create_and_ask(conn: asyncpg.Connection) -> str | None:
             row = await conn.fetchrow(q.SUBSCRIPTION_CREATE, *args)
             if row is None:
                 return None
-            subscription_id = public_id(row[0], row[1])
+            subscription_id = _public_id(self.d.ids, IdKind.SUBSCRIPTION, row[0], row[1])
             await conn.fetchrow(
                 q.DELIVERY_ENQUEUE, row[0], row[1], project, queue, now,
                 DeliveryKind.CONFIRMATION.value, _encode(confirmation(subscription_id)))
@@ -1171,28 +1163,29 @@ class PostgresSubscriptions(base.SubscriptionController):
         return await self.d.run(create_and_ask, transaction=True)
 
     async def get(self, project: str, queue: str, subscription_id: str) -> base.Subscription:
-        parsed = parse_public_id(subscription_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         now = self.d.clock()
         row = None
         if parsed is not None:
             row = await self.d.fetchrow(q.SUBSCRIPTION_GET, *parsed, project, queue, now)
         if row is None:
             raise _no_subscription(subscription_id)
-        return _subscription(row, now)
+        return _subscription(self.d.ids, row, now)
 
     async def find(self, project: str, queue: str, subscriber: str
                    ) -> base.Subscription | None:
         now = self.d.clock()
         row = await self.d.fetchrow(q.SUBSCRIPTION_FIND, project, queue, subscriber, now)
-        return None if row is None else _subscription(row, now)
+        return None if row is None else _subscription(self.d.ids, row, now)
 
     async def list(
         self, project: str, queue: str, *, marker: str | None, limit: int
     ) -> list[base.Subscription]:
         now = self.d.clock()
         rows = await self.d.fetch(
-            q.SUBSCRIPTION_LIST, project, queue, _marker_seq(marker), now, limit)
-        return [_subscription(row, now) for row in rows]
+            q.SUBSCRIPTION_LIST, project, queue, self.d.ids.marker(IdKind.SUBSCRIPTION, marker),
+            now, limit)
+        return [_subscription(self.d.ids, row, now) for row in rows]
 
     async def update(
         self,
@@ -1204,7 +1197,7 @@ class PostgresSubscriptions(base.SubscriptionController):
         ttl: int | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        parsed = parse_public_id(subscription_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             raise _no_subscription(subscription_id)
         now = self.d.clock()
@@ -1223,7 +1216,7 @@ class PostgresSubscriptions(base.SubscriptionController):
 
     async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
                       ) -> None:
-        parsed = parse_public_id(subscription_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         row = None
         if parsed is not None:
             row = await self.d.fetchval(
@@ -1232,7 +1225,7 @@ class PostgresSubscriptions(base.SubscriptionController):
             raise _no_subscription(subscription_id)
 
     async def delete(self, project: str, queue: str, subscription_id: str) -> None:
-        parsed = parse_public_id(subscription_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             return
 
@@ -1260,7 +1253,7 @@ class PostgresDeliveries(base.DeliveryController):
         kind: DeliveryKind,
         payload: dict[str, Any],
     ) -> str:
-        parsed = parse_public_id(subscription_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         row = None
         if parsed is not None:
             row = await self.d.fetchrow(
@@ -1268,7 +1261,7 @@ class PostgresDeliveries(base.DeliveryController):
                 _encode(payload))
         if row is None:
             raise _no_subscription(subscription_id)
-        return public_id(row[0], row[1])
+        return _public_id(self.d.ids, IdKind.DELIVERY, row[0], row[1])
 
     async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
         if limit <= 0:
@@ -1276,20 +1269,20 @@ class PostgresDeliveries(base.DeliveryController):
         now = self.d.clock()
         rows = await self.d.fetch(q.DELIVERY_LEASE, now, limit, now + lease_seconds)
         rows.sort(key=lambda row: (row["next_attempt"], row["seq"]))
-        return [_delivery(row) for row in rows]
+        return [_delivery(self.d.ids, row) for row in rows]
 
     async def delivered(self, delivery_id: str) -> None:
-        parsed = parse_public_id(delivery_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.DELIVERY, delivery_id)
         if parsed is not None:
             await self.d.execute(q.DELIVERY_DELIVERED, *parsed)
 
     async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
-        parsed = parse_public_id(delivery_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.DELIVERY, delivery_id)
         if parsed is not None:
             await self.d.execute(q.DELIVERY_RETRY, *parsed, at, _error_text(error))
 
     async def dead(self, delivery_id: str, *, error: str) -> None:
-        parsed = parse_public_id(delivery_id)
+        parsed = _parse_public_id(self.d.ids, IdKind.DELIVERY, delivery_id)
         if parsed is not None:
             await self.d.execute(q.DELIVERY_DEAD, *parsed, self.d.clock(), _error_text(error))
 
@@ -1303,16 +1296,16 @@ class PostgresDeliveries(base.DeliveryController):
         limit: int,
         subscription_id: str | None = None,
     ) -> list[Delivery]:
-        after = _marker_seq(marker)
+        after = self.d.ids.marker(IdKind.DELIVERY, marker)
         if subscription_id is None:
             rows = await self.d.fetch(q.DELIVERY_LIST, project, queue, status.value, after, limit)
         else:
-            parsed = parse_public_id(subscription_id)
+            parsed = _parse_public_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
             if parsed is None:
                 return []
             rows = await self.d.fetch(q.DELIVERY_LIST_OF_SUBSCRIPTION, project, queue,
                                       status.value, after, limit, *parsed)
-        return [_delivery(row) for row in rows]
+        return [_delivery(self.d.ids, row) for row in rows]
 
 
 __all__: Iterable[str] = ["PostgresDriver", "Subscription"]

@@ -143,7 +143,31 @@ MIGRATIONS: list[str] = [
         created timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 4: opaque public ids (storage/common/ids.py): the key that permutes
+    # the sequence numbers, and for each table the first number it
+    # numbers; ids issued before (the plain number) stay valid below it.
+    # gen_random_uuid() draws from the server's strong random source.
+    """
+    CREATE TABLE id_scheme (
+        one integer PRIMARY KEY CHECK (one = 1),
+        key bytea NOT NULL,
+        messages_below bigint NOT NULL,
+        subscriptions_below bigint NOT NULL,
+        deliveries_below bigint NOT NULL
+    );
+    INSERT INTO id_scheme VALUES (
+        1, decode(replace(gen_random_uuid()::text, '-', ''), 'hex'),
+        coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass),
+                 0) + 1,
+        coalesce(pg_sequence_last_value(pg_get_serial_sequence('subscriptions', 'seq')::regclass),
+                 0) + 1,
+        coalesce(pg_sequence_last_value(pg_get_serial_sequence('deliveries', 'seq')::regclass),
+                 0) + 1
+    );
+    """,
 ]
+
+ID_SCHEME = "SELECT key, messages_below, subscriptions_below, deliveries_below FROM id_scheme"
 
 # --- queues ---------------------------------------------------------------
 

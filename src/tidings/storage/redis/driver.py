@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry  # the asyncio one: the sync one warns on every connect
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tidings import errors
@@ -53,6 +53,16 @@ def _flag(name: str, text: str) -> bool:
     raise ValueError(f"the Redis URL option {name} must be true or false, not {text!r}")
 
 
+def _count(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"the Redis URL option {name} must be a whole number") from None
+    if value < 0:
+        raise ValueError(f"the Redis URL option {name} may not be negative, not {text!r}")
+    return value
+
+
 def _seconds(name: str, text: str) -> float:
     try:
         value = float(text)
@@ -81,6 +91,7 @@ class RedisDriver(base.DataDriver):
         connect_timeout: float | None = None,
         clock: Clock = system_clock,
         dead_retention: float = DEAD_RETENTION,
+        replicas: int = 0,
     ) -> None:
         from tidings.storage.redis.claims import RedisClaims
         from tidings.storage.redis.messages import RedisMessages
@@ -96,6 +107,10 @@ class RedisDriver(base.DataDriver):
         self.connect_timeout = connect_timeout or socket_timeout
         self.clock = clock
         self.dead_retention = dead_retention
+        # ``?replicas=N``: every script's writes are acknowledged only once
+        # N replicas of its master have them (WAIT), within a third of the
+        # deadline; otherwise the request answers 503.
+        self.replicas = replicas
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
         parts = urlsplit(client_url)
@@ -116,7 +131,8 @@ class RedisDriver(base.DataDriver):
         Options: ``unreliable=true`` (run on a Redis that does not persist),
         ``prefix=`` (key prefix, default ``tidings:``), ``socket_timeout=``
         and ``socket_connect_timeout=`` (seconds), ``dead_retention=``
-        (seconds gc keeps dead deliveries, default 7 days). Other options go to
+        (seconds gc keeps dead deliveries, default 7 days), ``replicas=N``
+        (acknowledge a write once N replicas have it). Other options go to
         redis-py. ``sync`` is SQLite's and has no meaning here.
         """
         parts = urlsplit(url)
@@ -136,11 +152,12 @@ class RedisDriver(base.DataDriver):
                            options.pop("socket_connect_timeout", str(timeout)))
         retention = _seconds("dead_retention",
                              options.pop("dead_retention", str(DEAD_RETENTION)))
+        replicas = _count("replicas", options.pop("replicas", "0"))
         path = "" if cluster else parts.path  # a Cluster has database 0 only
         client_url = urlunsplit((plain, parts.netloc, path, urlencode(options), ""))
         return cls(client_url, cluster=cluster, prefix=prefix, unreliable=unreliable,
                    socket_timeout=timeout, connect_timeout=connect, clock=clock,
-                   dead_retention=retention)
+                   dead_retention=retention, replicas=replicas)
 
     # --- the client -------------------------------------------------------
 
@@ -154,9 +171,9 @@ class RedisDriver(base.DataDriver):
     def guard(self) -> Iterator[None]:
         """Turn every Redis failure into ServiceUnavailable.
 
-        Timeouts bound each call (socket_timeout), so a dead or hung server
-        costs a request at most that long; redis-py reconnects by itself on
-        the next call once Redis is back.
+        ``bounded`` (and ``run``) add the deadline: a dead or hung server
+        costs a call at most socket_timeout; redis-py reconnects by itself
+        on the next call once Redis is back.
         """
         try:
             yield
@@ -175,9 +192,64 @@ class RedisDriver(base.DataDriver):
                 f"The Redis storage is unavailable: {reason}. Try again later."
             ) from exc
 
-    async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
+    @asynccontextmanager
+    async def bounded(self) -> AsyncIterator[None]:
+        """A Redis call under ``guard`` that ends within socket_timeout,
+        whatever redis-py does meanwhile.
+
+        socket_timeout alone bounds one read, not a call: Redis Cluster's
+        client retries a timed-out command, so a call to a stalled master
+        lasted as long as the stall (3 s of a 3 s stall with a 1 s
+        timeout, in tests/e2e/test_redis_cluster_faults.py) and then
+        succeeded. The deadline covers the retries too; the copies a retry
+        sends are made harmless by the scripts (a post's request token, a
+        claim's id, a subscription's salt).
+        """
         with self.guard():
-            return await script(self.client, keys, args)
+            async with asyncio.timeout(self.socket_timeout):
+                yield
+
+    async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
+        async with self.bounded():
+            if not self.replicas or not script.writes:
+                return await script(self.client, keys, args)
+            return await self._run_replicated(script, keys, args)
+
+    async def _run_replicated(self, script: scripts.Script, keys: list[str], args: list[Any]
+                              ) -> Any:
+        """The script, then WAIT on the same connection (one pipeline): WAIT
+        waits for the writes of its own connection. On Cluster, the WAIT is
+        sent to the node of the script's key, so both share that node's
+        connection. Fewer replicas than asked in time: 503, though the
+        master has the write (a client must treat it as unknown, like any
+        503)."""
+        # A third of the deadline: a node that lacks the script costs two
+        # rounds (EVALSHA, then the source), each with its WAIT.
+        wait_ms = max(1, int(self.socket_timeout * 1000 / 3))
+        target = ({"target_nodes": self.client.get_node_from_key(keys[0])}
+                  if self.cluster else {})
+        for send_source in (False, True):
+            async with self.client.pipeline(transaction=False) as pipe:
+                if send_source:
+                    pipe.eval(script.source, len(keys), *keys, *args)
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self.replicas, wait_ms, **target)
+                result, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and not send_source:
+                continue  # the node lacks the script: send its source
+            if isinstance(result, BaseException):
+                raise result
+            if isinstance(acknowledged, BaseException):
+                raise acknowledged
+            if int(acknowledged) < self.replicas:
+                log.warning("Redis at %s: %s of %d replicas confirmed a write in %d ms",
+                            self.where, acknowledged, self.replicas, wait_ms)
+                raise errors.ServiceUnavailable(
+                    f"The write was not confirmed by {self.replicas} Redis replica(s) in "
+                    "time; it may or may not be kept. Try again later.")
+            return result
+        raise AssertionError("unreachable")
 
     def _make_client(self) -> Any:
         common: dict[str, Any] = {
@@ -188,7 +260,8 @@ class RedisDriver(base.DataDriver):
         }
         if self.cluster:
             # Cluster keeps redis-py's own retries: they follow slot moves
-            # and fail-overs.
+            # and fail-overs. ``bounded`` cuts them at the deadline, and the
+            # post script's request token makes a post sent twice store once.
             return RedisCluster.from_url(self.client_url, **common)
         # No blind retries: a retried post could post twice. A pooled
         # connection that Redis closed is detected and replaced at checkout.
@@ -258,7 +331,7 @@ class RedisDriver(base.DataDriver):
 
     async def is_alive(self) -> bool:
         try:
-            with self.guard():
+            async with self.bounded():
                 return bool(await self.client.ping())
         except errors.ServiceUnavailable:
             return False
@@ -269,7 +342,7 @@ class RedisDriver(base.DataDriver):
         Always after the queue's own keys exist (those are the truth); both
         writes are idempotent, so repeating them repairs an interrupted one.
         """
-        with self.guard():
+        async with self.bounded():
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zadd(self.keys.project_index(project), {queue: 0})
                 pipe.sadd(self.keys.all_queues, self.keys.member(project, queue))
@@ -293,6 +366,7 @@ class RedisDriver(base.DataDriver):
             "cluster": self.cluster,
             "prefix": self.keys.prefix,
             "persistence": self.persistence,
+            "replicas": self.replicas,
             "message_counts": [],
         }
         if not alive:
@@ -316,7 +390,7 @@ class RedisDriver(base.DataDriver):
         return self.watches.watch(project, queue)
 
     async def publish(self, channel: str, message: bytes) -> int | None:
-        with self.guard():
+        async with self.bounded():
             heard = await self.client.publish(self.watches.bus_channel(channel), message)
         # On a Cluster PUBLISH counts the listeners of one node only.
         return None if self.cluster else int(heard)

@@ -37,6 +37,8 @@ same script as its messages (records: scripts.py):
   :np  zset   pending delivery id by sequence (listing)
   :nx  zset   dead delivery id by sequence (listing)
   :nk  zset   dead delivery id by time of death (gc retention)
+  :r:<token>  string  a post's answer by its request token, for 60 s
+              (Cluster only: a post sent twice stores once; scripts.POST)
   :nb:<subscription id>  zset  the subscription's delivery ids by sequence
   :w   the pub/sub channel a post publishes on (watch)
 

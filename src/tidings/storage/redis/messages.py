@@ -86,6 +86,9 @@ class RedisMessages(base.MessageController):
         member = self.d.keys.member(project, queue)
         # For the deliveries of the queue's subscriptions, if it has any.
         args += [sequence_seed(now), new_salt(), member_tag(member)]
+        # The request token (scripts.POST): only Redis Cluster's client sends
+        # a command twice; a single server's never retries (driver.py).
+        args.append(secrets.token_hex(8) if self.d.cluster else "")
         created, first, salt, written = await self.d.run(
             scripts.post, [self.d.keys.queue_from_member(member)], args
         )

@@ -134,7 +134,7 @@ class RedisSubscriptions(base.SubscriptionController):
         member = keys.member(project, queue)
         # The global set first: every queue holding a subscription (and so
         # possibly deliveries) is in it, for gc to find (see the module doc).
-        with self.d.guard():
+        async with self.d.bounded():
             await self.d.client.sadd(keys.subscribed, member)
         now = self.d.clock()
         base_key = keys.queue(project, queue)
@@ -243,7 +243,7 @@ class RedisDeliveries(base.DeliveryController):
 
     async def lower(self, member: str, due: float) -> None:
         """The queue has a delivery due at ``due``: lower (or add) its hint."""
-        with self.d.guard():
+        async with self.d.bounded():
             await self.d.client.zadd(self.d.keys.outbox, {member: due}, lt=True)
 
     async def settle(self, member: str, head: Any) -> None:
@@ -252,7 +252,7 @@ class RedisDeliveries(base.DeliveryController):
         the hint if a concurrent writer added an earlier delivery."""
         keys = self.d.keys
         seen = None if head is None or head is False else float(head)
-        with self.d.guard():
+        async with self.d.bounded():
             if seen is None:
                 await self.d.client.zrem(keys.outbox, member)
             else:
@@ -304,7 +304,7 @@ class RedisDeliveries(base.DeliveryController):
             return []
         now = self.d.clock()
         until = now + max(lease_seconds, 0.001)
-        with self.d.guard():
+        async with self.d.bounded():
             due = await self.d.client.zrangebyscore(
                 self.d.keys.outbox, "-inf", repr(now), start=0, num=LEASE_QUEUES,
                 withscores=True,
@@ -405,7 +405,7 @@ class RedisDeliveries(base.DeliveryController):
         restores outbox hints a crash may have cut off."""
         keys = self.d.keys
         members: list[str] = []
-        with self.d.guard():
+        with self.d.guard():  # a scan of many calls: each read is bounded
             async for raw in self.d.client.sscan_iter(keys.subscribed, count=200):
                 members.append(_text(raw))
         total = base.GcResult()
@@ -430,7 +430,7 @@ class RedisDeliveries(base.DeliveryController):
             if not more:
                 break
         if head is None or head is False:
-            with self.d.guard():
+            async with self.d.bounded():
                 if await self.d.client.zscore(keys.outbox, member) is not None:
                     await self.settle(member, head)
         else:
@@ -438,7 +438,7 @@ class RedisDeliveries(base.DeliveryController):
         if empty:
             # Nothing left: leave the set, then look again, as a subscription
             # made meanwhile added itself to the set before its script.
-            with self.d.guard():
+            async with self.d.bounded():
                 await self.d.client.srem(keys.subscribed, member)
                 if await self.d.client.exists(queue_base + ":ns", queue_base + ":nd"):
                     await self.d.client.sadd(keys.subscribed, member)

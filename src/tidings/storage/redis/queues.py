@@ -61,7 +61,7 @@ class RedisQueues(base.QueueController):
         return created == 1
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        with self.d.guard():
+        async with self.d.bounded():
             raw = await self.d.client.hget(self.d.keys.queue(project, name) + ":q", "meta")
         if raw is None:
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
@@ -76,7 +76,7 @@ class RedisQueues(base.QueueController):
         """With its subscriptions and their deliveries (the outbox hint and
         the subscribed set catch up lazily: lease and gc drop stale ones)."""
         # The index first, so no listing shows a queue that is going away.
-        with self.d.guard():
+        async with self.d.bounded():
             async with self.d.client.pipeline(transaction=False) as pipe:
                 pipe.zrem(self.d.keys.project_index(project), name)
                 pipe.srem(self.d.keys.all_queues, self.d.keys.member(project, name))
@@ -88,7 +88,7 @@ class RedisQueues(base.QueueController):
 
     async def _names(self, project: str, marker: str | None, limit: int) -> list[str]:
         low = b"(" + marker.encode() if marker else b"-"
-        with self.d.guard():
+        async with self.d.bounded():
             raw = await self.d.client.zrangebylex(
                 self.d.keys.project_index(project), low, b"+", start=0, num=limit
             )
@@ -98,7 +98,7 @@ class RedisQueues(base.QueueController):
         """Each queue's metadata; None for one that is gone."""
         if not names:
             return []
-        with self.d.guard():
+        async with self.d.bounded():
             async with self.d.client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hget(self.d.keys.queue(project, name) + ":q", "meta")
@@ -145,7 +145,7 @@ class RedisQueues(base.QueueController):
 
     async def count(self, project: str, filters: QueueFilters | None = None) -> int:
         if filters is None or (not filters.name and not filters.metadata):
-            with self.d.guard():
+            async with self.d.bounded():
                 return int(await self.d.client.zcard(self.d.keys.project_index(project)))
         return len(await self._scan(project, None, None, filters, False))
 

@@ -249,12 +249,28 @@ end
 """
 
 # ARGV: now, seed, salt for a new queue, client_id, n, then n times (ttl,
-# delay, body), then the notification sequence's seed, a delivery salt and
-# the queue's tag. Writes one MESSAGE delivery per message and live,
-# confirmed subscription, and publishes on the queue's watch channel.
-# Returns {created (0/1), first sequence, the queue's salt, deliveries}.
+# delay, body), then the notification sequence's seed, a delivery salt,
+# the queue's tag and a request token ('' for none). Writes one MESSAGE
+# delivery per message and live, confirmed subscription, and publishes on
+# the queue's watch channel. Returns {created (0/1), first sequence, the
+# queue's salt, deliveries}.
+#
+# The token makes a post sent twice store once: Redis Cluster's client
+# sends a command again when the first try timed out, and on a stalled
+# master both copies wait in its socket and both run once it resumes. The
+# first run records its answer under the token for 60 seconds; a second
+# run answers the same without writing. The copies run moments apart (they
+# were queued together), so a minute is far more than enough.
 POST = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
+local token = ARGV[#ARGV]
+if token ~= '' then
+  local seen = redis.call('GET', base .. ':r:' .. token)
+  if seen then
+    local c, f, w = string.match(seen, '^(%d+) (%d+) (%d+)$')
+    return {tonumber(c), tonumber(f), queue_salt(base), tonumber(w)}
+  end
+end
 local created = ensure_queue(base, ARGV[1], ARGV[3])
 local salt = queue_salt(base)
 local n = tonumber(ARGV[5])
@@ -294,6 +310,11 @@ POST_NOTIFY = r"""
   end
 end
 redis.call('PUBLISH', base .. ':w', '')
+if token ~= '' then
+  -- %d: a sequence past 1e14 would lose digits through tostring
+  redis.call('SET', base .. ':r:' .. token,
+             string.format('%d %d %d', created, first, written), 'EX', 60)
+end
 return {created, first, salt, written}
 """
 
@@ -404,6 +425,23 @@ local claim_expires = now + ttl
 local keep = claim_expires + grace
 local out, ids = {}, {}
 local dlq_created, pending, moved = 0, 0, 0
+
+-- The claim id is drawn by the caller, once per claim: a claim that
+-- exists already is this very claim sent again (Redis Cluster's client
+-- retries a timed-out command), so it answers with what it holds and
+-- claims nothing more.
+local made = redis.call('HGET', base .. ':c', claim_id)
+if made then
+  for _, id in ipairs(cmsgpack.unpack(made)[5]) do
+    local rec, rec_raw = get_rec(base, id)
+    if rec and rec[CLAIM] == claim_id and rec[EXPIRES] > now then
+      out[#out + 1] = id
+      out[#out + 1] = rec_raw
+      out[#out + 1] = body(base, id)
+    end
+  end
+  return {0, 0, out, 0}
+end
 
 local function dead_letter(id, rec)
   if mode == 'local' then
@@ -653,7 +691,12 @@ SUB_CREATE = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local old = redis.call('HGET', base .. ':nu', ARGV[3])
 if old then
-  if live_sub(base, old, now) then return false end
+  if live_sub(base, old, now) then
+    -- Its id ends with this call's random salt: it is this very create,
+    -- sent again by Redis Cluster's client, and answers the same.
+    if string.sub(old, -#ARGV[7]) == ARGV[7] then return old end
+    return false
+  end
   drop_sub(base, old)
 end
 local seq
@@ -940,8 +983,12 @@ class Script:
     broadcast to get wrong.
     """
 
-    def __init__(self, name: str, source: str) -> None:
+    def __init__(self, name: str, source: str, *, writes: bool = True) -> None:
         self.name = name
+        # Whether a client's change rides on it: ``?replicas=N`` waits for
+        # replicas after these only (a listing tidies expired claims, but
+        # nothing a client was told about depends on that write).
+        self.writes = writes
         self.source = f"-- tidings: {name}\n{source}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -952,20 +999,20 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-def _script(name: str, *parts: str) -> Script:
-    return Script(name, "\n".join(parts))
+def _script(name: str, *parts: str, writes: bool = True) -> Script:
+    return Script(name, "\n".join(parts), writes=writes)
 
 
 post = _script("post", LIB, POST, NOTIFY_LIB, POST_NOTIFY)
-list_messages = _script("list", LIB, LIST)
-get = _script("get", LIB, GET)
+list_messages = _script("list", LIB, LIST, writes=False)
+get = _script("get", LIB, GET, writes=False)
 delete = _script("delete", LIB, DELETE)
 pop = _script("pop", LIB, POP)
 claim = _script("claim", LIB, CLAIM)
-claim_get = _script("claim_get", LIB, CLAIM_GET)
+claim_get = _script("claim_get", LIB, CLAIM_GET, writes=False)
 claim_update = _script("claim_update", LIB, CLAIM_UPDATE)
 claim_delete = _script("claim_delete", LIB, CLAIM_DELETE)
-stats = _script("stats", LIB, STATS)
+stats = _script("stats", LIB, STATS, writes=False)
 create_queue = _script("create_queue", CREATE_QUEUE)
 set_metadata = _script("set_metadata", SET_METADATA)
 delete_queue = _script("delete_queue", DELETE_QUEUE)
@@ -975,9 +1022,9 @@ dead_letter_put = _script("dead_letter_put", LIB, DEAD_LETTER_PUT)
 dead_letter_done = _script("dead_letter_done", DEAD_LETTER_DONE)
 sub_create = _script("sub_create", NOTIFY_LIB, SUB_CREATE)
 nseq_reserve = _script("nseq_reserve", NOTIFY_LIB, NSEQ_RESERVE)
-sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET)
-sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND)
-sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST)
+sub_get = _script("sub_get", NOTIFY_LIB, SUB_GET, writes=False)
+sub_find = _script("sub_find", NOTIFY_LIB, SUB_FIND, writes=False)
+sub_list = _script("sub_list", NOTIFY_LIB, SUB_LIST, writes=False)
 sub_update = _script("sub_update", NOTIFY_LIB, SUB_UPDATE)
 sub_confirm = _script("sub_confirm", NOTIFY_LIB, SUB_CONFIRM)
 sub_delete = _script("sub_delete", NOTIFY_LIB, SUB_DELETE)
@@ -987,5 +1034,5 @@ delivery_release = _script("delivery_release", NOTIFY_LIB, DELIVERY_RELEASE)
 delivery_done = _script("delivery_done", NOTIFY_LIB, DELIVERY_DONE)
 delivery_retry = _script("delivery_retry", NOTIFY_LIB, DELIVERY_RETRY)
 delivery_dead = _script("delivery_dead", NOTIFY_LIB, DELIVERY_DEAD)
-delivery_list = _script("delivery_list", NOTIFY_LIB, DELIVERY_LIST)
+delivery_list = _script("delivery_list", NOTIFY_LIB, DELIVERY_LIST, writes=False)
 notify_gc = _script("notify_gc", NOTIFY_LIB, NOTIFY_GC)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -46,6 +47,7 @@ from tidings.storage.base import (
     Subscription,
     system_clock,
 )
+from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite import schema
 from tidings.storage.sqlite.writer import Writer
@@ -57,6 +59,12 @@ GC_BATCH = 5000
 # How long a queue's metadata is served from the cache (see SqliteQueues).
 METADATA_CACHE_SECONDS = 1.0
 METADATA_CACHE_SIZE = 10_000
+# After a write was refused for lack of space, the storage counts as out of
+# space until its disk has this much free: room for a few of the largest
+# posts (256 KiB) and the WAL pages and index updates they bring.
+SPACE_MARGIN = 1024 * 1024
+NO_SPACE_LEFT = ("The storage is out of space: writes are refused until space is freed on "
+                 "the disk holding the database.")
 # Rows per INSERT statement (six parameters each, far below SQLite's cap).
 INSERT_CHUNK = 500
 # How long gc keeps a dead delivery for inspection.
@@ -69,40 +77,6 @@ _encode_posted = msgspec.msgpack.Encoder().encode
 _decode_posted = msgspec.msgpack.Decoder(list[tuple[str, str]]).decode
 
 
-def message_id(rowid: int) -> str:
-    return f"{rowid:016x}"
-
-
-def parse_message_id(text: str) -> int | None:
-    """The row id of a message id, or None for anything we never issued."""
-    # Exactly what message_id() writes: int(text, 16) alone would also take
-    # "0x1", " 1" or "1_0", and values past SQLite's INTEGER range.
-    if len(text) != 16 or not all(c in "0123456789abcdef" for c in text):
-        return None
-    value = int(text, 16)
-    return value if 0 < value < 2**63 else None
-
-
-def public_id(rowid: int, token: int) -> str:
-    """A subscription's or delivery's id: its row id (order, markers) and a
-    random token, so an id is never guessed from another."""
-    return f"{rowid:016x}{token:08x}"
-
-
-def parse_public_id(text: str) -> tuple[int, int] | None:
-    """(row id, token) of an id public_id() wrote, else None."""
-    if len(text) != 24 or not all(c in "0123456789abcdef" for c in text):
-        return None
-    rowid = int(text[:16], 16)
-    return (rowid, int(text[16:], 16)) if 0 < rowid < 2**63 else None
-
-
-def _marker_rowid(marker: str | None) -> int:
-    """The row id a listing continues after; 0 (the start) for nonsense."""
-    parsed = parse_public_id(marker) if marker else None
-    return parsed[0] if parsed else 0
-
-
 def _new_token() -> int:
     return secrets.randbits(32)
 
@@ -113,10 +87,10 @@ _STATUS_CODES = {DeliveryStatus.PENDING: 0, DeliveryStatus.DEAD: 1}
 _STATUSES = {code: status for status, code in _STATUS_CODES.items()}
 
 
-def _subscription(row: tuple[Any, ...], now: float) -> Subscription:
+def _subscription(ids: IdCodec, row: tuple[Any, ...], now: float) -> Subscription:
     rowid, token, queue, subscriber, ttl, created, options, confirmed = row
     return Subscription(
-        id=public_id(rowid, token),
+        id=ids.public_id(IdKind.SUBSCRIPTION, rowid, token),
         queue=queue,
         subscriber=subscriber,
         ttl=ttl,
@@ -126,19 +100,19 @@ def _subscription(row: tuple[Any, ...], now: float) -> Subscription:
     )
 
 
-def _delivery(row: tuple[Any, ...]) -> Delivery:
+def _delivery(ids: IdCodec, row: tuple[Any, ...]) -> Delivery:
     (rowid, token, kind, message, ttl, payload, attempts, created, status, last_error,
      sub_rowid, sub_token, project, queue, subscriber, options) = row[:16]
     if message is not None:
         # A message delivery stores the body as posted; the rest is rebuilt.
-        content = {"id": message_id(message), "body": _decode(payload), "ttl": ttl}
+        content = {"id": ids.message_id(message), "body": _decode(payload), "ttl": ttl}
     else:
         content = _decode(payload)
     return Delivery(
-        id=public_id(rowid, token),
+        id=ids.public_id(IdKind.DELIVERY, rowid, token),
         project=project,
         queue=queue,
-        subscription_id=public_id(sub_rowid, sub_token),
+        subscription_id=ids.public_id(IdKind.SUBSCRIPTION, sub_rowid, sub_token),
         subscriber=subscriber,
         options=_decode(options),
         kind=_KINDS[kind],
@@ -171,17 +145,25 @@ class _Watch:
         return True
 
 
-def _message(row: tuple[Any, ...], now: float) -> Message:
+def _message(ids: IdCodec, row: tuple[Any, ...], now: float) -> Message:
     rowid, body, created, expires, claim_id, claim_expires, claim_count = row
     claimed = claim_id is not None and claim_expires > now
     return Message(
-        id=message_id(rowid),
+        id=ids.message_id(rowid),
         ttl=round(expires - created),
         age=int(now - created),
         body=_decode(body),
         claim_id=claim_id if claimed else None,
         claim_count=claim_count,
     )
+
+
+def _free_bytes(path: str) -> int:
+    """Free bytes on the file system holding the database (0 if unknown)."""
+    try:
+        return shutil.disk_usage(Path(path).parent or ".").free
+    except OSError:
+        return 0
 
 
 def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -235,6 +217,7 @@ class SqliteDriver(base.DataDriver):
         self.writer = Writer(self._connect, on_commit=self._wake_watches)
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
+        self._ids: IdCodec | None = None
         self.queues = SqliteQueues(self)
         self.messages = SqliteMessages(self)
         self.claims = SqliteClaims(self)
@@ -269,6 +252,13 @@ class SqliteDriver(base.DataDriver):
         # another connection's commit made stale re-reads pages cheaply.
         conn.execute("PRAGMA mmap_size = 268435456")
         return conn
+
+    @property
+    def ids(self) -> IdCodec:
+        """The database's public id codec (read from it by open())."""
+        if self._ids is None:
+            raise errors.ServiceUnavailable("The storage is not open.")
+        return self._ids
 
     @property
     def reader(self) -> sqlite3.Connection:
@@ -369,6 +359,7 @@ class SqliteDriver(base.DataDriver):
         conn = self._connect()
         try:
             schema.upgrade(conn)
+            self._ids = IdCodec.from_scheme(*conn.execute(q.ID_SCHEME).fetchone())
         finally:
             conn.close()
         self._reader = self._connect()
@@ -384,18 +375,26 @@ class SqliteDriver(base.DataDriver):
             self._reader = None
 
     async def is_alive(self) -> bool:
+        """Readable, and not out of space: after a write was refused for
+        lack of space, alive again once the disk has SPACE_MARGIN free."""
         try:
             self.reader.execute("SELECT 1").fetchone()
         except (sqlite3.Error, errors.ServiceUnavailable):
             return False
-        return True
+        if self.writer.out_of_space and _free_bytes(self.path) >= SPACE_MARGIN:
+            self.writer.out_of_space = False
+            log.warning("sqlite: the disk has room again: writes should succeed")
+        return not self.writer.out_of_space
+
+    def problem(self) -> str | None:
+        return NO_SPACE_LEFT if self.writer.out_of_space else None
 
     async def health(self) -> dict[str, Any]:
         def counts(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:
             return conn.execute(q.MESSAGE_COUNTS_BY_QUEUE, (now, 1000)).fetchall()
 
         rows = await self.read_in_thread(counts, self.clock())
-        return {
+        details: dict[str, Any] = {
             "storage_reachable": await self.is_alive(),
             "path": self.path,
             "sync": self.sync,
@@ -404,6 +403,9 @@ class SqliteDriver(base.DataDriver):
                 for project, name, total in rows
             ],
         }
+        if self.problem() is not None:
+            details["problem"] = self.problem()
+        return details
 
     async def gc(self) -> base.GcResult:
         now = self.clock()
@@ -562,8 +564,8 @@ class SqliteQueues(base.QueueController):
             return QueueStats(
                 claimed=claimed,
                 free=total - claimed,
-                oldest=_stat(oldest, now),
-                newest=_stat(newest, now),
+                oldest=_stat(self.d.ids, oldest, now),
+                newest=_stat(self.d.ids, newest, now),
             )
 
         return await self.d.read_in_thread(read)
@@ -578,10 +580,10 @@ class SqliteQueues(base.QueueController):
         await self.d.writer.run(job, heavy=True)
 
 
-def _stat(row: tuple[int, float] | None, now: float) -> MessageStat | None:
+def _stat(ids: IdCodec, row: tuple[int, float] | None, now: float) -> MessageStat | None:
     if row is None:
         return None
-    return MessageStat(id=message_id(row[0]), age=int(now - row[1]), created=row[1])
+    return MessageStat(id=ids.message_id(row[0]), age=int(now - row[1]), created=row[1])
 
 
 class SqliteMessages(base.MessageController):
@@ -600,7 +602,8 @@ class SqliteMessages(base.MessageController):
         driver = self.d
 
         def job(conn: sqlite3.Connection) -> list[str]:
-            ids = _insert_messages(conn, project, queue, rows, [m.ttl for m in messages], now)
+            ids = _insert_messages(driver.ids, conn, project, queue, rows,
+                                   [m.ttl for m in messages], now)
             driver._posted.add(key)
             return ids
 
@@ -612,7 +615,7 @@ class SqliteMessages(base.MessageController):
     ) -> list[str]:
         """Atomic: the copies and the deletes are one write job (one
         transaction), so a crash leaves either both or neither."""
-        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        rowids = self.d.ids.parse_message_ids(ids)
         now = self.d.clock()
         driver = self.d
 
@@ -632,7 +635,7 @@ class SqliteMessages(base.MessageController):
                 moved.append((rowid,))
             if not rows:
                 return []
-            new_ids = _insert_messages(conn, project, dst, rows, ttls, now)
+            new_ids = _insert_messages(driver.ids, conn, project, dst, rows, ttls, now)
             conn.executemany(q.MESSAGE_DELETE, moved)
             driver._posted.add((project, dst))
             return new_ids
@@ -652,9 +655,7 @@ class SqliteMessages(base.MessageController):
         include_delayed: bool,
     ) -> tuple[list[Message], str | None]:
         now = self.d.clock()
-        after = parse_message_id(marker) if marker else 0
-        if after is None:
-            after = 0
+        after = self.d.ids.marker(IdKind.MESSAGE, marker)
         filters, args = "", []
         if not include_claimed:
             filters += q.MESSAGE_PAGE_NOT_CLAIMED
@@ -668,11 +669,11 @@ class SqliteMessages(base.MessageController):
         sql = q.MESSAGE_PAGE.format(filters=filters)
         params = (project, queue, after, now, *args, limit)
         rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
-        page = [_message(row, now) for row in rows]
-        return page, (message_id(rows[-1][0]) if rows else None)
+        page = [_message(self.d.ids, row, now) for row in rows]
+        return page, (self.d.ids.message_id(rows[-1][0]) if rows else None)
 
     async def get(self, project: str, queue: str, message_id_: str) -> Message:
-        rowid = parse_message_id(message_id_)
+        rowid = self.d.ids.parse_message_id(message_id_)
         now = self.d.clock()
         row = None
         if rowid is not None:
@@ -683,20 +684,20 @@ class SqliteMessages(base.MessageController):
             raise errors.MessageDoesNotExist(
                 f"Message {message_id_} does not exist in queue {queue}."
             )
-        return _message(row, now)
+        return _message(self.d.ids, row, now)
 
     async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
         now = self.d.clock()
         found = []
         for text in dict.fromkeys(ids):
-            rowid = parse_message_id(text)
+            rowid = self.d.ids.parse_message_id(text)
             if rowid is None:
                 continue
             row = self.d.read(
                 lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
             )
             if row is not None:
-                found.append(_message(row, now))
+                found.append(_message(self.d.ids, row, now))
         return found
 
     async def delete(
@@ -716,7 +717,7 @@ class SqliteMessages(base.MessageController):
         *,
         single: bool = False,
     ) -> None:
-        rowids = [r for r in (parse_message_id(i) for i in dict.fromkeys(ids)) if r is not None]
+        rowids = self.d.ids.parse_message_ids(ids)
         allowed = set(claim_ids or ())
         now = self.d.clock()
 
@@ -744,12 +745,13 @@ class SqliteMessages(base.MessageController):
                 return []
             rows = conn.execute(q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, limit)).fetchall()
             conn.executemany(q.MESSAGE_DELETE, [(row[0],) for row in rows])
-            return [_message(row, now) for row in rows]
+            return [_message(self.d.ids, row, now) for row in rows]
 
         return await self.d.writer.run(job)
 
 
 def _insert_messages(
+    ids: IdCodec,
     conn: sqlite3.Connection, project: str, queue: str, rows: list[tuple[Any, ...]],
     ttls: list[int], now: float,
 ) -> list[str]:
@@ -778,7 +780,7 @@ def _insert_messages(
                 for (sub,) in subscribers
             ],
         )
-    return [message_id(i) for i in range(first, last + 1)]
+    return ids.message_ids(range(first, last + 1))
 
 
 def _check_delete_allowed(
@@ -864,7 +866,7 @@ class SqliteClaims(base.ClaimController):
                 rowid, body, created, expires, _, _, count = row
                 messages.append(
                     Message(
-                        id=message_id(rowid),
+                        id=self.d.ids.message_id(rowid),
                         ttl=round(max(expires, keep_until) - created),
                         age=int(now - created),
                         body=_decode(body),
@@ -889,7 +891,7 @@ class SqliteClaims(base.ClaimController):
                 ttl=row[1],
                 grace=row[2],
                 age=int(now - row[3]),
-                messages=[_message(r, now) for r in rows],
+                messages=[_message(self.d.ids, r, now) for r in rows],
             )
 
         return self.d.read(read)
@@ -967,7 +969,7 @@ class SqliteSubscriptions(base.SubscriptionController):
                 (token, project, queue, subscriber, ttl, now, now + ttl, options,
                  int(subscription.confirmed)),
             ).lastrowid
-            subscription_id = public_id(rowid, token)
+            subscription_id = self.d.ids.public_id(IdKind.SUBSCRIPTION, rowid, token)
             if confirmation is not None:
                 # One job, so the two inserts are one: the writer undoes all
                 # of a failing job's writes, and no subscription is left.
@@ -982,7 +984,7 @@ class SqliteSubscriptions(base.SubscriptionController):
 
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
         now = self.d.clock()
-        parsed = parse_public_id(subscription_id)
+        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         row = None
         if parsed is not None:
             row = self.d.read(
@@ -990,7 +992,7 @@ class SqliteSubscriptions(base.SubscriptionController):
             )
         if row is None:
             raise _no_subscription(subscription_id)
-        return _subscription(row, now)
+        return _subscription(self.d.ids, row, now)
 
     async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
         now = self.d.clock()
@@ -999,15 +1001,15 @@ class SqliteSubscriptions(base.SubscriptionController):
                 q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
             ).fetchone()
         )
-        return None if row is None else _subscription(row, now)
+        return None if row is None else _subscription(self.d.ids, row, now)
 
     async def list(
         self, project: str, queue: str, *, marker: str | None, limit: int
     ) -> list[Subscription]:
         now = self.d.clock()
-        params = (project, queue, _marker_rowid(marker), now, limit)
+        params = (project, queue, self.d.ids.marker(IdKind.SUBSCRIPTION, marker), now, limit)
         rows = self.d.read(lambda c: c.execute(q.SUBSCRIPTION_PAGE, params).fetchall())
-        return [_subscription(row, now) for row in rows]
+        return [_subscription(self.d.ids, row, now) for row in rows]
 
     async def update(
         self,
@@ -1020,7 +1022,7 @@ class SqliteSubscriptions(base.SubscriptionController):
         options: dict[str, Any] | None = None,
     ) -> None:
         now = self.d.clock()
-        parsed = parse_public_id(subscription_id)
+        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             raise _no_subscription(subscription_id)
         fields: list[str] = []
@@ -1056,7 +1058,7 @@ class SqliteSubscriptions(base.SubscriptionController):
     async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
                       ) -> None:
         now = self.d.clock()
-        parsed = parse_public_id(subscription_id)
+        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             raise _no_subscription(subscription_id)
 
@@ -1068,7 +1070,7 @@ class SqliteSubscriptions(base.SubscriptionController):
         await self.d.writer.run(job)
 
     async def delete(self, project: str, queue: str, subscription_id: str) -> None:
-        parsed = parse_public_id(subscription_id)
+        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             return
 
@@ -1098,7 +1100,7 @@ class SqliteDeliveries(base.DeliveryController):
         payload: dict[str, Any],
     ) -> str:
         now = self.d.clock()
-        parsed = parse_public_id(subscription_id)
+        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             raise _no_subscription(subscription_id)
         token = _new_token()
@@ -1112,7 +1114,7 @@ class SqliteDeliveries(base.DeliveryController):
                 q.DELIVERY_INSERT,
                 (token, row[0], _KIND_CODES[kind], None, None, content, now, now),
             ).lastrowid
-            return public_id(rowid, token)
+            return self.d.ids.public_id(IdKind.DELIVERY, rowid, token)
 
         return await self.d.writer.run(job)
 
@@ -1133,7 +1135,7 @@ class SqliteDeliveries(base.DeliveryController):
                         conn.execute(q.DELIVERY_DELETE_BY_ROWID, (row[0],))
                         continue
                     conn.execute(q.DELIVERY_LEASE, (until, row[0]))
-                    leased.append(_delivery(row))
+                    leased.append(_delivery(self.d.ids, row))
                 if len(rows) < want:
                     break
             return leased
@@ -1141,7 +1143,7 @@ class SqliteDeliveries(base.DeliveryController):
         return await self.d.writer.run(job)
 
     async def _update(self, delivery_id: str, sql: str, *args: Any) -> None:
-        parsed = parse_public_id(delivery_id)
+        parsed = self.d.ids.parse_public_id(IdKind.DELIVERY, delivery_id)
         if parsed is None:
             return  # a delivery we never issued: nothing to do
 
@@ -1171,10 +1173,10 @@ class SqliteDeliveries(base.DeliveryController):
     ) -> list[Delivery]:
         now = self.d.clock()
         params: tuple[Any, ...] = (project, queue, now, _STATUS_CODES[status],
-                                   _marker_rowid(marker))
+                                   self.d.ids.marker(IdKind.DELIVERY, marker))
         filters = ""
         if subscription_id is not None:
-            parsed = parse_public_id(subscription_id)
+            parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
             if parsed is None:
                 return []
             filters = q.DELIVERY_PAGE_OF_SUBSCRIPTION
@@ -1183,7 +1185,7 @@ class SqliteDeliveries(base.DeliveryController):
         params += (limit,)
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
-            return [_delivery(row) for row in conn.execute(sql, params).fetchall()]
+            return [_delivery(self.d.ids, row) for row in conn.execute(sql, params).fetchall()]
 
         if subscription_id is not None:
             return self.d.read(read)  # one subscription's, by index

@@ -3,6 +3,9 @@
 import functools
 
 QUEUE_ID = "SELECT id FROM queues WHERE project = ? AND name = ?"
+ID_SCHEME = (
+    "SELECT key, messages_below, subscriptions_below, deliveries_below FROM id_scheme"
+)
 QUEUE_METADATA = "SELECT metadata FROM queues WHERE project = ? AND name = ?"
 QUEUE_INSERT = (
     "INSERT INTO queues (project, name, metadata, created) VALUES (?, ?, ?, ?) "

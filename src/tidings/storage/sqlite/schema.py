@@ -47,7 +47,8 @@ MIGRATIONS: list[str] = [
     # Notifications: subscriptions and the delivery outbox.
     """
     -- A subscription belongs to (project, queue) by name: it needs no queue
-    -- row. Public id: the row id and a random token (see driver.public_id).
+    -- row. Public id: the row id and a random token, permuted (see
+    -- storage/common/ids.py).
     -- created: when the ttl last started (creation, or an update's ttl).
     CREATE TABLE subscriptions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,6 +89,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_by_due ON deliveries (status, due);
     -- Listing, and dropping a subscription's deliveries.
     CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, status);
+    """,
+    # Opaque public ids (storage/common/ids.py): the key that permutes the
+    # row ids, and for each table the first row id it numbers; ids issued
+    # before (the plain row id) stay valid below it. sqlite_sequence holds
+    # the highest id AUTOINCREMENT ever gave, deleted rows' included.
+    # randomblob() draws from SQLite's CSPRNG, seeded by the OS.
+    """
+    CREATE TABLE id_scheme (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        key BLOB NOT NULL,
+        messages_below INTEGER NOT NULL,
+        subscriptions_below INTEGER NOT NULL,
+        deliveries_below INTEGER NOT NULL
+    );
+    INSERT INTO id_scheme VALUES (
+        1, randomblob(16),
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0) + 1,
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'subscriptions'), 0) + 1,
+        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0) + 1
+    );
     """,
 ]
 

@@ -12,6 +12,12 @@ one fsync serves everyone who was waiting (group commit).
 jobs' futures resolve: the driver wakes queue watches there, once the
 posts they wait for are visible to readers.
 
+A full disk (SQLITE_FULL) refuses the writes it stops with StorageFull
+(507: "out of space"), logged as one line, and sets ``out_of_space``; the
+driver's health reads it, and clears it once the disk has room again.
+Nothing is half written: the transaction is rolled back as for any other
+failure.
+
 A job that raises undoes only its own writes. Jobs first run together
 with no savepoints (two statements fewer per job: a tenth of a small
 post's storage time); when one of them raises, the transaction is rolled
@@ -33,7 +39,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from tidings.errors import ServiceUnavailable, TidingsError
+from tidings.errors import ServiceUnavailable, StorageFull, TidingsError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -47,6 +53,16 @@ MAX_GROUP = 512
 # How long BEGIN waits for another process's write lock (a second server on
 # the same file, or `tidings gc`); that wait happens off the event loop.
 LOCK_WAIT_MS = 10_000
+OUT_OF_SPACE = ("The storage is out of space: the write was not stored. Writes succeed "
+                "again once space is freed on the disk holding the database.")
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """SQLITE_FULL: the disk (or the file's size limit) has no room left."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return isinstance(exc, sqlite3.Error) and "disk is full" in str(exc)
 
 
 class Writer:
@@ -62,6 +78,10 @@ class Writer:
         self._flushing: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by a write refused for lack of space; the driver clears it
+        # when the disk has room again (a small write succeeding proves
+        # little: a nearly full disk takes small writes and refuses posts).
+        self.out_of_space = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -101,6 +121,8 @@ class Writer:
                     )
                 else:
                     outcomes = await self._commit_on_loop(group)
+                if any(isinstance(error, StorageFull) for _, _, error in outcomes):
+                    self.out_of_space = True
                 if self._on_commit is not None:
                     try:
                         self._on_commit()
@@ -190,7 +212,10 @@ def _run_job(conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]) ->
     except Exception as exc:
         conn.execute("ROLLBACK TO job")
         conn.execute("RELEASE job")
-        if not isinstance(exc, TidingsError):
+        if is_out_of_space(exc):
+            log.error("sqlite: a write was refused: %s", exc)
+            exc = StorageFull(OUT_OF_SPACE)
+        elif not isinstance(exc, TidingsError):
             log.exception("sqlite: a write failed")
             exc = ServiceUnavailable("The storage failed to write.")
         return future, None, exc
@@ -207,7 +232,8 @@ def _fail_group(conn: sqlite3.Connection, group: list[tuple[Job, asyncio.Future[
             conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass
-    error = ServiceUnavailable("The storage failed to commit the write.")
+    error: ServiceUnavailable = (StorageFull(OUT_OF_SPACE) if is_out_of_space(exc)
+                                 else ServiceUnavailable("The storage failed to commit the write."))
     return [(future, None, error) for _, future, _ in group]
 
 

@@ -253,7 +253,8 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
         "ShareRequest": obj({
             "paths": array(string(enum=["messages", "subscriptions", "claims"])),
             "methods": array(string(enum=["GET", "POST", "PUT", "DELETE", "PATCH"])),
-            "expires": string("ISO 8601 time, in the future.", format="date-time"),
+            "expires": string("ISO 8601 time, in the future and at most "
+                              "limits.max_share_lifetime (7 days) away.", format="date-time"),
         }, additional=False),
         "Share": obj({"signature": string(), "expires": string(),
                       "paths": array(string()), "methods": array(string()),
@@ -331,7 +332,10 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
         "Health": obj({
             "storage_reachable": {"type": "boolean"}, "driver": string(),
             "capabilities": array(string()), "version": string(),
-            "details": {"type": "object"},
+            "details": {"type": "object", "description":
+                        "The driver's report: message counts per project and queue "
+                        "(message_counts) for an admin, totals (message_totals) for "
+                        "anyone else; a problem the storage knows of (problem)."},
         }, ("storage_reachable", "driver", "capabilities", "version", "details"),
             **{EXTENSION: True}),
     }

@@ -8,8 +8,13 @@ This protocol adds:
 - a header timeout: a request's line and headers must be complete within
   ``header_timeout`` seconds of the connection's start or of the request's
   first byte (then 408 and the connection is closed);
-- a header size cap: more than ``max_header_size`` bytes without the end
-  of the headers gets 431 and the connection is closed;
+- a header size cap: a request line and headers of more than
+  ``max_header_size`` bytes get 431 and the connection is closed, however
+  they were written. Two counts enforce it: the bytes received while the
+  head is incomplete (one header dribbled for ever never reaches the
+  parser's callbacks), and the head's parsed size, added up in the
+  parser's callbacks (a whole oversized head in one write is parsed in
+  one go, and would otherwise be served);
 - a body timeout: the body must be in within ``body_timeout`` seconds of
   the headers, or the connection is closed.
 
@@ -102,6 +107,10 @@ def sweeper_for(loop: asyncio.AbstractEventLoop) -> Sweeper:
     return sweeper
 
 
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing an oversized head."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,6 +121,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._sweeper = sweeper_for(self.loop)
         self._awaiting_headers = True
         self._header_bytes = 0
+        # Bytes of the current request's line and headers, as parsed.
+        self._head_size = 0
+        self._refused = False
 
     # --- deadlines ---------------------------------------------------------
 
@@ -157,15 +169,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._awaiting_headers:
             self._header_bytes += len(data)
         super().data_received(data)
         if (self._awaiting_headers and self._header_bytes > self._limits.max_header_size
                 and not self.transport.is_closing()):
-            self._disarm()
-            self.transport.write(_response(b"431 Request Header Fields Too Large",
-                                           "The request headers are too large."))
-            self.transport.close()
+            self._refuse_headers()
+
+    def _refuse_headers(self) -> None:
+        self._refused = True
+        self._disarm()
+        self.transport.write(_response(b"431 Request Header Fields Too Large",
+                                       "The request headers are too large."))
+        self.transport.close()
+
+    def _count_head(self, size: int) -> None:
+        """Add to the parsed head's size; past the cap, answer 431 and stop
+        the parser, so the request never reaches the application."""
+        self._head_size += size
+        if self._head_size > self._limits.max_header_size and not self._refused:
+            self._refuse_headers()
+            raise _HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        # Stopping the parser (_HeadTooLarge) reaches uvicorn as a parser
+        # error, answered 400: the 431 has been sent already.
+        if not self._refused:
+            super().send_400_response(msg)
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the transport, with its own pings.
@@ -176,8 +208,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- parser callbacks ----------------------------------------------------
 
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_size = 0
         if not self._awaiting_headers:
             self._awaiting_headers = True
             self._header_bytes = 0

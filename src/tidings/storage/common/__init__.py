@@ -1,0 +1,1 @@
+"""Rules every storage driver shares, written once."""
