@@ -116,3 +116,18 @@ def test_a_revoked_trust_is_a_dead_delivery(trust_server: ServerProcess, as_user
     [dead] = wait_for(lambda: member.get(listing, params={"status": "dead"}
                                          ).json()["deliveries"], "dead delivery")
     assert dead["attempts"] == 1 and trust_id in dead["last_error"]
+
+
+def test_topic_subscribers_may_be_trust_subscribers(trust_server: ServerProcess,
+                                                    as_user: Make, queue: str) -> None:
+    member = as_user("a-member", server=trust_server)
+    with Receiver() as receiver:
+        created = member.post(f"/v2/topics/{queue}/subscriptions",
+                              json={"subscriber": "trust+" + receiver.url})
+        assert created.status_code == 201, created.text
+        sid = created.json()["subscription_id"]
+        assert member.get(f"/v2/topics/{queue}/subscriptions/{sid}"
+                          ).json()["options"]["trust_id"]
+        member.post(f"/v2/topics/{queue}/messages", json={"messages": [{"body": "t"}]})
+        [got] = receiver.wait_for(1, timeout=15)
+    assert got.header("X-Auth-Token") and got.json["body"] == "t"

@@ -136,7 +136,7 @@ async def with_trust(ctx: Context, subscriber: str, options: dict[str, Any], ttl
         raise errors.ValidationFailed(
             "trust+http and trust+https subscribers need Keystone authentication "
             "(auth.strategy = \"keystone\"): the trust is made with the subscriber's token.")
-    identity = ctx.identity
+    identity = ctx.identity or ctx.trustor
     if ctx.auth_token is None or identity is None or identity.user_id is None:
         raise errors.ValidationFailed(
             "A trust+ subscription must be made with a Keystone user token "
