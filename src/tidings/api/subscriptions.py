@@ -2,9 +2,9 @@
 the shadow project, see api/topics.py).
 
 Zaqar's wire format, with its bugs fixed: the subscriber must be a string
-with a known scheme, ``options`` an object, and a second subscription of
-the same subscriber on the same queue is a 409 (Zaqar answers 201 while the
-first is unconfirmed).
+with a known scheme and ``options`` an object. A second subscription of the
+same subscriber on the same queue answers with the first one's id, as
+Zaqar does (OpenStack's tempest plugin relies on it); see ``_existing``.
 
 With ``options.require_confirmation`` (or ``notifications.require_confirmation``)
 a subscription starts unconfirmed and a CONFIRMATION delivery is enqueued:
@@ -20,18 +20,19 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from tidings import errors
 from tidings.api import queues, targets, validate
 from tidings.api.context import Context
+from tidings.api.links import next_links
 from tidings.api.pipeline import stage
-from tidings.auth import authorize, signed
+from tidings.auth import authorize, signed, trusts
 from tidings.config import Limits
 from tidings.storage.base import DeliveryKind, NewSubscription, Subscription
 
-SCHEMES = ("http", "https", "mailto")
-WEBHOOK_SCHEMES = frozenset({"http", "https"})
+SCHEMES = ("http", "https", "mailto", "trust+http", "trust+https")
+WEBHOOK_SCHEMES = frozenset({"http", "https", "trust+http", "trust+https"})
 # Over the WebSocket API an omitted subscriber is the socket itself.
 WEBSOCKET_PREFIX = "websocket:"
 UPDATABLE = frozenset({"subscriber", "ttl", "options"})
@@ -118,10 +119,42 @@ def check_options(value: Any, limits: Limits) -> dict[str, Any]:
     return value
 
 
-async def check_target(ctx: Context, subscriber: str) -> None:
+def check_target(ctx: Context, subscriber: str) -> None:
     """Webhooks must not point at internal addresses (api/targets.py)."""
     if urlsplit(subscriber).scheme in WEBHOOK_SCHEMES:
-        await targets.check_webhook_target(subscriber, ctx.service.notifications)
+        targets.check_webhook_target(trusts.strip_prefix(subscriber),
+                                     ctx.service.notifications)
+
+
+async def with_trust(ctx: Context, subscriber: str, options: dict[str, Any], ttl: int, *,
+                     kept: str | None = None) -> dict[str, Any]:
+    """The options of a ``trust+`` subscriber, with the ``trust_id`` of a new
+    Keystone trust from the requesting user to the service user, lasting as
+    long as the subscription (as Zaqar does), or the one it ``kept``; other
+    subscribers' options as they are.
+
+    Unlike Zaqar, a ``trust_id`` in the request is never used: it could name
+    another user's trust, whose tokens would then go where this subscriber
+    says (docs/compatibility.md)."""
+    if not trusts.is_trust_subscriber(subscriber):
+        return options
+    options = {key: value for key, value in options.items() if key != "trust_id"}
+    if kept is not None:
+        return {**options, "trust_id": kept}
+    issuer = ctx.service.trusts
+    if issuer is None:
+        raise errors.ValidationFailed(
+            "trust+http and trust+https subscribers need Keystone authentication "
+            "(auth.strategy = \"keystone\"): the trust is made with the subscriber's token.")
+    identity = ctx.identity or ctx.trustor
+    if ctx.auth_token is None or identity is None or identity.user_id is None:
+        raise errors.ValidationFailed(
+            "A trust+ subscription must be made with a Keystone user token "
+            "(not a pre-signed URL): the trust is made with it.")
+    trust_id = await issuer.create(ctx.auth_token, trustor=identity.user_id,
+                                   project=real_project(ctx.project), roles=identity.roles,
+                                   expires_at=time.time() + ttl)
+    return {**options, "trust_id": trust_id}
 
 
 def _settings_require_confirmation(ctx: Context) -> bool:
@@ -242,7 +275,13 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
     ttl_value = document.get("ttl")
     ttl = check_ttl(ctx, ctx.limits.default_subscription_ttl if ttl_value is None else ttl_value)
     options = check_options(document.get("options"), ctx.limits)
-    await check_target(ctx, subscriber)
+    check_target(ctx, subscriber)
+    if trusts.is_trust_subscriber(subscriber):
+        # A duplicate answers before a trust is made that nothing would use.
+        existing = await ctx.storage.subscriptions.find(ctx.project, queue, subscriber)
+        if existing is not None:
+            return {"subscription_id": await _existing(ctx, queue, existing, base_url)}
+        options = await with_trust(ctx, subscriber, options, ttl)
     confirm_first = needs_confirmation(ctx, subscriber, options)
     request = None
     if confirm_first:
@@ -251,19 +290,43 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
         def request(subscription_id: str) -> dict[str, Any]:
             return confirmation_payload(ctx, queue, subscription_id, ttl, base_url, now)
 
-    # One write: the subscription and its confirmation request stand or fall together.
-    subscription_id = await ctx.storage.subscriptions.create(
-        ctx.project, queue,
-        NewSubscription(subscriber=subscriber, ttl=ttl, options=options,
-                        confirmed=not confirm_first),
-        request,
+    new = NewSubscription(subscriber=subscriber, ttl=ttl, options=options,
+                          confirmed=not confirm_first)
+    # Twice at most: a duplicate that vanishes (deleted, expired) before it
+    # is read back leaves the subscriber free for a second try.
+    for _ in range(2):
+        # One write: the subscription and its confirmation request stand or fall together.
+        subscription_id = await ctx.storage.subscriptions.create(ctx.project, queue, new, request)
+        if subscription_id is not None:
+            return {"subscription_id": subscription_id}
+        existing = await ctx.storage.subscriptions.find(ctx.project, queue, subscriber)
+        if existing is not None:
+            return {"subscription_id": await _existing(ctx, queue, existing, base_url)}
+    raise _duplicate()
+
+
+def _duplicate() -> errors.Conflict:
+    return errors.Conflict(
+        "Such subscription already exists. Subscriptions are unique by project + queue "
+        "+ subscriber URI."
     )
-    if subscription_id is None:
-        raise errors.Conflict(
-            "Such subscription already exists. Subscriptions are unique by project + queue "
-            "+ subscriber URI."
-        )
-    return {"subscription_id": subscription_id}
+
+
+async def _existing(ctx: Context, queue: str, existing: Subscription,
+                    base_url: str | None) -> str:
+    """The id a second create of the same subscriber answers with, as in
+    Zaqar: the subscription as it is (the new ttl and options are ignored),
+    its confirmation asked again while it is unconfirmed; 409 only once a
+    subscriber that had to confirm did. A socket subscribing itself twice
+    is a 409 too, as in Zaqar's WebSocket API."""
+    if existing.subscriber.startswith(WEBSOCKET_PREFIX):
+        raise _duplicate()
+    required = needs_confirmation(ctx, existing.subscriber, existing.options)
+    if required and existing.confirmed:
+        raise _duplicate()
+    if required:
+        await _request_confirmation(ctx, queue, existing.id, existing.ttl, base_url)
+    return existing.id
 
 
 @stage("subscription", "get")
@@ -286,9 +349,8 @@ async def list_subscriptions(ctx: Context, queue: str, *, marker: str | None,
     result: dict[str, Any] = {"subscriptions": [format_subscription(s) for s in page],
                               "links": []}
     if page:
-        query = urlencode({"marker": page[-1].id, "limit": size})
-        result["links"] = [{"rel": "next",
-                            "href": f"{subscriptions_path(queue, ctx.href_root)}?{query}"}]
+        result["links"] = next_links(subscriptions_path(queue, ctx.href_root),
+                                     {"limit": limit}, page[-1].id)
     return result
 
 
@@ -319,7 +381,19 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
     if subscriber == current.subscriber:
         subscriber = None
     if subscriber is not None:
-        await check_target(ctx, subscriber)
+        check_target(ctx, subscriber)
+    target = subscriber or current.subscriber
+    if trusts.is_trust_subscriber(target):
+        # A trust+ subscriber keeps the trust the server made for it through
+        # an options or ttl change. A new subscriber URL gets a new trust, from
+        # whoever changes it: the old one's tokens must not follow the
+        # subscription somewhere its trustor never chose.
+        kept = current.options.get("trust_id") if subscriber is None else None
+        asked = current.options if options is None else options
+        trusted = await with_trust(ctx, target, asked, current.ttl if ttl is None else ttl,
+                                   kept=kept if isinstance(kept, str) else None)
+        if trusted != asked:
+            options = trusted
     await ctx.storage.subscriptions.update(ctx.project, queue, subscription_id,
                                            subscriber=subscriber, ttl=ttl, options=options)
     new_options = current.options if options is None else options

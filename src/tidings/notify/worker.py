@@ -12,8 +12,9 @@ the leasing. The outcomes:
 - sent → ``delivered`` (the delivery is removed);
 - failed → ``retry(at=now + delay)`` with the delay the retry policy gives
   for this attempt, or ``dead`` once the policy has no retry left;
-- refused for good (an address the allow/deny lists refuse, a malformed
-  subscriber) → ``dead`` at once;
+- refused for good (an IP address the allow/deny lists refuse, a malformed
+  subscriber) → ``dead`` at once (a host NAME that does not resolve, or
+  resolves to refused addresses only, is an ordinary failed attempt);
 - a WebSocket whose process did not take the frame (relay.py) → ``retry``
   shortly.
 
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tidings import errors
+from tidings.auth.trusts import Trusts
 from tidings.config import NotificationSettings, RetryPolicySettings, Settings
 from tidings.notify import sockets as socket_registry
 from tidings.notify.addresses import AddressPolicy
@@ -48,6 +50,7 @@ from tidings.notify.mailto import MailSender
 from tidings.notify.payload import NotHere, PermanentFailure, SendFailed, document
 from tidings.notify.policy import RetryPolicy, effective_policy
 from tidings.notify.relay import Relay
+from tidings.notify.trust import TrustSender
 from tidings.notify.webhook import WebhookSender, target_key
 from tidings.storage.base import Clock, DataDriver, Delivery
 
@@ -129,6 +132,7 @@ class Notifier:
         decrypt: Callable[[Any], Any] | None = None,
         registry: socket_registry.SocketRegistry | None = None,
         relay: Relay | None = None,
+        trusts: Trusts | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings = settings or NotificationSettings()
@@ -142,6 +146,10 @@ class Notifier:
                                      connect_timeout=settings.webhook_connect_timeout,
                                      max_connections=max(settings.max_in_flight_per_target, 1))
         self.mail = MailSender(settings.smtp)
+        # trust+http(s) subscribers: webhooks with a Keystone trust token.
+        self.trusts = trusts
+        self._owns_trusts = False
+        self.trust_webhook = TrustSender(self.webhook, trusts)
         if relay is None:
             # Not started: reaches this process's sockets only (whoever runs
             # the worker starts the relay it passes in; see app.py, cli.py).
@@ -175,10 +183,16 @@ class Notifier:
     @classmethod
     def from_settings(cls, storage: DataDriver, settings: Settings, **kwargs: Any) -> Notifier:
         """A worker with the server's settings, decrypting bodies with its
-        encryption key."""
+        encryption key; under Keystone auth, with trusts of its own unless
+        given the server's (``trusts=``)."""
         if "decrypt" not in kwargs:
             kwargs["decrypt"] = _decryptor(settings)
-        return cls(storage, settings.notifications, **kwargs)
+        owned = None
+        if kwargs.get("trusts") is None and settings.auth.strategy == "keystone":
+            owned = kwargs["trusts"] = Trusts.from_settings(settings.auth.keystone)
+        worker = cls(storage, settings.notifications, **kwargs)
+        worker._owns_trusts = owned is not None
+        return worker
 
     # --- life cycle -------------------------------------------------------
 
@@ -208,6 +222,8 @@ class Notifier:
             if pending:
                 await asyncio.wait(pending)
         await self.webhook.aclose()
+        if self._owns_trusts and self.trusts is not None:
+            await self.trusts.close()
 
     @property
     def in_flight(self) -> int:
@@ -311,6 +327,8 @@ class Notifier:
         scheme = delivery.subscriber.partition(":")[0].lower()
         if scheme in ("http", "https"):
             return self.webhook, target_key(delivery)
+        if scheme in ("trust+http", "trust+https"):
+            return self.trust_webhook, target_key(delivery)
         if scheme == "mailto":
             return self.mail, self.mail.key
         if scheme == socket_registry.SCHEME:
@@ -363,13 +381,13 @@ class Notifier:
             except PermanentFailure as exc:
                 await deliveries.dead(delivery.id, error=_short(str(exc)))
                 self._count("dead", delivery)
-                log.warning("delivery %s to %s is dead: %s", delivery.id,
-                            delivery.subscriber, exc)
+                _log_dead(delivery, str(exc))
             except NotHere as exc:
                 if delivery.attempts + 1 >= self.settings.socket_max_attempts:
-                    await deliveries.dead(delivery.id, error=_short(
-                        f"{exc} (gave up after {delivery.attempts + 1} attempts)"))
+                    reason = f"{exc} (gave up after {delivery.attempts + 1} attempts)"
+                    await deliveries.dead(delivery.id, error=_short(reason))
                     self._count("dead", delivery)
+                    _log_dead(delivery, reason)
                 else:
                     await self._retry(delivery, exc.retry_in, str(exc))
             except SendFailed as exc:
@@ -400,12 +418,13 @@ class Notifier:
         failures = delivery.attempts + 1
         delay = policy.delay_after(failures)
         if delay is None:
-            await self.storage.deliveries.dead(delivery.id, error=_short(
-                f"{error} (gave up after {failures} attempts)"))
+            reason = f"{error} (gave up after {failures} attempts)"
+            await self.storage.deliveries.dead(delivery.id, error=_short(reason))
             self._count("dead", delivery)
-            log.info("delivery %s to %s is dead after %d attempts: %s", delivery.id,
-                     delivery.subscriber, failures, error)
+            _log_dead(delivery, reason)
         else:
+            log.info("delivery %s of subscription %s failed (attempt %d, next in %gs): %s",
+                     delivery.id, delivery.subscription_id, failures, delay, error)
             await self._retry(delivery, delay, error)
 
     async def _retry(self, delivery: Delivery, delay: float, error: str) -> None:
@@ -438,6 +457,14 @@ class Notifier:
             self._queue_policies.clear()
         self._queue_policies[key] = (now + QUEUE_POLICY_TTL, value)
         return value
+
+
+def _log_dead(delivery: Delivery, reason: str) -> None:
+    # WARNING: a notification is lost to its subscriber; the operator may
+    # want to fix the target and redeliver.
+    log.warning("delivery %s of subscription %s (queue %s, project %s) to %s is dead: %s",
+                delivery.id, delivery.subscription_id, delivery.queue, delivery.project,
+                delivery.subscriber, reason)
 
 
 def _short(error: str) -> str:

@@ -33,7 +33,7 @@ JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 EXTENSION = "x-tidings-extension"
 QUEUE = "/v2/queues/{queue_name}"
 TOPIC = "/v2/topics/{topic_name}"
-NAME_PATTERN = "^[a-zA-Z0-9_-]+$"
+NAME_PATTERN = "^[a-zA-Z0-9_.-]+$"
 INT32_MAX = 2**31 - 1
 
 
@@ -206,18 +206,23 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
     options = obj({"_retry_policy": retry_policy,
                    "require_confirmation": {"type": "boolean"}},
                   description="Free-form; the keys shown are interpreted.")
-    subscriber = string("A webhook (`http`, `https`) or `mailto:` URI. Webhook hosts must "
-                        "resolve to allowed addresses.", format="uri",
-                        pattern="^(https?://[^/?#]+|mailto:[^@]+@.+)")
+    subscriber = string("A webhook (`http`, `https`; `trust+http`, `trust+https` under "
+                        "Keystone) or `mailto:` URI. Internal addresses are refused; "
+                        "host names are resolved and checked at delivery.", format="uri",
+                        pattern="^((trust\\+)?https?://[^/?#]+|mailto:[^@]+@.+)")
     message = obj({
         "id": string(), "href": string(), "ttl": {"type": "integer"},
         "age": {"type": "integer"}, "body": {},
-        "claim_id": {"type": ["string", "null"]},
-        "claim_count": {"type": "integer"},
+        "claim_id": {"type": ["string", "null"],
+                     "description": "Popped messages only (elsewhere the href carries it)."},
+        "claim_count": {"type": "integer", "description": "Popped messages only."},
     }, ("id", "href", "ttl", "age", "body"))
-    message_stat = obj({"id": string(), "age": {"type": "integer"}, "href": string(),
-                        "created": string(format="date-time")},
-                       ("id", "age", "href", "created"))
+    message_stat = obj({"age": {"type": "integer"}, "body": {},
+                        "claim_count": {"type": "integer"},
+                        "claim_id": {"type": ["string", "null"]},
+                        "created": string(format="date-time"), "href": string(),
+                        "ttl": {"type": "integer"}},
+                       ("age", "body", "claim_count", "claim_id", "created", "href", "ttl"))
     listing_entry = obj({"name": string(), "href": string(), "metadata": {"type": "object"}},
                         ("name", "href"))
     return {
@@ -276,10 +281,9 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
             EXTENSION: True}}),
         "ClaimUpdate": obj({"ttl": claim_ttl, "grace": claim_grace}),
         "Claimed": obj({"messages": array(ref("Message"))}, ("messages",)),
-        "Claim": obj({"id": string(), "age": {"type": "integer"}, "ttl": {"type": "integer"},
-                      "grace": {"type": "integer"}, "href": string(),
-                      "messages": array(ref("Message"))},
-                     ("id", "age", "ttl", "href", "messages")),
+        "Claim": obj({"age": {"type": "integer"}, "ttl": {"type": "integer"},
+                      "href": string(), "messages": array(ref("Message"))},
+                     ("age", "ttl", "href", "messages")),
         "SubscriptionRequest": obj({"subscriber": subscriber, "ttl": subscription_ttl,
                                     "options": options}, ("subscriber",)),
         "SubscriptionUpdate": obj({"subscriber": subscriber, "ttl": subscription_ttl,
@@ -688,7 +692,8 @@ def build(limits: Limits | None = None) -> dict[str, Any]:
             "post": {**operation("A pre-signed URL for the queue", "shareQueue", {
                 "200": ok("The signed URL's fields.", ref("Share"))},
                 request=body(ref("ShareRequest"), required=False),
-                description="503 unless the server has auth.secret_key."),
+                description="Signed with auth.secret_key, or the key kept with the data; "
+                            "503 when there is neither."),
                 "tags": ["queues"]},
         },
         QUEUE + "/claims": {
