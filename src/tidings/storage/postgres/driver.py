@@ -73,6 +73,7 @@ from tidings.storage.base import (
     QueueStats,
     system_clock,
 )
+from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
@@ -917,7 +918,7 @@ class PostgresMessages(base.MessageController):
                 row = await conn.fetchrow(q.MESSAGE_CLAIM_STATE, [rowid], now, project, queue)
                 if row is None:
                     return  # deleting what is gone is not an error
-                _check_delete_allowed(row[1], row[2], allowed, claim_id is not None, now)
+                check_delete_allowed(row[1], row[2], allowed, claim_id is not None, now)
                 # Allowed now: its claim changed between the two statements.
             raise errors.ServiceUnavailable("The message kept changing; try again.")
 
@@ -938,7 +939,7 @@ class PostgresMessages(base.MessageController):
                 q.MESSAGE_CLAIM_STATE_FOR_DELETE, rowids, now, project, queue
             )
             for row in rows:
-                _check_delete_allowed(row[1], row[2], allowed, False, now)
+                check_delete_allowed(row[1], row[2], allowed, False, now)
             if rows:
                 await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in rows])
 
@@ -987,30 +988,6 @@ class PostgresMessages(base.MessageController):
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)
         return [_message(self.d.ids, row, now) for row in sorted(rows, key=lambda row: row[0])]
-
-
-def _check_delete_allowed(
-    current: str | None, claim_expires: float, allowed: set[str], strict: bool, now: float
-) -> None:
-    """Raise unless the message may be deleted with the claim ids given.
-
-    ``strict`` (a single delete with a claim id) also refuses a claim id for
-    a message that is not claimed, as Zaqar does.
-    """
-    active = current is not None and claim_expires > now
-    if not active:
-        if strict:
-            raise errors.MessageNotClaimed(
-                "A claim was specified, but the message is not currently claimed."
-            )
-        return
-    if current in allowed:
-        return
-    if strict:
-        raise errors.ClaimDoesNotExist("The specified claim does not exist or has expired.")
-    raise errors.MessageIsClaimed(
-        "This message is claimed; it cannot be deleted without a valid claim ID."
-    )
 
 
 class PostgresClaims(base.ClaimController):

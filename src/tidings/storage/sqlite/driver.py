@@ -48,6 +48,7 @@ from tidings.storage.base import (
     check_secret_name,
     system_clock,
 )
+from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
@@ -742,7 +743,7 @@ class SqliteMessages(base.MessageController):
                 row = conn.execute(q.MESSAGE_CLAIM_STATE, (rowid, queue_id, now)).fetchone()
                 if row is None:
                     continue  # deleting what is gone is not an error
-                _check_delete_allowed(row, allowed, claim_ids is not None and single, now)
+                check_delete_allowed(row[0], row[1], allowed, claim_ids is not None and single, now)
                 doomed.append((rowid,))
             conn.executemany(q.MESSAGE_DELETE, doomed)
 
@@ -793,31 +794,6 @@ def _insert_messages(
             ],
         )
     return ids.message_ids(range(first, last + 1))
-
-
-def _check_delete_allowed(
-    row: tuple[str | None, float], allowed: set[str], strict: bool, now: float
-) -> None:
-    """Raise unless the message may be deleted with the claim ids given.
-
-    ``strict`` (a single delete with a claim id) also refuses a claim id for
-    a message that is not claimed, as Zaqar does.
-    """
-    current, claim_expires = row
-    active = current is not None and claim_expires > now
-    if not active:
-        if strict:
-            raise errors.MessageNotClaimed(
-                "A claim was specified, but the message is not currently claimed."
-            )
-        return
-    if current in allowed:
-        return
-    if strict:
-        raise errors.ClaimDoesNotExist("The specified claim does not exist or has expired.")
-    raise errors.MessageIsClaimed(
-        "This message is claimed; it cannot be deleted without a valid claim ID."
-    )
 
 
 class SqliteClaims(base.ClaimController):
