@@ -150,7 +150,7 @@ class SharedMetrics:
         self.name = f"{os.getpid()}-{secrets.token_hex(4)}{WORKER_SUFFIX}"
         self.path = self.directory / self.name
         self._temporary = self.directory / f".{self.name}.tmp"
-        metrics.shared = self
+        metrics.merged_exposition = self.exposition
 
     # --- writing -----------------------------------------------------------
 

@@ -47,7 +47,7 @@ import contextlib
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -55,9 +55,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from tidings import errors
 from tidings.metric_families import Counter, Histogram
 from tidings.storage.base import GcResult
-
-if TYPE_CHECKING:
-    from tidings.metric_snapshots import SharedMetrics
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +154,10 @@ class Metrics:
         self.max_queues = max_queues
         self.queues: dict[tuple[str, str], None] = {}
         self.last_sample: DepthSample | None = None
-        # serve --workers N: the snapshots of every worker, merged at scrape.
-        self.shared: SharedMetrics | None = None
+        # serve --workers N: the merge of every worker's snapshot, served
+        # at a scrape instead of this worker's own counts (set by
+        # SharedMetrics; a callable, so this module needs nothing of it).
+        self.merged_exposition: Callable[[], bytes] | None = None
 
     def families(self) -> list[Counter | Histogram]:
         """The counter and histogram families (the gauges are sampled)."""
@@ -216,8 +215,8 @@ class Metrics:
         self.notifications.labels(kind, outcome).inc()
 
     def exposition(self) -> bytes:
-        if self.shared is not None:
-            return self.shared.exposition()
+        if self.merged_exposition is not None:
+            return self.merged_exposition()
         return generate_latest(self.registry)
 
     # --- queue depth -------------------------------------------------------

@@ -6,15 +6,16 @@ from typing import Any
 
 from tidings import errors
 from tidings.api import longpoll, queues, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
+from tidings.api.links import QUEUES_PATH, queue_part_href
 from tidings.api.messages import format_message
 from tidings.api.pipeline import stage
-from tidings.auth import authorize
 from tidings.storage.base import ClaimResult, DeadLetterPolicy
 
 
-def claims_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
-    return f"{queues.queue_href(queue, root)}/claims"
+def claims_path(queue: str, root: str = QUEUES_PATH) -> str:
+    return queue_part_href(queue, "claims", root)
 
 
 def _ttl_and_grace(ctx: Context, document: Any | None) -> tuple[int, int]:

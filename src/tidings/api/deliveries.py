@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 
 from tidings import errors
 from tidings.api import crypto, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.subscriptions import subscriptions_path
-from tidings.auth import authorize
 from tidings.storage.base import Delivery, DeliveryKind, DeliveryStatus
 
 STATUSES = {status.value: status for status in DeliveryStatus}

@@ -13,9 +13,9 @@ from typing import Any
 
 from tidings import errors
 from tidings.api import validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.pools import DEFAULT_PER_PAGE, MAX_PER_PAGE, check_name, pooled
-from tidings.auth import authorize
 from tidings.storage.pooling.control import FlavorRecord
 from tidings.storage.pooling.driver import PooledDriver
 

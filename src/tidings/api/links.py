@@ -27,3 +27,17 @@ def next_links(path: str, given: Mapping[str, Any], marker: str) -> list[dict[st
              if value is not None and key != "marker"}
     query["marker"] = marker
     return [{"rel": "next", "href": f"{path}?{urlencode(sorted(query.items()))}"}]
+
+
+QUEUES_PATH = "/v2/queues"
+
+
+def queue_href(name: str, root: str = QUEUES_PATH) -> str:
+    """The href of queue ``name`` under ``root`` (the path queues are served at)."""
+    return f"{root}/{name}"
+
+
+def queue_part_href(queue: str, part: str, root: str = QUEUES_PATH) -> str:
+    """The href of one collection of a queue: ``messages``, ``claims``,
+    ``subscriptions``."""
+    return f"{queue_href(queue, root)}/{part}"

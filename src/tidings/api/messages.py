@@ -7,15 +7,15 @@ from typing import Any, Sequence
 
 from tidings import errors
 from tidings.api import crypto, longpoll, queues, quotas, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
-from tidings.api.links import next_links
+from tidings.api.links import QUEUES_PATH, next_links, queue_part_href
 from tidings.api.pipeline import stage
-from tidings.auth import authorize
 from tidings.storage.base import Message, NewMessage
 
 
-def messages_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
-    return f"{queues.queue_href(queue, root)}/messages"
+def messages_path(queue: str, root: str = QUEUES_PATH) -> str:
+    return queue_part_href(queue, "messages", root)
 
 
 def format_message(queue: str, message: Message, claim_id: str | None = None,

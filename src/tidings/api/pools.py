@@ -11,8 +11,8 @@ from typing import Any
 
 from tidings import errors
 from tidings.api import validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
-from tidings.auth import authorize
 from tidings.storage.pooling.control import PoolRecord
 from tidings.storage.pooling.driver import PooledDriver, pool_url
 from tidings.storage.registry import driver_from_url

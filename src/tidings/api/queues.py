@@ -8,19 +8,15 @@ from typing import Any, Mapping
 from tidings import errors
 from tidings.api import crypto, quotas, validate
 from tidings.api import metadata as meta
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
-from tidings.api.links import next_links
+from tidings.api.links import QUEUES_PATH, next_links, queue_href
 from tidings.api.pipeline import stage
-from tidings.auth import authorize, signed
+from tidings.auth import signed
 from tidings.storage.base import Message, QueueFilters, QueueStats
 
-QUEUES_PATH = "/v2/queues"
 PATCH_OPS = frozenset({"add", "replace", "remove"})
 LISTING_PARAMS = frozenset({"marker", "limit", "detailed", "name", "with_count"})
-
-
-def queue_href(name: str, root: str = QUEUES_PATH) -> str:
-    return f"{root}/{name}"
 
 
 @stage("queue", "create")

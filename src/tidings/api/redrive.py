@@ -48,10 +48,10 @@ from typing import Any
 
 from tidings import errors
 from tidings.api import quotas, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.messages import messages_path
 from tidings.api.pipeline import stage
-from tidings.auth import authorize
 from tidings.storage.base import QueueFilters
 
 # How long a redrive holds the batch it is moving: long enough for one move,

@@ -23,11 +23,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tidings import errors
-from tidings.api import queues, targets, validate
+from tidings.api import targets, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
-from tidings.api.links import next_links
+from tidings.api.links import QUEUES_PATH, next_links, queue_part_href
 from tidings.api.pipeline import stage
-from tidings.auth import authorize, signed, trusts
+from tidings.auth import signed, trusts
 from tidings.config import Limits
 from tidings.storage.base import DeliveryKind, NewSubscription, Subscription
 
@@ -45,8 +46,8 @@ UNSUBSCRIBE_MESSAGE = ("You have unsubscribed successfully to the queue: {queue}
                        "you can resubscribe it by using confirmed=True.")
 
 
-def subscriptions_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
-    return f"{queues.queue_href(queue, root)}/subscriptions"
+def subscriptions_path(queue: str, root: str = QUEUES_PATH) -> str:
+    return queue_part_href(queue, "subscriptions", root)
 
 
 def real_project(project: str) -> str:

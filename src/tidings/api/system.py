@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tidings import __version__, errors
+from tidings.api.authorization import authorize, is_admin
 from tidings.api.context import Context, Service
-from tidings.auth import authorize, is_admin
 
 
 async def readiness(service: Service) -> str | None:

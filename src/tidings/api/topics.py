@@ -20,9 +20,9 @@ from typing import Any
 
 from tidings import errors
 from tidings.api import deliveries, messages, queues, subscriptions, validate
+from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.pipeline import stage
-from tidings.auth import authorize
 
 TOPIC_SUFFIX = "\x1ftopics"
 TOPICS_PATH = "/v2/topics"

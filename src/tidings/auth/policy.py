@@ -20,13 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import Any, Mapping, Union
 
 from tidings import errors
 from tidings.auth.identity import Identity
-
-if TYPE_CHECKING:
-    from tidings.api.context import Context
 
 UNPROTECTED = ""
 ADMIN = "role:admin"
@@ -318,22 +315,3 @@ class Policy:
     def enforce(self, action: str, identity: Identity, target: Target) -> None:
         if not self.allows(action, identity, target):
             raise errors.Forbidden(f"The policy does not allow {action} for this user.")
-
-
-def is_admin(ctx: Context) -> bool:
-    """Whether the policy's ``context_is_admin`` rule holds for the identity
-    of ``ctx``. Under noauth nobody is an admin: everything is allowed, but
-    nothing proves who is asking."""
-    identity = ctx.identity
-    if identity is None:
-        return False
-    return ctx.service.policy.allows("context_is_admin", identity, {"project_id": ctx.project})
-
-
-def authorize(ctx: Context, action: str) -> None:
-    """Raise Forbidden unless the policy allows ``action`` (a Zaqar policy
-    name) to the identity of ``ctx``. Under noauth everything is allowed."""
-    identity = ctx.identity
-    if identity is None:
-        return
-    ctx.service.policy.enforce(action, identity, {"project_id": ctx.project})

@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
-from tidings.storage.base import Clock, DataDriver, GcResult, PostWatch, Receive, system_clock
+from tidings.storage.base import DataDriver, GcResult, PostWatch, Receive
 
 SCHEME_PREFIX = "faulty+"
 CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
@@ -188,11 +188,11 @@ class FaultyDriver(DataDriver):
                 setattr(self, controller, _FaultyController(self, controller, inner_controller))
 
     @classmethod
-    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> FaultyDriver:
-        from tidings.storage.registry import driver_from_url
-
+    def from_url(cls, url: str, *, open_inner: Callable[[str], DataDriver]) -> FaultyDriver:
+        """``faulty+<inner url>?fail=...``: the plan from the query, the
+        inner driver opened by ``open_inner`` (the registry's)."""
         inner_url, plan = split_url(url)
-        return cls(driver_from_url(inner_url, sync=sync, clock=clock), plan)
+        return cls(open_inner(inner_url), plan)
 
     async def stored_secret(self, name: str) -> bytes:
         return await self.inner.stored_secret(name)

@@ -6,6 +6,7 @@ Kept apart from base.py so the interface never imports a driver.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 from urllib.parse import urlsplit
 
 from tidings.storage.base import Clock, DataDriver, system_clock
@@ -21,17 +22,33 @@ DRIVERS: dict[str, str] = {
     "postgresql": "tidings.storage.postgres.driver:PostgresDriver",
 }
 
+# URL prefix -> "module:class" of a driver that wraps the one named after
+# the prefix (``faulty+sqlite:///...``). The class's ``from_url(url,
+# open_inner=...)`` takes the whole URL and a function opening the inner
+# driver from the URL it keeps for it, so a wrapper never imports this
+# module.
+WRAPPERS: dict[str, str] = {
+    "faulty": "tidings.storage.faulty:FaultyDriver",
+}
+
+
+def _load(target: str) -> Any:
+    """The driver class named ``module:class``, importing only its module."""
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
 
 def driver_from_url(url: str, *, sync: str = "full", clock: Clock = system_clock) -> DataDriver:
     scheme = urlsplit(url).scheme
-    if scheme.startswith("faulty+"):  # tidings.storage.faulty wraps the driver named after it
-        from tidings.storage.faulty import FaultyDriver
+    prefix, plus, _ = scheme.partition("+")
+    wrapper = WRAPPERS.get(prefix) if plus else None
+    if wrapper is not None:
+        def open_inner(inner_url: str) -> DataDriver:
+            return driver_from_url(inner_url, sync=sync, clock=clock)
 
-        return FaultyDriver.from_url(url, sync=sync, clock=clock)
+        return _load(wrapper).from_url(url, open_inner=open_inner)
     target = DRIVERS.get(scheme)
     if target is None:
         known = ", ".join(sorted(DRIVERS))
         raise ValueError(f"unknown storage scheme {scheme!r} in {url!r}; known: {known}")
-    module_name, _, factory = target.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, factory).from_url(url, sync=sync, clock=clock)
+    return _load(target).from_url(url, sync=sync, clock=clock)
