@@ -15,9 +15,8 @@ from typing import Any, Literal, Mapping
 import msgspec
 
 from tidings import config_checks
-from tidings.config_checks import SettingsError, Sources, explain_invalid
+from tidings.config_checks import ENV_PREFIX, SettingsError, Sources, explain_invalid
 
-ENV_PREFIX = "TIDINGS_"
 # Not settings themselves: where to find them.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 WORKER_SETTINGS_ENV = ENV_PREFIX + "WORKER_SETTINGS"

@@ -24,6 +24,9 @@ from typing import Any
 
 import msgspec
 
+# Every environment variable of the settings starts so (TIDINGS__LIMITS__...).
+ENV_PREFIX = "TIDINGS_"
+
 # The command-line flags that override a setting (tidings.cli).
 FLAGS = {
     ("host",): "--host",
@@ -97,8 +100,6 @@ def dotted(path: tuple[str, ...]) -> str:
 
 
 def env_name(path: tuple[str, ...]) -> str:
-    from tidings.config import ENV_PREFIX
-
     return ENV_PREFIX + "__".join(p.upper() for p in path)
 
 

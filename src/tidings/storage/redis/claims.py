@@ -14,14 +14,14 @@ from tidings.storage.redis import scripts
 from tidings.storage.redis.messages import decode_record, new_salt, sequence_seed, to_messages
 
 if TYPE_CHECKING:
-    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.redis.core import RedisCore
 
 # A cross-slot dead-letter move handles this many parked messages per step.
 DEAD_LETTER_BATCH = 100
 
 
 class RedisClaims(base.ClaimController):
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
 
     def _same_slot(self, a: str, b: str) -> bool:

@@ -15,7 +15,7 @@ from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import member_tag
 
 if TYPE_CHECKING:
-    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.redis.core import RedisCore
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -71,7 +71,7 @@ def to_messages(flat: list[Any], now: float) -> list[Message]:
 
 
 class RedisMessages(base.MessageController):
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
 
     async def post(

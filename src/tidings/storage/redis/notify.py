@@ -59,7 +59,7 @@ from tidings.storage.redis.keys import Keys, member_of_tag, member_tag
 from tidings.storage.redis.messages import sequence_seed
 
 if TYPE_CHECKING:
-    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.redis.core import RedisCore
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -124,7 +124,7 @@ def to_delivery(project: str, queue: str, did: Any, raw: bytes, sub_raw: bytes) 
 
 
 class RedisSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
@@ -236,7 +236,7 @@ class RedisSubscriptions(base.SubscriptionController):
 
 
 class RedisDeliveries(base.DeliveryController):
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
 
     # --- the outbox hint (see the module doc) ------------------------------

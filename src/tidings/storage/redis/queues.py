@@ -15,7 +15,7 @@ from tidings.storage.redis.keys import MESSAGE_SUFFIXES, QUEUE_SUFFIXES, SEQUENC
 from tidings.storage.redis.messages import decode_record, new_salt
 
 if TYPE_CHECKING:
-    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.redis.core import RedisCore
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -47,7 +47,7 @@ def _matches(name: str, metadata: dict[str, Any] | None, filters: QueueFilters) 
 
 
 class RedisQueues(base.QueueController):
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:

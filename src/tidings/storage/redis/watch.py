@@ -39,7 +39,7 @@ from tidings import errors
 from tidings.storage.base import Receive
 
 if TYPE_CHECKING:
-    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.redis.core import RedisCore
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _Listening(_Watch):
 class WatchHub:
     """The driver's pub/sub connection and the watches that share it."""
 
-    def __init__(self, driver: RedisDriver) -> None:
+    def __init__(self, driver: RedisCore) -> None:
         self.d = driver
         self._client: Any = None
         self._pubsub: Any = None
