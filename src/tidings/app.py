@@ -118,7 +118,7 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                metrics_dir: str | None = None) -> falcon.asgi.App:
     """The app of one server process; ``metrics_dir``: the directory where
     the workers of ``serve --workers N`` share their metrics, so that
-    /metrics reports them all (tidings.metric_snapshots)."""
+    /metrics reports them all (tidings.metrics.snapshots)."""
     storage = build_storage(settings, clock)
     auth = Authenticator(settings.auth)
     try:
@@ -149,7 +149,7 @@ def create_app(settings: Settings, clock: Clock = system_clock,
     observe, sampler = observability(settings, metrics, storage, service.default_project)
     snapshots: list[Any] = []
     if metrics is not None and metrics_dir:
-        from tidings.metric_snapshots import SharedMetrics, SnapshotWriter
+        from tidings.metrics.snapshots import SharedMetrics, SnapshotWriter
 
         # First: it stops last, once nothing counts any more.
         snapshots.append(SnapshotWriter(SharedMetrics(metrics, metrics_dir,

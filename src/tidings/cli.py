@@ -171,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_dir = None
         if settings.metrics.enabled:
             # Each worker writes its metrics here and a scrape merges them
-            # (tidings.metric_snapshots); removed when the supervisor stops.
+            # (tidings.metrics.snapshots); removed when the supervisor stops.
             metrics_dir = tempfile.mkdtemp(prefix="tidings-metrics-")
             os.environ[WORKER_METRICS_ENV] = metrics_dir
         try:

@@ -21,7 +21,7 @@ from tidings.config_checks import ENV_PREFIX, SettingsError, Sources, explain_in
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 WORKER_SETTINGS_ENV = ENV_PREFIX + "WORKER_SETTINGS"
 # serve --workers N: the directory where workers share their metrics
-# (tidings.metric_snapshots); set by the supervisor, never a setting.
+# (tidings.metrics.snapshots); set by the supervisor, never a setting.
 WORKER_METRICS_ENV = ENV_PREFIX + "WORKER_METRICS_DIR"
 
 

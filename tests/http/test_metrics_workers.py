@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import ServerProcess
 from tidings.config import WORKER_METRICS_ENV
-from tidings.metric_snapshots import RETIRED, WORKER_SUFFIX, Snapshot
+from tidings.metrics.snapshots import RETIRED, WORKER_SUFFIX, Snapshot
 
 QUEUE = "/v2/queues/{queue_name}"
 REQUESTS = "tidings_http_requests_total"

@@ -9,7 +9,7 @@ into metric families (the same names and text format) when ``/metrics``
 is scraped.
 
 Use them only from the event loop's thread. ``state`` and ``add_state``
-carry the values from one process to another (tidings.metric_snapshots:
+carry the values from one process to another (tidings.metrics.snapshots:
 ``serve --workers N``).
 """
 

@@ -1,6 +1,6 @@
 """The metrics of every worker of ``serve --workers N``, merged at scrape.
 
-Each worker counts in its own memory (tidings.metric_families: nothing
+Each worker counts in its own memory (tidings.metrics.families: nothing
 shared, no lock on the request path). So that a scrape reaching any one
 worker reports the whole server, every worker writes a snapshot of its
 counters, histograms and last queue depth sample to a file of its own
@@ -48,7 +48,7 @@ from typing import Any
 import msgspec
 from prometheus_client.exposition import generate_latest
 
-from tidings.metrics import Metrics
+from tidings.metrics.registry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ _decoder = msgspec.msgpack.Decoder(Snapshot)
 def take_snapshot(metrics: Metrics) -> Snapshot:
     """The counts of ``metrics`` now (on the event loop: the families are
     read without a lock)."""
-    from tidings.metric_families import Counter
+    from tidings.metrics.families import Counter
 
     snapshot = Snapshot()
     for family in metrics.families():

@@ -31,7 +31,7 @@ With ``serve --workers N`` each worker counts in its own memory, and a
 scrape, whichever worker it reaches, reports the whole server: every
 worker writes a snapshot of its metrics to a directory the supervisor
 made, every second and when it stops, and the worker answering the scrape
-writes its own and merges them all (tidings.metric_snapshots). Counters
+writes its own and merges them all (tidings.metrics.snapshots). Counters
 and histograms are summed over every worker that ever ran, exited ones
 included, and never go backwards; the other workers' counts may lag by up
 to one second (the snapshot interval). The depth gauges hold, for each
@@ -53,13 +53,13 @@ from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tidings import errors
-from tidings.metric_families import Counter, Histogram
+from tidings.metrics.families import Counter, Histogram
 from tidings.storage.base import GcResult
 
 log = logging.getLogger(__name__)
 
 # No ``*_created`` series: half the output, and nothing here reads them.
-# (Counters and histograms come from tidings.metric_families: lock-free,
+# (Counters and histograms come from tidings.metrics.families: lock-free,
 # recorded on the event loop; the gauges are prometheus-client's own.)
 disable_created_metrics()
 

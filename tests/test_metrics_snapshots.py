@@ -11,14 +11,14 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tidings.metric_snapshots import RETIRED, WORKER_SUFFIX, SharedMetrics
 from tidings.metrics import DepthSample, Metrics
+from tidings.metrics.snapshots import RETIRED, WORKER_SUFFIX, SharedMetrics
 
 # A process that counts, writes its snapshot and exits.
 CHILD = """
 import sys, time
 from tidings.metrics import DepthSample, Metrics
-from tidings.metric_snapshots import SharedMetrics
+from tidings.metrics.snapshots import SharedMetrics
 metrics = Metrics()
 metrics.request("POST", "/v2/queues/{queue_name}/messages", 201, 0.02)
 metrics.request("GET", "/v2/ping", 204, 0.001)
