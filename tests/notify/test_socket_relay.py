@@ -40,7 +40,7 @@ QUIET = 0.5
 @pytest.fixture(params=["sqlite", *BACKENDS])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        # Processes on one file meet on its bus (storage/local_bus.py).
+        # Processes on one file meet on its bus (storage/sqlite/bus.py).
         return f"sqlite:///{tmp_path}/shared.db"
     return fresh_storage(request.param)
 

@@ -1,5 +1,5 @@
 """SQLite across processes on one file (``serve --workers N``, a separate
-``tidings notifier``): the bus of local_bus.py carries publishes, and the
+``tidings notifier``): the bus of storage/sqlite/bus.py carries publishes, and the
 notices of posts that wake long polls, between them, as Redis pub/sub and
 PostgreSQL LISTEN/NOTIFY do for the other drivers.
 

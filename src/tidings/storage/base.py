@@ -585,7 +585,7 @@ class DataDriver(ABC):
     async def publish(self, channel: str, message: bytes) -> int | None:
         """Hand ``message`` to every listener of ``channel`` on this backend
         (in any process: Redis pub/sub, PostgreSQL LISTEN/NOTIFY; Unix sockets
-        between the processes on an SQLite file, storage/local_bus.py). At
+        between the processes on an SQLite file, storage/sqlite/bus.py). At
         most once and unordered: a listener that is reconnecting misses it,
         so callers needing proof of receipt must ask for an answer. Returns
         how many listeners got it when the backend can tell (0: nobody

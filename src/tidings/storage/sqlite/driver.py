@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import msgspec
 
 from tidings import errors
-from tidings.storage import base, local_bus
+from tidings.storage import base
 from tidings.storage.base import (
     Capability,
     Claim,
@@ -52,6 +52,7 @@ from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
+from tidings.storage.sqlite.bus import bus_for
 from tidings.storage.sqlite.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class SqliteDriver(base.DataDriver):
         self._posted: set[tuple[str, str]] = set()
         self._hearing_posts: AsyncExitStack | None = None
         # Resolved once: the after-commit hook asks it on every post.
-        self.bus = local_bus.bus_for(os.path.realpath(path))
+        self.bus = bus_for(os.path.realpath(path))
         self.writer = Writer(self._connect, on_commit=self._wake_watches)
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
