@@ -1,4 +1,4 @@
-"""The admin commands (tidings.admin_cli) as subprocesses on a temp SQLite
+"""The admin commands (tidings.cli.admin) as subprocesses on a temp SQLite
 storage: check, queues, peek, purge, redrive."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import msgspec
 # Every environment variable of the settings starts so (TIDINGS__LIMITS__...).
 ENV_PREFIX = "TIDINGS_"
 
-# The command-line flags that override a setting (tidings.cli).
+# The command-line flags that override a setting (tidings.cli.main).
 FLAGS = {
     ("host",): "--host",
     ("port",): "--port",

@@ -152,7 +152,7 @@ class Notifier:
         self.trust_webhook = TrustSender(self.webhook, trusts)
         if relay is None:
             # Not started: reaches this process's sockets only (whoever runs
-            # the worker starts the relay it passes in; see app.py, cli.py).
+            # the worker starts the relay it passes in; see app.py, cli/main.py).
             relay = Relay(storage, registry if registry is not None else socket_registry.REGISTRY,
                           ack_timeout=settings.socket_ack_timeout)
         self.relay = relay

@@ -1,5 +1,5 @@
 """The `tidings` command: serve, notifier, gc, migrate, ready, bench and the admin
-commands (check, queues, peek, purge, redrive: tidings.admin_cli).
+commands (check, queues, peek, purge, redrive: tidings.cli.admin).
 
 Every failure is one ``tidings:`` line on standard error and a non-zero
 exit, never a traceback (``--log-level debug`` adds it): settings errors
@@ -344,10 +344,10 @@ def parser() -> argparse.ArgumentParser:
         "notifier", help="deliver notifications (webhook, mailto, the servers' WebSockets) "
                      "without serving HTTP"))
     p.set_defaults(run=notifier)
-    from tidings.storage.pooling.cli import add_commands as pool_commands
+    from tidings.cli.pools import add_commands as pool_commands
 
     pool_commands(commands, with_config, _settings)
-    from tidings.admin_cli import add_commands as admin_commands
+    from tidings.cli.admin import add_commands as admin_commands
 
     admin_commands(commands, with_config, _settings)
 
