@@ -10,33 +10,13 @@ import falcon
 import msgspec
 
 from tidings import errors
+from tidings.transport.status import status_code
 
 log = logging.getLogger(__name__)
 
-# Most specific class first: the first match wins.
-STATUS_BY_ERROR: list[tuple[type[errors.TidingsError], str]] = [
-    (errors.Unauthorized, falcon.HTTP_401),
-    (errors.Forbidden, falcon.HTTP_403),
-    (errors.QuotaExceeded, falcon.HTTP_403),
-    (errors.RateLimited, falcon.HTTP_429),
-    (errors.MessageIsClaimed, falcon.HTTP_403),
-    (errors.ClaimNotValid, falcon.HTTP_400),
-    (errors.NotFound, falcon.HTTP_404),
-    (errors.Conflict, falcon.HTTP_409),
-    (errors.PayloadTooLarge, falcon.HTTP_413),
-    (errors.UnsupportedMediaType, falcon.HTTP_415),
-    (errors.StorageFull, falcon.HTTP_507),
-    (errors.NotAcceptable, falcon.HTTP_406),
-    (errors.ServiceUnavailable, falcon.HTTP_503),
-    (errors.TidingsError, falcon.HTTP_400),
-]
-
-
 def status_of(error: errors.TidingsError) -> str:
-    for cls, status in STATUS_BY_ERROR:
-        if isinstance(error, cls):
-            return status
-    return falcon.HTTP_400
+    """Falcon's status line for ``error`` (the table is transport/status.py)."""
+    return falcon.code_to_http_status(status_code(error))
 
 
 def error_body(title: str, description: str | None = None) -> bytes:

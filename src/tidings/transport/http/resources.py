@@ -19,7 +19,7 @@ import falcon.asgi
 from tidings import errors
 from tidings.api import claims, messages, queues, redrive, system, topics
 from tidings.api.context import Service
-from tidings.transport.http import homedoc
+from tidings.transport import homedoc
 from tidings.transport.http.request import (
     bool_param,
     context,

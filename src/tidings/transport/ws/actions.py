@@ -17,7 +17,7 @@ import msgspec
 from tidings import errors
 from tidings.api import claims, messages, queues, system
 from tidings.api.context import Context
-from tidings.transport.http.homedoc import HOME
+from tidings.transport.homedoc import HOME
 
 Body = dict[str, Any]
 Reply = tuple[int, Any]

@@ -30,7 +30,7 @@ from tidings.api.context import Service, make_context
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.identity import Identity
 from tidings.config import WebSocketSettings
-from tidings.transport.http.errors import status_of
+from tidings.transport.status import status_code
 from tidings.transport.ws import subscription_actions
 from tidings.transport.ws.actions import ACTIONS, NO_HEADERS, Reply, SchemaError
 
@@ -188,7 +188,7 @@ class Endpoint:
         except SchemaError:
             return SCHEMA_FAILED
         except errors.TidingsError as error:
-            status = int(status_of(error).split(" ", 1)[0])
+            status = status_code(error)
             return status, {"exception": error.description, "error": error.title}
         except Exception:
             # Never leak a trace to the client; the log has the details.
