@@ -15,6 +15,24 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "tidings"
 
+# The layers, top to bottom: a module imports from its own layer or a
+# lower one, never a higher one (docs/architecture.md says why).
+LAYERS: list[tuple[str, ...]] = [
+    ("tidings.__main__", "tidings.cli", "tidings.config_reference"),
+    ("tidings.app", "tidings.startup_errors"),
+    ("tidings.transport",),
+    ("tidings.api",),
+    ("tidings.notify", "tidings.metrics"),
+    ("tidings.auth",),
+    ("tidings.storage",),
+    ("tidings.crypto", "tidings.config", "tidings.config_checks", "tidings.errors",
+     "tidings.logs", "tidings.bench"),
+]
+# The storage drivers: each imports only the interface and the shared
+# rules (storage.base, storage.common), never another driver or wrapper.
+DRIVERS = ("tidings.storage.sqlite", "tidings.storage.redis", "tidings.storage.postgres")
+DRIVERS_MAY_IMPORT = ("tidings.storage.base", "tidings.storage.common")
+
 
 def module_files() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its own
@@ -108,3 +126,34 @@ def test_the_graph_is_read() -> None:
 
 def test_no_import_circle() -> None:
     assert circles(import_graph()) == []
+
+
+def within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def layer_of(module: str) -> int:
+    for depth, prefixes in enumerate(LAYERS):
+        if any(within(module, prefix) for prefix in prefixes):
+            return depth
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def test_every_import_goes_down_the_layers() -> None:
+    upward = [f"{source} -> {target}"
+              for source, targets in sorted(import_graph().items())
+              for target in sorted(targets)
+              if layer_of(target) < layer_of(source)]
+    assert upward == []
+
+
+def test_a_driver_imports_no_other_driver() -> None:
+    strays = []
+    for source, targets in sorted(import_graph().items()):
+        driver = next((d for d in DRIVERS if within(source, d)), None)
+        if driver is None:
+            continue
+        strays += [f"{source} -> {target}" for target in sorted(targets)
+                   if within(target, "tidings.storage") and not within(target, driver)
+                   and not any(within(target, ok) for ok in DRIVERS_MAY_IMPORT)]
+    assert strays == []

@@ -186,7 +186,7 @@ def observability(settings: Settings, metrics: Metrics | None, storage: DataDriv
 def configure_notifications(service: Service, settings: Settings) -> None:
     """Subscriptions' settings, the confirmation URL key, the encryption key
     and the pipeline (tidings.api.subscriptions, crypto, pipeline)."""
-    from tidings.api import crypto
+    from tidings import crypto
     from tidings.api.pipeline import Pipeline
 
     service.notifications = settings.notifications

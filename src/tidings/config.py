@@ -287,7 +287,7 @@ class NotificationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
 
 
 class EncryptionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Message bodies encrypted at rest (tidings.api.crypto)."""
+    """Message bodies encrypted at rest (tidings.crypto)."""
 
     # The AES-256-GCM key of queues with _enable_encrypt_messages: 32 bytes,
     # base64. Empty: such queues cannot be created.

@@ -12,13 +12,26 @@ keys ``time``, ``level``, ``logger``, ``request_id`` and ``message`` (and
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from typing import Any
 
 import msgspec
 
-from tidings.transport.http.middleware import RequestIdLogFilter
+# The id of the request being served (set by the HTTP middleware), for
+# every log line written meanwhile.
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Gives every record ``request_id`` (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
+        return True
+
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 ACCESS_LOGGER = "tidings.access"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.http.util import JSON_PATCH, assert_error, other_client
 from tests.support.notify_server import ENCRYPTION_KEY, NotifyServer
-from tidings.api import crypto
+from tidings import crypto
 from tidings.config import EncryptionSettings, Settings
 
 pytestmark = pytest.mark.usefixtures("notify_log_clean")

@@ -261,7 +261,7 @@ async def test_socket_held_elsewhere_is_retried_not_lost(storage, running):
 
 
 async def test_encrypted_bodies_are_decrypted_before_sending(storage, receiver, running):
-    crypto = pytest.importorskip("tidings.api.crypto")
+    crypto = pytest.importorskip("tidings.crypto")
     key = bytes(range(32))
     await subscribe(storage, "secret", receiver.url)
     await post(storage, "secret", crypto.encrypt_body({"card": "4111"}, key))

@@ -30,7 +30,7 @@ class Service:
     # The HMAC key of pre-signed URLs; None disables them.
     signing_key: bytes | None = None
     # Notifications, encryption and pipeline (api/subscriptions.py,
-    # api/crypto.py, api/pipeline.py). ``notifications`` is the settings'
+    # crypto.py, api/pipeline.py). ``notifications`` is the settings'
     # NotificationSettings; ``confirm_key`` signs confirmation URLs.
     notifications: Any = None
     confirm_key: bytes | None = None

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from tidings import errors
-from tidings.api import crypto, validate
+from tidings import crypto, errors
+from tidings.api import validate
 from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.subscriptions import subscriptions_path

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any, Sequence
 
-from tidings import errors
-from tidings.api import crypto, longpoll, queues, quotas, validate
+from tidings import crypto, errors
+from tidings.api import longpoll, queues, quotas, validate
 from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.links import QUEUES_PATH, next_links, queue_part_href

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from tidings import errors
-from tidings.api import crypto, quotas, validate
+from tidings import crypto, errors
 from tidings.api import metadata as meta
+from tidings.api import quotas, validate
 from tidings.api.authorization import authorize
 from tidings.api.context import Context
 from tidings.api.links import QUEUES_PATH, next_links, queue_href

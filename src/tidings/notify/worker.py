@@ -473,7 +473,7 @@ def _short(error: str) -> str:
 
 def _decryptor(settings: Settings) -> Callable[[Any], Any] | None:
     try:
-        from tidings.api.crypto import decrypt_body, parse_key
+        from tidings.crypto import decrypt_body, parse_key
     except ImportError:
         return None
     try:

@@ -3,14 +3,12 @@
 Every response carries ``X-Request-ID``: the client's own, sanitized (at
 most 64 characters of ``[A-Za-z0-9._-]``), or a new one. The id is held
 in a context variable for the request's task, so every log line written
-while serving the request names it (``RequestIdLogFilter``).
+while serving the request names it (``RequestIdLogFilter`` in tidings.logs).
 """
 
 from __future__ import annotations
 
-import contextvars
 import itertools
-import logging
 import os
 import re
 from typing import Any
@@ -19,12 +17,12 @@ import falcon
 import falcon.asgi
 
 from tidings.api.quotas import Quotas
+from tidings.logs import request_id
 
 HEADER = "X-Request-ID"
 MAX_LENGTH = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 def sanitize(value: str | None) -> str | None:
@@ -115,12 +113,3 @@ class RateLimit:
         project = project_of(req, self.default_project)
         if project:
             self.quotas.take(project)
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Gives every record ``request_id`` (``-`` outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id.get()
-        return True
