@@ -55,6 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from tidings import errors
 from tidings.metrics.families import Counter, Histogram
 from tidings.storage.base import GcResult
+from tidings.storage.wrapping import wrap_controllers
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,6 @@ HTTP_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 1
 STORAGE_BUCKETS = (.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 5.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "_other"
-# The driver operations timed (every method of the controller interfaces).
-CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SUBSCRIBER_KINDS = {"http": "webhook", "https": "webhook", "mailto": "mailto"}
 
@@ -325,36 +324,17 @@ def _timed(method: Callable[..., Any], op: str, driver: str, metrics: Metrics,
     return timed
 
 
-class _InstrumentedController:
-    """The interface methods of ``inner``, timed; anything else forwarded."""
-
-    def __init__(self, inner: Any, name: str, methods: frozenset[str], driver: str,
-                 metrics: Metrics) -> None:
-        self._inner = inner
-        for attr in methods:
-            method = getattr(inner, attr, None)
-            if method is not None:
-                setattr(self, attr, _timed(method, f"{name}.{attr}", driver, metrics))
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._inner, attr)
-
-
 def instrument(storage: Any, metrics: Metrics) -> Any:
     """Time the controllers' calls and ``gc`` of ``storage``, in place (the
     driver object stays the same: isinstance checks still hold)."""
-    from tidings.storage import base
-
     if getattr(storage, "_tidings_instrumented", False):
         return storage
-    interfaces = (base.QueueController, base.MessageController, base.ClaimController,
-                  base.SubscriptionController, base.DeliveryController)
     driver = str(getattr(storage, "name", type(storage).__name__))
-    for name, interface in zip(CONTROLLERS, interfaces):
-        inner = getattr(storage, name, None)
-        if inner is not None:
-            setattr(storage, name, _InstrumentedController(
-                inner, name, frozenset(interface.__abstractmethods__), driver, metrics))
+
+    def timed(op: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        return _timed(method, op, driver, metrics)
+
+    wrap_controllers(storage, storage, timed)
     storage.gc = _timed(storage.gc, "gc", driver, metrics, metrics.collected)
     storage._tidings_instrumented = True
     return storage

@@ -518,6 +518,22 @@ def check_secret_name(name: str) -> str:
     return name
 
 
+# The controllers of a driver, by attribute name: the one list that the
+# wrappers (storage/wrapping.py) and fault plans go by.
+CONTROLLERS: dict[str, type[ABC]] = {
+    "queues": QueueController,
+    "messages": MessageController,
+    "claims": ClaimController,
+    "subscriptions": SubscriptionController,
+    "deliveries": DeliveryController,
+}
+
+
+def interface_methods(controller: str) -> list[str]:
+    """The methods of the interface of ``controller`` (``"messages"``...)."""
+    return sorted(CONTROLLERS[controller].__abstractmethods__)
+
+
 class DataDriver(ABC):
     """One backend: its controllers plus life-cycle and health."""
 

@@ -50,10 +50,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
-from tidings.storage.base import DataDriver, GcResult, PostWatch, Receive
+from tidings.storage.base import (
+    CONTROLLERS,
+    DataDriver,
+    GcResult,
+    PostWatch,
+    Receive,
+    interface_methods,
+)
+from tidings.storage.wrapping import Method, wrap_controllers
 
 SCHEME_PREFIX = "faulty+"
-CONTROLLERS = ("queues", "messages", "claims", "subscriptions", "deliveries")
 # Every operation that changes stored state.
 WRITE_OPS = (
     "queues.create", "queues.set_metadata", "queues.delete", "queues.purge_messages",
@@ -71,12 +78,7 @@ OPTIONS = ("error_rate", "latency_ms", "ops", "mode", "error", "seed", "hang_ms"
 
 def known_ops() -> list[str]:
     """Every ``controller.method`` of the driver interface."""
-    from tidings.storage import base
-
-    classes = (base.QueueController, base.MessageController, base.ClaimController,
-               base.SubscriptionController, base.DeliveryController)
-    return [f"{name}.{method}" for name, cls in zip(CONTROLLERS, classes)
-            for method in sorted(cls.__abstractmethods__)]
+    return [f"{name}.{method}" for name in CONTROLLERS for method in interface_methods(name)]
 
 
 class InjectedFault(errors.ServiceUnavailable):
@@ -150,29 +152,6 @@ class FaultPlan:
         return self.mode
 
 
-class _FaultyController:
-    """Forwards every attribute of the inner controller; async methods named
-    in the plan go through ``FaultyDriver._call``."""
-
-    def __init__(self, driver: FaultyDriver, name: str, inner: Any) -> None:
-        self._driver = driver
-        self._name = name
-        self._inner = inner
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._inner, attr)
-        op = f"{self._name}.{attr}"
-        if attr.startswith("_") or not asyncio.iscoroutinefunction(value) \
-                or not self._driver.plan.covers(op):
-            return value
-
-        async def faulty(*args: Any, **kwargs: Any) -> Any:
-            return await self._driver._call(op, value, args, kwargs)
-
-        faulty.__name__ = attr
-        return faulty
-
-
 class FaultyDriver(DataDriver):
     """Wraps ``inner``; see the module docstring."""
 
@@ -182,10 +161,7 @@ class FaultyDriver(DataDriver):
         # The API and health report the inner driver's name and abilities.
         self.name = inner.name
         self.capabilities = inner.capabilities
-        for controller in CONTROLLERS:
-            inner_controller = getattr(inner, controller, None)
-            if inner_controller is not None:
-                setattr(self, controller, _FaultyController(self, controller, inner_controller))
+        wrap_controllers(self, inner, self._faulty)
 
     @classmethod
     def from_url(cls, url: str, *, open_inner: Callable[[str], DataDriver]) -> FaultyDriver:
@@ -202,6 +178,18 @@ class FaultyDriver(DataDriver):
         if attr == "inner":
             raise AttributeError(attr)
         return getattr(self.inner, attr)
+
+    def _faulty(self, op: str, method: Method) -> Method:
+        """``method`` through ``_call`` while the plan covers ``op`` (asked
+        at each call: a test may change the plan)."""
+
+        async def faulty(*args: Any, **kwargs: Any) -> Any:
+            if not self.plan.covers(op):
+                return await method(*args, **kwargs)
+            return await self._call(op, method, args, kwargs)
+
+        faulty.__name__ = method.__name__
+        return faulty
 
     async def _call(self, op: str, method: Callable[..., Any], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
