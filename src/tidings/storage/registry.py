@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tidings.storage.base import Clock, DataDriver, system_clock
 
@@ -38,7 +38,23 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
+# SQLite's ``sync`` (the ``sqlite_sync`` setting) is an option of its URL;
+# a URL that names none gets the setting's here, so no other driver sees it.
+SQLITE_SCHEME = "sqlite"
+
+
+def with_sqlite_sync(url: str, sync: str) -> str:
+    """``url`` with ``sync=`` added when it is an SQLite URL naming none."""
+    parts = urlsplit(url)
+    if parts.scheme != SQLITE_SCHEME or any(
+            key == "sync" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return url
+    return f"{url}{'&' if parts.query else '?'}sync={sync}"
+
+
 def driver_from_url(url: str, *, sync: str = "full", clock: Clock = system_clock) -> DataDriver:
+    """The driver of ``url``, not yet opened; ``sync`` is the SQLite sync
+    mode for an SQLite URL that names none."""
     scheme = urlsplit(url).scheme
     prefix, plus, _ = scheme.partition("+")
     wrapper = WRAPPERS.get(prefix) if plus else None
@@ -51,4 +67,4 @@ def driver_from_url(url: str, *, sync: str = "full", clock: Clock = system_clock
     if target is None:
         known = ", ".join(sorted(DRIVERS))
         raise ValueError(f"unknown storage scheme {scheme!r} in {url!r}; known: {known}")
-    return _load(target).from_url(url, sync=sync, clock=clock)
+    return _load(target).from_url(with_sqlite_sync(url, sync), clock=clock)

@@ -48,7 +48,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -75,6 +75,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
 from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
@@ -218,35 +219,6 @@ def _filter_args(filters: QueueFilters | None) -> tuple[str | None, str] | None:
     return filters.name or None, _encode(wanted).decode()
 
 
-def _parse_bool(value: str, option: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"postgres URL option {option} must be true or false, not {value!r}")
-
-
-def _parse_seconds(value: str, option: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"postgres URL option {option} must be seconds, not {value!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"postgres URL option {option} must be positive, not {value!r}")
-    return seconds
-
-
-def _parse_count(value: str, option: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError(f"postgres URL option {option} must be a number, not {value!r}") from None
-    if count < 0:
-        raise ValueError(f"postgres URL option {option} must not be negative")
-    return count
-
-
 def redact(url: str) -> str:
     """The URL without its password, for logs and the health report."""
     parts = urlsplit(url)
@@ -313,28 +285,27 @@ class PostgresDriver(base.DataDriver):
         self._bus_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock
-                 ) -> PostgresDriver:
-        """See the module docstring for the options; ``sync`` is SQLite's
-        and ignored here (PostgreSQL's own synchronous_commit applies)."""
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> PostgresDriver:
+        """See the module docstring for the options (PostgreSQL's own
+        synchronous_commit stands for SQLite's ``sync``)."""
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql"):
             raise ValueError(f"not a postgres URL: {redact(url)!r}")
+        options = UrlOptions(parts.query, "postgres")
+        # Only the options given: the others keep the constructor's defaults.
         kwargs: dict[str, Any] = {}
-        passed_on: list[tuple[str, str]] = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in ("min_size", "max_size"):
-                kwargs[key] = _parse_count(value, key)
-            elif key in ("connect_timeout", "command_timeout", "statement_timeout",
-                         "dead_retention"):
-                kwargs[key] = _parse_seconds(value, key)
-            elif key in ("migrate", "notify"):
-                kwargs[key] = _parse_bool(value, key)
-            elif key == "channel":
-                kwargs[key] = value
-            else:
-                passed_on.append((key, value))
-        dsn = urlunsplit(parts._replace(query=urlencode(passed_on)))
+        for key in ("min_size", "max_size"):
+            if options.has(key):
+                kwargs[key] = options.take_count(key, 0)
+        for key in ("connect_timeout", "command_timeout", "statement_timeout", "dead_retention"):
+            if options.has(key):
+                kwargs[key] = options.take_seconds(key, 0.0)
+        for key in ("migrate", "notify"):
+            if options.has(key):
+                kwargs[key] = options.take_flag(key, True)
+        if options.has("channel"):
+            kwargs["channel"] = options.take_text("channel", "")
+        dsn = urlunsplit(parts._replace(query=urlencode(options.rest())))
         return cls(dsn, clock=clock, **kwargs)
 
     # --- connections ------------------------------------------------------

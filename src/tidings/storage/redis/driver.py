@@ -13,7 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import Capability, Clock, system_clock
+from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import Keys
 
@@ -41,37 +42,6 @@ SCAN_BATCH = 200
 HEALTH_MAX_QUEUES = 1000
 # How long gc keeps dead deliveries (seconds), for inspection through the API.
 DEAD_RETENTION = 7 * 86400
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"the Redis URL option {name} must be true or false, not {text!r}")
-
-
-def _count(name: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"the Redis URL option {name} must be a whole number") from None
-    if value < 0:
-        raise ValueError(f"the Redis URL option {name} may not be negative, not {text!r}")
-    return value
-
-
-def _seconds(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"the Redis URL option {name} must be a number of seconds") from None
-    if not value > 0:
-        raise ValueError(f"the Redis URL option {name} must be positive, not {text!r}")
-    return value
 
 
 class RedisDriver(base.DataDriver):
@@ -125,7 +95,7 @@ class RedisDriver(base.DataDriver):
         self.watches = WatchHub(self)
 
     @classmethod
-    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> RedisDriver:
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> RedisDriver:
         """``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, and
         ``redis+cluster://host:port`` (or ``?cluster=true``) for Redis Cluster.
 
@@ -134,7 +104,7 @@ class RedisDriver(base.DataDriver):
         and ``socket_connect_timeout=`` (seconds), ``dead_retention=``
         (seconds gc keeps dead deliveries, default 7 days), ``replicas=N``
         (acknowledge a write once N replicas have it). Other options go to
-        redis-py. ``sync`` is SQLite's and has no meaning here.
+        redis-py.
         """
         parts = urlsplit(url)
         scheme = parts.scheme
@@ -142,20 +112,16 @@ class RedisDriver(base.DataDriver):
         plain = scheme.removesuffix("+cluster")
         if plain not in ("redis", "rediss"):
             raise ValueError(f"not a Redis URL: {url!r}")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if "cluster" in options:
-            cluster = _flag("cluster", options.pop("cluster")) or cluster
-        unreliable = _flag("unreliable", options.pop("unreliable", "false"))
-        prefix = options.pop("prefix", DEFAULT_PREFIX)
-        timeout = _seconds("socket_timeout",
-                           options.pop("socket_timeout", str(DEFAULT_SOCKET_TIMEOUT)))
-        connect = _seconds("socket_connect_timeout",
-                           options.pop("socket_connect_timeout", str(timeout)))
-        retention = _seconds("dead_retention",
-                             options.pop("dead_retention", str(DEAD_RETENTION)))
-        replicas = _count("replicas", options.pop("replicas", "0"))
+        options = UrlOptions(parts.query, "Redis")
+        cluster = options.take_flag("cluster", False) or cluster
+        unreliable = options.take_flag("unreliable", False)
+        prefix = options.take_text("prefix", DEFAULT_PREFIX)
+        timeout = options.take_seconds("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+        connect = options.take_seconds("socket_connect_timeout", timeout)
+        retention = options.take_seconds("dead_retention", DEAD_RETENTION)
+        replicas = options.take_count("replicas", 0)
         path = "" if cluster else parts.path  # a Cluster has database 0 only
-        client_url = urlunsplit((plain, parts.netloc, path, urlencode(options), ""))
+        client_url = urlunsplit((plain, parts.netloc, path, urlencode(options.rest()), ""))
         return cls(client_url, cluster=cluster, prefix=prefix, unreliable=unreliable,
                    socket_timeout=timeout, connect_timeout=connect, clock=clock,
                    dead_retention=retention, replicas=replicas)

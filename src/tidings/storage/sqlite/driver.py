@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -50,6 +50,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite.bus import bus_for
@@ -229,15 +230,15 @@ class SqliteDriver(base.DataDriver):
         self.deliveries = SqliteDeliveries(self)
 
     @classmethod
-    def from_url(cls, url: str, *, sync: str = "full", clock: Clock = system_clock) -> SqliteDriver:
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> SqliteDriver:
         """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
-        ``sqlite://:memory:``-style URLs; ``?sync=normal`` overrides sync."""
+        ``sqlite://:memory:``-style URLs; ``?sync=full|normal|off`` (the
+        registry adds the ``sqlite_sync`` setting when the URL names none)."""
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if path.startswith("/") and not parts.netloc:
             path = path[1:]  # sqlite:///rel -> rel ; sqlite:////abs -> /abs
-        options = parse_qs(parts.query)
-        sync = options.get("sync", [sync])[0]
+        sync = UrlOptions(parts.query, "SQLite").take_text("sync", "full")
         if not path:
             raise ValueError(f"no database path in {url!r}")
         return cls(path, sync=sync, clock=clock)
