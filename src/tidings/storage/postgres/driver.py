@@ -76,6 +76,7 @@ from tidings.storage.base import (
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.common.url_options import UrlOptions
+from tidings.storage.common.watch import EventWatch
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
 from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
@@ -647,13 +648,13 @@ class PostgresDriver(base.DataDriver):
         return self.channel, payload
 
 
-class PostgresWatch:
+class PostgresWatch(EventWatch):
     """What ``driver.watch(project, queue)`` returns (a base.PostWatch)."""
 
     def __init__(self, driver: PostgresDriver, key: tuple[str, str]) -> None:
+        super().__init__()
         self.driver = driver
         self.key = key
-        self.event = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         await self.driver._watch_start(self)
@@ -661,18 +662,6 @@ class PostgresWatch:
 
     async def __aexit__(self, *exc: object) -> None:
         self.driver._watch_stop(self)
-
-    async def wait(self, timeout: float) -> bool:
-        if self.event.is_set():
-            return True
-        if timeout <= 0:
-            return False
-        try:
-            async with asyncio.timeout(timeout):
-                await self.event.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 async def _gc_subscriptions(conn: asyncpg.Connection, now: float) -> tuple[int, int]:

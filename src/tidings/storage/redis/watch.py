@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from tidings import errors
 from tidings.storage.base import Receive
+from tidings.storage.common.watch import EventWatch
 
 if TYPE_CHECKING:
     from tidings.storage.redis.core import RedisCore
@@ -44,11 +45,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _Watch:
+class _Watch(EventWatch):
     def __init__(self, hub: WatchHub, channel: bytes) -> None:
+        super().__init__()
         self.hub = hub
         self.channel = channel
-        self.event = asyncio.Event()
         self.generation = -1
 
     async def __aenter__(self) -> Self:
@@ -61,17 +62,6 @@ class _Watch:
 
     def hear(self, message: bytes) -> None:
         self.event.set()
-
-    async def wait(self, timeout: float) -> bool:
-        if self.event.is_set():
-            return True
-        if timeout <= 0:
-            return False
-        try:
-            await asyncio.wait_for(self.event.wait(), timeout)
-        except TimeoutError:
-            return self.event.is_set()
-        return True
 
 
 class _Listening(_Watch):

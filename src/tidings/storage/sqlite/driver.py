@@ -51,6 +51,7 @@ from tidings.storage.base import (
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
 from tidings.storage.common.url_options import UrlOptions
+from tidings.storage.common.watch import EventWatch
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite.bus import bus_for
@@ -128,25 +129,8 @@ def _delivery(ids: IdCodec, row: tuple[Any, ...]) -> Delivery:
     )
 
 
-class _Watch:
+class _Watch(EventWatch):
     """One waiter's view of a queue: set by the first post after it began."""
-
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> bool:
-        if self.event.is_set():
-            return True
-        if timeout <= 0:
-            return False
-        try:
-            async with asyncio.timeout(timeout):
-                await self.event.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 def _message(ids: IdCodec, row: tuple[Any, ...], now: float) -> Message:
