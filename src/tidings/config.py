@@ -17,6 +17,9 @@ import msgspec
 from tidings import config_checks
 from tidings.config_checks import ENV_PREFIX, SettingsError, Sources, explain_invalid
 
+# The default of the dead_retention setting, the drivers' default too.
+DEAD_RETENTION = 14 * 86400.0
+
 # Not settings themselves: where to find them.
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 WORKER_SETTINGS_ENV = ENV_PREFIX + "WORKER_SETTINGS"
@@ -358,6 +361,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # "full": a write is acknowledged only after fsync (the default);
     # "normal": survives a crash of the process but not of the machine.
     sqlite_sync: str = "full"
+    # Seconds gc keeps a dead notification delivery (one that ran out of
+    # retries) for listing and redrive; 14 days. A storage URL's
+    # ``dead_retention=`` option overrides it for that storage.
+    dead_retention: float = DEAD_RETENTION
     # Seconds between garbage-collection passes in the server; 0 disables.
     gc_interval: float = 30.0
     # The server's log level: debug, info, warning, error or critical.

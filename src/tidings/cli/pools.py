@@ -75,6 +75,7 @@ def _drain(args: argparse.Namespace, settings: Callable[..., Any]) -> int:
     pooling = config.pooling
     _require_control_store(pooling.control_storage)
     pooled = PooledDriver(control_from_url(pooling.control_storage), sync=config.sqlite_sync,
+                          dead_retention=config.dead_retention,
                           cache_seconds=pooling.cache_seconds, move_wait=pooling.move_wait)
     drain = Drain(pooled,
                   grace=pooling.drain_grace if args.grace is None else args.grace,

@@ -22,6 +22,8 @@ def build_storage(settings: Settings, clock: Clock = system_clock) -> DataDriver
         from tidings.storage.pooling.driver import PooledDriver
 
         return PooledDriver(control_from_url(pooling.control_storage),
-                            sync=settings.sqlite_sync, clock=clock,
+                            sync=settings.sqlite_sync, dead_retention=settings.dead_retention,
+                            clock=clock,
                             cache_seconds=pooling.cache_seconds, move_wait=pooling.move_wait)
-    return driver_from_url(settings.storage, sync=settings.sqlite_sync, clock=clock)
+    return driver_from_url(settings.storage, sync=settings.sqlite_sync,
+                           dead_retention=settings.dead_retention, clock=clock)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
+from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import (
     Capability,
@@ -108,12 +109,13 @@ class PooledDriver(DataDriver):
     name = "pooled"
 
     def __init__(self, control: ControlDriver, *, sync: str = "full",
-                 clock: Clock = system_clock, rng: random.Random | None = None,
-                 cache_seconds: float = CACHE_SECONDS,
+                 dead_retention: float = DEAD_RETENTION, clock: Clock = system_clock,
+                 rng: random.Random | None = None, cache_seconds: float = CACHE_SECONDS,
                  move_wait: float = MOVE_WAIT_SECONDS, monotonic: Clock = time.monotonic
                  ) -> None:
         self.control = control
         self.sync = sync
+        self.dead_retention = dead_retention
         self.clock = clock
         self.rng = rng or random.Random()
         self.cache_seconds = cache_seconds
@@ -250,7 +252,8 @@ class PooledDriver(DataDriver):
             if record is None:
                 raise errors.ServiceUnavailable(f"Pool {pool} is not registered.")
             url = pool_url(record)
-            driver = driver_from_url(url, sync=self.sync, clock=self.clock)
+            driver = driver_from_url(url, sync=self.sync, dead_retention=self.dead_retention,
+                                     clock=self.clock)
             await driver.open()
             self._drivers[pool] = driver
             self._uris[pool] = url

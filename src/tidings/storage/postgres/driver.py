@@ -27,7 +27,7 @@ asyncpg (anything else is passed on, e.g. ``sslmode`` or ``search_path``):
 - ``notify=false``: no NOTIFY on post (a NOTIFY serialises commits)
 - ``channel``: the LISTEN/NOTIFY channel (default ``tidings``)
 - ``dead_retention``: seconds gc keeps a DEAD delivery after it died
-  (default 14 days; it also goes with its subscription)
+  (the dead_retention setting; it also goes with its subscription)
 
 Notifications: subscriptions and the delivery outbox are tables of their
 own; a post writes its MESSAGE deliveries in the posting statement (see
@@ -54,6 +54,7 @@ import asyncpg
 import msgspec
 
 from tidings import errors
+from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import (
     Capability,
@@ -87,7 +88,6 @@ T = TypeVar("T")
 GC_BATCH = 5000
 HEALTH_QUEUES = 1000
 HEALTH_COUNT_CAP = 100_000
-DEAD_RETENTION = 14 * 86400.0  # as the SQLite driver
 # pg_notify refuses payloads of 8000 bytes or more.
 MAX_NOTIFY_PAYLOAD = 7900
 _encode = msgspec.json.encode

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tidings import errors
+from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import Capability, Clock, system_clock
 from tidings.storage.common.url_options import UrlOptions
@@ -41,7 +42,6 @@ GC_BATCH = 1000
 SCAN_BATCH = 200
 HEALTH_MAX_QUEUES = 1000
 # How long gc keeps dead deliveries (seconds), for inspection through the API.
-DEAD_RETENTION = 7 * 86400
 
 
 class RedisDriver(base.DataDriver):
@@ -102,7 +102,7 @@ class RedisDriver(base.DataDriver):
         Options: ``unreliable=true`` (run on a Redis that does not persist),
         ``prefix=`` (key prefix, default ``tidings:``), ``socket_timeout=``
         and ``socket_connect_timeout=`` (seconds), ``dead_retention=``
-        (seconds gc keeps dead deliveries, default 7 days), ``replicas=N``
+        (seconds gc keeps dead deliveries; the dead_retention setting), ``replicas=N``
         (acknowledge a write once N replicas have it). Other options go to
         redis-py.
         """

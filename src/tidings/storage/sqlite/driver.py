@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from tidings import errors
+from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import (
     Capability,
@@ -73,7 +74,6 @@ NO_SPACE_LEFT = ("The storage is out of space: writes are refused until space is
 # Rows per INSERT statement (six parameters each, far below SQLite's cap).
 INSERT_CHUNK = 500
 # How long gc keeps a dead delivery for inspection.
-DEAD_RETENTION = 14 * 86400
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 # The bus channel telling other processes which queues a commit posted to.
@@ -188,13 +188,14 @@ class SqliteDriver(base.DataDriver):
         {Capability.FIFO, Capability.CLAIMS, Capability.DURABILITY, Capability.AT_LEAST_ONCE}
     )
 
-    def __init__(self, path: str, *, sync: str = "full", clock: Clock = system_clock) -> None:
+    def __init__(self, path: str, *, sync: str = "full", clock: Clock = system_clock,
+                 dead_retention: float = DEAD_RETENTION) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sqlite sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.path = path
         self.sync = sync
         self.clock = clock
-        self.dead_retention: float = DEAD_RETENTION
+        self.dead_retention = dead_retention
         self._memory_secrets: dict[str, str] = {}
         # Watches of this process by (project, queue), and the queues the
         # transaction being committed posted to: woken once it is durable.
@@ -222,10 +223,12 @@ class SqliteDriver(base.DataDriver):
         path = unquote(parts.netloc + parts.path)
         if path.startswith("/") and not parts.netloc:
             path = path[1:]  # sqlite:///rel -> rel ; sqlite:////abs -> /abs
-        sync = UrlOptions(parts.query, "SQLite").take_text("sync", "full")
+        options = UrlOptions(parts.query, "SQLite")
+        sync = options.take_text("sync", "full")
+        dead_retention = options.take_seconds("dead_retention", DEAD_RETENTION)
         if not path:
             raise ValueError(f"no database path in {url!r}")
-        return cls(path, sync=sync, clock=clock)
+        return cls(path, sync=sync, clock=clock, dead_retention=dead_retention)
 
     # --- connections ------------------------------------------------------
 
