@@ -76,6 +76,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.rows import message_from_row
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
 from tidings.storage.postgres import queries as q
@@ -163,19 +164,6 @@ def _delivery(ids: IdCodec, row: asyncpg.Record) -> Delivery:
 def _error_text(error: str) -> str:
     # PostgreSQL's text cannot hold NUL; an error message may.
     return error.replace("\x00", "\ufffd")
-
-
-def _message(ids: IdCodec, row: Sequence[Any], now: float) -> Message:
-    rowid, body, created, expires, claim_id, claim_expires, claim_count = row[:7]
-    claimed = claim_id is not None and claim_expires > now
-    return Message(
-        id=ids.message_id(rowid),
-        ttl=round(expires - created),
-        age=int(now - created),
-        body=_decode(body),
-        claim_id=claim_id if claimed else None,
-        claim_count=claim_count,
-    )
 
 
 def _rowcount(status: str) -> int:
@@ -832,7 +820,7 @@ class PostgresMessages(base.MessageController):
             q.MESSAGE_PAGE, project, queue, after, now, include_claimed, include_delayed,
             exclude, limit,
         )
-        page = [_message(self.d.ids, row, now) for row in rows]
+        page = [message_from_row(self.d.ids, row, now) for row in rows]
         return page, (page[-1].id if page else None)
 
     async def get(self, project: str, queue: str, message_id_: str) -> Message:
@@ -845,7 +833,7 @@ class PostgresMessages(base.MessageController):
             raise errors.MessageDoesNotExist(
                 f"Message {message_id_} does not exist in queue {queue}."
             )
-        return _message(self.d.ids, rows[0], now)
+        return message_from_row(self.d.ids, rows[0], now)
 
     async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
         rowids = self.d.ids.parse_message_ids(ids)
@@ -855,7 +843,7 @@ class PostgresMessages(base.MessageController):
         rows = await self.d.fetch(q.MESSAGES_GET, rowids, now, project, queue)
         found = {row[0]: row for row in rows}
         # In the order asked for, as the SQLite driver answers.
-        return [_message(self.d.ids, found[r], now) for r in rowids if r in found]
+        return [message_from_row(self.d.ids, found[r], now) for r in rowids if r in found]
 
     async def delete(
         self, project: str, queue: str, message_id_: str, claim_id: str | None
@@ -947,7 +935,8 @@ class PostgresMessages(base.MessageController):
     async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)
-        return [_message(self.d.ids, row, now) for row in sorted(rows, key=lambda row: row[0])]
+        return [message_from_row(self.d.ids, row, now)
+                for row in sorted(rows, key=lambda row: row[0])]
 
 
 class PostgresClaims(base.ClaimController):
@@ -988,7 +977,8 @@ class PostgresClaims(base.ClaimController):
             )
         if not rows:
             return ClaimResult(None, dead_lettered=moved)
-        messages = [_message(self.d.ids, row, now) for row in sorted(rows, key=lambda row: row[0])]
+        messages = [message_from_row(self.d.ids, row, now)
+                    for row in sorted(rows, key=lambda row: row[0])]
         for message in messages:
             message.claim_id = claim_id
         return ClaimResult(claim_id, messages, moved)
@@ -1045,7 +1035,7 @@ class PostgresClaims(base.ClaimController):
             ttl=first["ttl"],
             grace=first["grace"],
             age=int(now - first["claim_created"]),
-            messages=[_message(self.d.ids, tuple(row)[4:], now)
+            messages=[message_from_row(self.d.ids, tuple(row)[4:], now)
                       for row in rows if row["id"] is not None],
         )
 

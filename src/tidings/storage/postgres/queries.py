@@ -16,6 +16,8 @@ Conventions:
   a queue and a reader's marker never skips a message committed late.
 """
 
+from tidings.storage.common.rows import MESSAGE_COLUMNS
+
 # A random part of public subscription and delivery ids (8 hex digits).
 _TOKEN = "substr(md5(random()::text), 1, 8)"
 
@@ -226,7 +228,7 @@ QUEUE_STATS = """
 
 # --- messages -------------------------------------------------------------
 
-_MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_count"
+_MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 
 # A whole batch in one statement (all or none), behind the queue's row lock
 # (see the module docstring); no row when the queue does not exist yet.

@@ -51,6 +51,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.rows import message_from_row
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
 from tidings.storage.sqlite import keyfile, schema
@@ -131,19 +132,6 @@ def _delivery(ids: IdCodec, row: tuple[Any, ...]) -> Delivery:
 
 class _Watch(EventWatch):
     """One waiter's view of a queue: set by the first post after it began."""
-
-
-def _message(ids: IdCodec, row: tuple[Any, ...], now: float) -> Message:
-    rowid, body, created, expires, claim_id, claim_expires, claim_count = row
-    claimed = claim_id is not None and claim_expires > now
-    return Message(
-        id=ids.message_id(rowid),
-        ttl=round(expires - created),
-        age=int(now - created),
-        body=_decode(body),
-        claim_id=claim_id if claimed else None,
-        claim_count=claim_count,
-    )
 
 
 def _free_bytes(path: str) -> int:
@@ -671,7 +659,7 @@ class SqliteMessages(base.MessageController):
         sql = q.MESSAGE_PAGE.format(filters=filters)
         params = (project, queue, after, now, *args, limit)
         rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
-        page = [_message(self.d.ids, row, now) for row in rows]
+        page = [message_from_row(self.d.ids, row, now) for row in rows]
         return page, (self.d.ids.message_id(rows[-1][0]) if rows else None)
 
     async def get(self, project: str, queue: str, message_id_: str) -> Message:
@@ -686,7 +674,7 @@ class SqliteMessages(base.MessageController):
             raise errors.MessageDoesNotExist(
                 f"Message {message_id_} does not exist in queue {queue}."
             )
-        return _message(self.d.ids, row, now)
+        return message_from_row(self.d.ids, row, now)
 
     async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
         now = self.d.clock()
@@ -699,7 +687,7 @@ class SqliteMessages(base.MessageController):
                 lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
             )
             if row is not None:
-                found.append(_message(self.d.ids, row, now))
+                found.append(message_from_row(self.d.ids, row, now))
         return found
 
     async def delete(
@@ -747,7 +735,7 @@ class SqliteMessages(base.MessageController):
                 return []
             rows = conn.execute(q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, limit)).fetchall()
             conn.executemany(q.MESSAGE_DELETE, [(row[0],) for row in rows])
-            return [_message(self.d.ids, row, now) for row in rows]
+            return [message_from_row(self.d.ids, row, now) for row in rows]
 
         return await self.d.writer.run(job)
 
@@ -868,7 +856,7 @@ class SqliteClaims(base.ClaimController):
                 ttl=row[1],
                 grace=row[2],
                 age=int(now - row[3]),
-                messages=[_message(self.d.ids, r, now) for r in rows],
+                messages=[message_from_row(self.d.ids, r, now) for r in rows],
             )
 
         return self.d.read(read)

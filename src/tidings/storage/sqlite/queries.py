@@ -2,6 +2,8 @@
 
 import functools
 
+from tidings.storage.common.rows import MESSAGE_COLUMNS
+
 QUEUE_ID = "SELECT id FROM queues WHERE project = ? AND name = ?"
 ID_SCHEME = (
     "SELECT key, messages_below, subscriptions_below, deliveries_below FROM id_scheme"
@@ -35,7 +37,7 @@ def message_insert(rows: int) -> str:
     """MESSAGE_INSERT for ``rows`` rows in one statement."""
     return MESSAGE_INSERT + ", (?, ?, ?, ?, ?, ?)" * (rows - 1)
 
-_MESSAGE_COLUMNS = "id, body, created, expires, claim_id, claim_expires, claim_count"
+_MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 MESSAGE_PAGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "
     "WHERE queue_id = (SELECT id FROM queues WHERE project = ? AND name = ?) "
