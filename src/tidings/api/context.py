@@ -125,3 +125,16 @@ def make_context(service: Service, project: str | None, client_id: str | None,
     token = auth_token if identity is not None and not identity.signed else None
     return Context(service=service, project=project, client_id=client_id, identity=identity,
                    auth_token=token)
+
+
+# The project of the operator's context: the pool and admin commands act on
+# the whole service, or name a project themselves.
+OPERATOR_PROJECT = "admin"
+
+
+def operator_context(service: Service, project: str = OPERATOR_PROJECT) -> Context:
+    """The context of the operator at the command line (``tidings pool``,
+    the admin commands). It has no identity, as under noauth: the operator
+    may do anything, but every other rule of the operation applies as it
+    does over HTTP."""
+    return Context(service=service, project=project)

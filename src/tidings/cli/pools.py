@@ -1,13 +1,19 @@
 """`tidings pool list|add|remove|drain`: the pools of the control store,
-from the command line (the same rules as /v2/pools; drain.py moves queues)."""
+from the command line. ``add`` and ``remove`` are the operations of
+/v2/pools (api/pools.py) run with the operator's context, so every check
+of the HTTP API applies; drain.py moves queues."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, Callable
 
-from tidings.storage.pooling.control import PoolRecord, control_from_url
+from tidings import errors
+from tidings.api import pools
+from tidings.api.context import Context, Service, operator_context
+from tidings.storage.pooling.control import control_from_url
 from tidings.storage.pooling.drain import Drain, DrainError
 from tidings.storage.pooling.driver import PooledDriver
 
@@ -23,10 +29,10 @@ def add_commands(commands: Any, with_config: Callable[[Any], Any], settings: Cal
     p.add_argument("uri")
     p.add_argument("--weight", type=int, default=100)
     p.add_argument("--flavor")
-    p.set_defaults(run=lambda args: _run(args, settings, _add))
+    p.set_defaults(run=lambda args: _operate(args, settings, _add))
     p = with_config(sub.add_parser("remove", help="deregister a pool that holds no queues"))
     p.add_argument("name")
-    p.set_defaults(run=lambda args: _run(args, settings, _remove))
+    p.set_defaults(run=lambda args: _operate(args, settings, _remove))
     p = with_config(sub.add_parser(
         "drain", help="move every queue off a pool onto the others, while servers run"))
     p.add_argument("name")
@@ -52,10 +58,33 @@ def _require_control_store(url: str) -> None:
                           "pool with `tidings pool add`, or fix pooling.control_storage")
 
 
-def _run(args: argparse.Namespace, settings: Callable[..., Any], action: Any) -> int:
-    url = settings(args).pooling.control_storage
+def _operate(args: argparse.Namespace, settings: Callable[..., Any],
+             action: Callable[[Context, argparse.Namespace], Awaitable[int]]) -> int:
+    """Run ``action`` (an operation of api/pools.py) with the operator's
+    context over the pooled storage; its refusals end the command."""
+    config = settings(args)
+    url = config.pooling.control_storage
     if action is not _add:
         _require_control_store(url)
+    pooled = PooledDriver(control_from_url(url), sync=config.sqlite_sync,
+                          dead_retention=config.dead_retention)
+    ctx = operator_context(Service(storage=pooled, limits=config.limits))
+
+    async def go() -> int:
+        await pooled.open()
+        try:
+            return await action(ctx, args)
+        except errors.TidingsError as error:
+            raise SystemExit(f"tidings: {error.description}") from None
+        finally:
+            await pooled.close()
+
+    return asyncio.run(go())
+
+
+def _run(args: argparse.Namespace, settings: Callable[..., Any], action: Any) -> int:
+    url = settings(args).pooling.control_storage
+    _require_control_store(url)
     control = control_from_url(url)
 
     async def go() -> int:
@@ -129,18 +158,14 @@ async def _list(control: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _add(control: Any, args: argparse.Namespace) -> int:
-    if args.weight < 0:
-        raise SystemExit("tidings: --weight must be at least 0")
-    await control.pool_upsert(PoolRecord(name=args.name, uri=args.uri, weight=args.weight,
-                                         flavor=args.flavor))
+async def _add(ctx: Context, args: argparse.Namespace) -> int:
+    await pools.create(ctx, args.name, {"uri": args.uri, "weight": args.weight,
+                                        "flavor": args.flavor})
     print(f"pool {args.name} registered")
     return 0
 
 
-async def _remove(control: Any, args: argparse.Namespace) -> int:
-    if await control.queues_on(args.name, limit=1):
-        raise SystemExit(f"tidings: pool {args.name} holds queues; it cannot be removed")
-    await control.pool_delete(args.name)
+async def _remove(ctx: Context, args: argparse.Namespace) -> int:
+    await pools.delete(ctx, args.name)
     print(f"pool {args.name} removed")
     return 0
