@@ -161,7 +161,7 @@ async def open_storage(settings: Any, sources: Sources | None = None, *,
                        must_exist: bool = False, migrate: bool | None = None) -> Any:
     """The settings' storage, opened; every failure is a ``CannotStart``.
     ``must_exist``: a missing SQLite file is an error, not a new database.
-    ``migrate``: overrides the URL's migrate option where the driver has one."""
+    ``migrate``: overrides the URL's migrate option (``migrate_on_open``)."""
     from tidings.storage.pooling import build_storage
 
     how = sources.how_to_set(STORAGE) if sources is not None else "--storage"
@@ -175,7 +175,7 @@ async def open_storage(settings: Any, sources: Sources | None = None, *,
     except ValueError as exc:
         raise CannotStart(f"invalid storage URL {hide_password(settings.storage)}: "
                           f"{_describe(exc)}; fix {how}") from None
-    if migrate is not None and hasattr(storage, "migrate_on_open"):
+    if migrate is not None:
         storage.migrate_on_open = migrate
     try:
         await storage.open()

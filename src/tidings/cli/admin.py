@@ -118,8 +118,7 @@ async def _check(settings: Settings) -> list[str]:
     if not pooled and scheme == "sqlite":
         _sqlite_schema(settings.storage)
     storage = build_storage(settings)
-    if hasattr(storage, "migrate_on_open"):
-        storage.migrate_on_open = False  # PostgreSQL: check the version, change nothing
+    storage.migrate_on_open = False  # check the schema's version, change nothing
     try:
         await storage.open()
     except Exception as exc:  # noqa: BLE001 - every failure to open is the answer

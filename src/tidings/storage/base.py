@@ -545,9 +545,16 @@ class DataDriver(ABC):
     subscriptions: SubscriptionController
     deliveries: DeliveryController
 
+    # Whether open() creates or upgrades the schema. The servers and
+    # ``tidings migrate`` open with it; ``tidings check`` and the admin
+    # commands without it, so a schema too old is reported, not changed. A
+    # driver whose open() never changes a schema's version ignores it.
+    migrate_on_open: bool = True
+
     @abstractmethod
     async def open(self) -> None:
-        """Connect and prepare the schema; called once before use."""
+        """Connect and prepare the schema (see ``migrate_on_open``); called
+        once before use."""
 
     @abstractmethod
     async def close(self) -> None:

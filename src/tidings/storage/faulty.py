@@ -173,6 +173,14 @@ class FaultyDriver(DataDriver):
     async def stored_secret(self, name: str) -> bytes:
         return await self.inner.stored_secret(name)
 
+    @property  # the inner driver's: its open() is the one that migrates
+    def migrate_on_open(self) -> bool:
+        return self.inner.migrate_on_open
+
+    @migrate_on_open.setter
+    def migrate_on_open(self, value: bool) -> None:
+        self.inner.migrate_on_open = value
+
     def __getattr__(self, attr: str) -> Any:
         # Driver-specific extras (clock, path, ...) stay reachable.
         if attr == "inner":
