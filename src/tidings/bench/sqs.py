@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from tidings.bench.zaqar import _encode, _json_object
+from tidings.bench.zaqar import encode_json, json_object
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 # SQS's ceiling for SendMessageBatch entries and ReceiveMessage's
@@ -44,34 +44,34 @@ def queue_url(base_url: str, project: str, queue: str) -> str:
 def message_body(size: int) -> str:
     """The same JSON text the Zaqar roles post, as SQS's string body, so
     both APIs move messages of the same size."""
-    return _encode({"event": "bench", "payload": "x" * size}).decode()
+    return encode_json({"event": "bench", "payload": "x" * size}).decode()
 
 
 def send_body(url: str, size: int) -> bytes:
-    return _encode({"QueueUrl": url, "MessageBody": message_body(size)})
+    return encode_json({"QueueUrl": url, "MessageBody": message_body(size)})
 
 
 def send_batch_body(url: str, count: int, size: int) -> bytes:
     body = message_body(size)
     entries = [{"Id": str(i), "MessageBody": body} for i in range(count)]
-    return _encode({"QueueUrl": url, "Entries": entries})
+    return encode_json({"QueueUrl": url, "Entries": entries})
 
 
 def receive_body(url: str, count: int, visibility: int) -> bytes:
     # No WaitTimeSeconds: an empty queue answers at once, as a Zaqar claim
     # of an empty queue does, so both APIs are measured the same way.
-    return _encode({"QueueUrl": url, "MaxNumberOfMessages": count,
+    return encode_json({"QueueUrl": url, "MaxNumberOfMessages": count,
                     "VisibilityTimeout": visibility})
 
 
 def delete_batch_body(url: str, handles: list[str]) -> bytes:
     entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
-    return _encode({"QueueUrl": url, "Entries": entries})
+    return encode_json({"QueueUrl": url, "Entries": entries})
 
 
 def receipt_handles(body: bytes) -> list[str]:
     """The receipt handles of a ReceiveMessage answer."""
-    messages = _json_object(body).get("Messages") or []
+    messages = json_object(body).get("Messages") or []
     return [m["ReceiptHandle"] for m in messages
             if isinstance(m, dict) and isinstance(m.get("ReceiptHandle"), str)]
 
@@ -79,5 +79,5 @@ def receipt_handles(body: bytes) -> list[str]:
 def batch_counts(body: bytes) -> tuple[int, int]:
     """(successful, failed) entries of a batch answer: a batch is HTTP 200
     even when some of its entries failed."""
-    data = _json_object(body)
+    data = json_object(body)
     return len(data.get("Successful") or []), len(data.get("Failed") or [])
