@@ -16,6 +16,7 @@ tests/support/subunit_results.py turns into one result per test.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -129,20 +130,34 @@ class SuiteResult:
         return (f"{self.suite}: {self.passed} passed, {self.failed} failed, "
                 f"{self.skipped} skipped in {self.seconds:.0f} s")
 
-    def report(self, failures: Sequence[TestOutcome] | None = None, lines: int = 6) -> str:
-        """The summary, then each failing (or skipped) test by name with the
-        last lines of its traceback: what a red CI run has to show."""
+    def report(self, failures: Sequence[TestOutcome] | None = None) -> str:
+        """The summary, then each failing (or skipped) test by name with its
+        exception: what a red CI run has to show."""
         shown = self.failures() if failures is None else failures
         parts = [self.summary()]
         for outcome in sorted(shown, key=lambda o: o.id):
-            tail = [line for line in outcome.details.strip().splitlines() if line.strip()]
             parts.append(f"- {outcome.status.upper()} {outcome.name}")
-            parts.extend(f"    {line}" for line in tail[-lines:])
+            parts.extend(f"    {line}" for line in exception_lines(outcome.details))
         return "\n".join(parts)
 
     def to_json(self) -> str:
         return json.dumps({"suite": self.suite, "seconds": self.seconds, "outcomes": [
             {"id": o.id, "status": o.status, "details": o.details} for o in self.outcomes]})
+
+
+# The first line of an exception in a traceback: "KeyError: 'location'",
+# "tempest.lib.exceptions.BadRequest: Bad request" (not tempest's
+# "Details: ..." line that follows it).
+EXCEPTION_LINE = re.compile(r"^(\w+(\.\w+)+|\w*(Error|Exception|Failure)\w*): ")
+
+
+def exception_lines(details: str, limit: int = 20) -> list[str]:
+    """The last exception of a traceback (its message may span lines), or
+    the end of ``details`` (a skip's reason) when none is found."""
+    lines = [line for line in details.rstrip().splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if EXCEPTION_LINE.match(line)]
+    first = starts[-1] if starts else max(0, len(lines) - limit)
+    return lines[first:first + limit]
 
 
 def read_subunit(venv: Path, stream: Path) -> list[TestOutcome]:
