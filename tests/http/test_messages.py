@@ -33,6 +33,17 @@ def test_post_returns_resources(http: httpx.Client) -> None:
     assert len(set(resources)) == 2
 
 
+def test_post_location_names_every_new_id(http: httpx.Client) -> None:
+    """Zaqar's Location on a post, every new id in order: tempest reads them there."""
+    resp = http.post("/v2/queues/q/messages", json={"messages": [
+        {"body": 1}, {"body": 2}, {"body": 3}]})
+    assert resp.status_code == 201
+    ids = [href.rsplit("/", 1)[1] for href in resp.json()["resources"]]
+    assert resp.headers["location"] == "/v2/queues/q/messages?ids=" + ",".join(ids)
+    got = http.get(resp.headers["location"])
+    assert [m["id"] for m in got.json()["messages"]] == ids
+
+
 def test_post_creates_the_queue(http: httpx.Client) -> None:
     post_messages(http, "lazy", 1)
     assert [q["name"] for q in http.get("/v2/queues").json()["queues"]] == ["lazy"]

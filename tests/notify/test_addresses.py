@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tests.support.clock import FakeClock
-from tidings.notify.addresses import AddressPolicy, RefusedAddress, getaddrinfo
+from tidings.notify.addresses import (
+    AddressPolicy,
+    RefusedAddress,
+    RefusedResolution,
+    getaddrinfo,
+    literal_addresses,
+)
 
 DEFAULT = AddressPolicy()
 
@@ -14,6 +20,8 @@ DEFAULT = AddressPolicy()
     "169.254.169.254", "fd00:ec2::254", "127.0.0.1", "127.1.2.3", "::1", "10.0.0.1",
     "172.16.5.4", "192.168.1.1", "100.64.0.1", "0.0.0.0", "::", "fe80::1", "224.0.0.1",
     "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+    # cloud metadata and platform services
+    "168.63.129.16", "100.100.100.200", "192.0.0.192", "::ffff:168.63.129.16",
 ])
 def test_internal_addresses_are_refused_by_default(address):
     assert DEFAULT.refusal(address) is not None
@@ -48,6 +56,47 @@ async def test_names_are_checked_after_resolution():
         await DEFAULT.resolve("169.254.169.254", 80)
     with pytest.raises(RefusedAddress):
         await DEFAULT.resolve("[fd00:ec2::254]", 80)
+
+
+def test_metadata_services_are_named_in_the_refusal():
+    # Even where an operator allows the wider range around them.
+    policy = AddressPolicy(allow=["100.64.0.0/10"])
+    assert "100.100.100.200/32" in policy.refusal("100.100.100.200")
+    assert policy.refusal("100.64.0.1") is None
+    assert "168.63.129.16/32" in DEFAULT.refusal("168.63.129.16")
+    # Naming the address itself opens it.
+    assert AddressPolicy(allow=["169.254.169.254/32"]).refusal("169.254.169.254") is None
+
+
+@pytest.mark.parametrize("host,addresses", [
+    ("127.0.0.1", ["127.0.0.1"]), ("[::1]", ["::1"]), ("127.1", ["127.0.0.1"]),
+    ("2130706433", ["127.0.0.1"]), ("0x7f.0.0.1", ["127.0.0.1"]),
+    ("0251.0376.0251.0376", ["169.254.169.254"]),
+    ("localhost", ["127.0.0.1", "::1"]), ("LOCALHOST.", ["127.0.0.1", "::1"]),
+    ("api.localhost", ["127.0.0.1", "::1"]),
+    ("example.com", []), ("fake", []), ("trigger.me", []), ("1.de", []), ("10.in-addr", []),
+])
+def test_literal_addresses_need_no_dns(host, addresses):
+    assert literal_addresses(host) == addresses
+
+
+def test_literal_refusal_judges_only_what_the_host_spells():
+    assert "169.254" in DEFAULT.literal_refusal("169.254.169.254")
+    assert DEFAULT.literal_refusal("2130706433") is not None
+    assert DEFAULT.literal_refusal("localhost") is not None
+    assert DEFAULT.literal_refusal("8.8.8.8") is None
+    assert DEFAULT.literal_refusal("fake") is None  # a name: judged at send time
+    # localhost passes when loopback (either family) is allowed.
+    assert AddressPolicy(allow=["127.0.0.1/32"]).literal_refusal("localhost") is None
+
+
+async def test_a_name_resolving_to_refused_addresses_is_worth_a_retry():
+    # A name's DNS may change; an address never will.
+    with pytest.raises(RefusedResolution):
+        await DEFAULT.resolve("localhost", 80)
+    with pytest.raises(RefusedAddress) as info:
+        await DEFAULT.resolve("127.0.0.1", 80)
+    assert not isinstance(info.value, RefusedResolution)
 
 
 async def test_unresolvable_name_is_an_oserror_worth_a_retry():

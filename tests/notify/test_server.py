@@ -312,3 +312,32 @@ def test_confirming_false_without_confirmation_sends_nothing(server_factory):
         assert len(receiver.requests) == 1
     assert got.json["Message_Type"] == "Notification"
     assert got.json["body"] == "sent"
+
+
+def test_an_unresolvable_webhook_name_is_retried_then_dead_with_its_reason(server_factory):
+    """Tempest subscribes http://fake:8080: accepted at creation as in Zaqar;
+    at delivery the name does not resolve, which is a failed attempt,
+    retried by the policy, then dead: the reason is in the deliveries
+    listing and in the log (WARNING, with the subscription id)."""
+    proc = server_factory(TIDINGS_LOG_LEVEL="info").start()
+    quick = {"retries_with_no_delay": 2, "maximum_retries": 2}
+    with httpx.Client(base_url=proc.url, headers=headers(), timeout=10) as client:
+        response = client.post("/v2/queues/fake/subscriptions", json={
+            "subscriber": "http://fake:8080", "options": {"_retry_policy": quick}})
+        assert response.status_code == 201, response.text
+        sid = response.json()["subscription_id"]
+        client.post("/v2/queues/fake/messages", json={"messages": [{"body": 1, "ttl": 600}]})
+        listing = f"/v2/queues/fake/subscriptions/{sid}/deliveries"
+        deadline = time.monotonic() + 10
+        while not (dead := client.get(listing, params={"status": "dead"}).json()["deliveries"]):
+            assert time.monotonic() < deadline, client.get(listing).json()
+            time.sleep(0.05)
+    [delivery] = dead
+    assert delivery["attempts"] == 3
+    assert "cannot resolve fake" in delivery["last_error"]
+    assert "gave up after 3 attempts" in delivery["last_error"]
+    log = proc.log_path.read_text()
+    assert log.count(f"of subscription {sid} failed") == 2
+    [died] = [line for line in log.splitlines() if f"of subscription {sid}" in line
+              and "is dead" in line]
+    assert "WARNING" in died and "cannot resolve fake" in died

@@ -124,6 +124,21 @@ async def test_default_policy_refuses_the_local_receiver(receiver):
     assert receiver.requests == []
 
 
+async def test_names_that_resolve_to_refused_addresses_or_not_at_all_are_retryable(receiver):
+    # localhost resolves (through the hosts file) to loopback, refused by
+    # default: a failed attempt, not a dead one, since a name's DNS may change.
+    sender = WebhookSender(AddressPolicy(), timeout=2)
+    try:
+        for url in (receiver.url.replace("127.0.0.1", "localhost"),
+                    "http://no-such-host.invalid/x"):
+            with pytest.raises(SendFailed) as info:
+                await sender.send(d := delivery(url), document(d))
+            assert not isinstance(info.value, PermanentFailure), info.value
+    finally:
+        await sender.aclose()
+    assert receiver.requests == []
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/", "http://user:pw@example.com/", "http://"])
 async def test_malformed_subscribers_are_permanent(sender, url):
     with pytest.raises(PermanentFailure):

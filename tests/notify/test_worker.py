@@ -180,12 +180,35 @@ async def test_an_address_refused_at_send_time_is_dead_at_once(storage, receiver
     assert worker.stats["retried"] == 0
 
 
+@pytest.mark.parametrize("host", ["localhost", "no-such-host.invalid"])
+async def test_a_name_refused_or_unresolved_at_send_time_is_retried_then_dead(
+        storage, receiver, running, caplog, host):
+    """Names are judged at send time only (the API accepts them, as Zaqar
+    does): one resolving to refused addresses only (localhost, through the
+    hosts file; loopback is not allowed here) or not at all is a failed
+    attempt, retried by the policy, then dead with its reason, logged."""
+    url = receiver.url.replace("127.0.0.1", host)
+    sid = await subscribe(storage, "orders", url, {"_retry_policy": QUICK})
+    await post(storage, "orders", {"n": 1})
+    caplog.set_level("INFO", logger="tidings.notify.worker")
+    worker = running(settings=settings(allowed_networks=[]))
+    [gone] = await eventually(lambda: dead(storage, "orders"))
+    assert gone.attempts == 4 and worker.stats["retried"] == 3
+    reason = "refused" if host == "localhost" else "cannot resolve"
+    assert reason in gone.last_error and "gave up after 4 attempts" in gone.last_error
+    assert receiver.requests == []
+    failed = [r for r in caplog.records if r.levelname == "INFO" and "failed" in r.message]
+    assert len(failed) == 3 and all(sid in r.message for r in failed)
+    [died] = [r for r in caplog.records if r.levelname == "WARNING" and "dead" in r.message]
+    assert sid in died.message and reason in died.message
+
+
 async def test_metadata_service_address_is_dead(storage, running):
     await subscribe(storage, "orders", "http://169.254.169.254/latest/meta-data/")
     await post(storage, "orders", {"n": 1})
     running()
     [gone] = await eventually(lambda: dead(storage, "orders"))
-    assert "169.254.0.0/16" in gone.last_error
+    assert "169.254.169.254/32" in gone.last_error and "metadata" in gone.last_error
 
 
 async def test_mailto_reaches_the_smtp_server(storage, running):

@@ -47,9 +47,30 @@ def test_bad_subscriptions(sock: Socket) -> None:
     # The session's server refuses internal webhook targets.
     assert_error(sock.call("subscription_create",
                            {**Q, "subscriber": "http://169.254.169.254/"}), 400)
+    for userinfo in ("http://a@example.com/", "http://h\\@example.com/"):
+        assert_error(sock.call("subscription_create", {**Q, "subscriber": userinfo}), 400)
     assert sock.call("subscription_create", {}).status == 400  # no queue_name
     assert_error(sock.call("subscription_get", {**Q, "subscription_id": "nope"}), 404)
     assert sock.call("subscription_delete", {**Q, "subscription_id": "nope"}).status == 204
+
+
+def test_duplicate_subscriber_answers_with_the_same_id(sock: Socket) -> None:
+    """As over HTTP (and in Zaqar): a named subscriber subscribed twice gets
+    the first subscription's id back, unchanged; a socket subscribing itself
+    twice is Zaqar's 409 (test_socket_subscribes_itself)."""
+    first = sock.ok("subscription_create", {**Q, "subscriber": "mailto:d@example.com",
+                                            "ttl": 600}, 201)
+    again = sock.ok("subscription_create", {**Q, "subscriber": "mailto:d@example.com",
+                                            "ttl": 900}, 201)
+    assert again == first
+    got = sock.ok("subscription_get", {**Q, "subscription_id": first["subscription_id"]})
+    assert got["ttl"] == 600
+    assert len(sock.ok("subscription_list", Q)["subscriptions"]) == 1
+
+
+def test_host_names_are_accepted_without_resolving_them(sock: Socket) -> None:
+    # As in Zaqar: a name is resolved (and checked) at delivery.
+    sock.ok("subscription_create", {**Q, "subscriber": "http://fake:8080"}, 201)
 
 
 def test_other_subscribers_and_update(sock: Socket) -> None:

@@ -2,9 +2,9 @@
 the shadow project, see api/topics.py).
 
 Zaqar's wire format, with its bugs fixed: the subscriber must be a string
-with a known scheme, ``options`` an object, and a second subscription of
-the same subscriber on the same queue is a 409 (Zaqar answers 201 while the
-first is unconfirmed).
+with a known scheme and ``options`` an object. A second subscription of the
+same subscriber on the same queue answers with the first one's id, as
+Zaqar does (OpenStack's tempest plugin relies on it); see ``_existing``.
 
 With ``options.require_confirmation`` (or ``notifications.require_confirmation``)
 a subscription starts unconfirmed and a CONFIRMATION delivery is enqueued:
@@ -116,10 +116,10 @@ def check_options(value: Any) -> dict[str, Any]:
     return value
 
 
-async def check_target(ctx: Context, subscriber: str) -> None:
+def check_target(ctx: Context, subscriber: str) -> None:
     """Webhooks must not point at internal addresses (api/targets.py)."""
     if urlsplit(subscriber).scheme in WEBHOOK_SCHEMES:
-        await targets.check_webhook_target(subscriber, ctx.service.notifications)
+        targets.check_webhook_target(subscriber, ctx.service.notifications)
 
 
 def _settings_require_confirmation(ctx: Context) -> bool:
@@ -240,7 +240,7 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
     ttl_value = document.get("ttl")
     ttl = check_ttl(ctx, ctx.limits.default_subscription_ttl if ttl_value is None else ttl_value)
     options = check_options(document.get("options"))
-    await check_target(ctx, subscriber)
+    check_target(ctx, subscriber)
     confirm_first = needs_confirmation(ctx, subscriber, options)
     request = None
     if confirm_first:
@@ -249,19 +249,43 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
         def request(subscription_id: str) -> dict[str, Any]:
             return confirmation_payload(ctx, queue, subscription_id, ttl, base_url, now)
 
-    # One write: the subscription and its confirmation request stand or fall together.
-    subscription_id = await ctx.storage.subscriptions.create(
-        ctx.project, queue,
-        NewSubscription(subscriber=subscriber, ttl=ttl, options=options,
-                        confirmed=not confirm_first),
-        request,
+    new = NewSubscription(subscriber=subscriber, ttl=ttl, options=options,
+                          confirmed=not confirm_first)
+    # Twice at most: a duplicate that vanishes (deleted, expired) before it
+    # is read back leaves the subscriber free for a second try.
+    for _ in range(2):
+        # One write: the subscription and its confirmation request stand or fall together.
+        subscription_id = await ctx.storage.subscriptions.create(ctx.project, queue, new, request)
+        if subscription_id is not None:
+            return {"subscription_id": subscription_id}
+        existing = await ctx.storage.subscriptions.find(ctx.project, queue, subscriber)
+        if existing is not None:
+            return {"subscription_id": await _existing(ctx, queue, existing, base_url)}
+    raise _duplicate()
+
+
+def _duplicate() -> errors.Conflict:
+    return errors.Conflict(
+        "Such subscription already exists. Subscriptions are unique by project + queue "
+        "+ subscriber URI."
     )
-    if subscription_id is None:
-        raise errors.Conflict(
-            "Such subscription already exists. Subscriptions are unique by project + queue "
-            "+ subscriber URI."
-        )
-    return {"subscription_id": subscription_id}
+
+
+async def _existing(ctx: Context, queue: str, existing: Subscription,
+                    base_url: str | None) -> str:
+    """The id a second create of the same subscriber answers with, as in
+    Zaqar: the subscription as it is (the new ttl and options are ignored),
+    its confirmation asked again while it is unconfirmed; 409 only once a
+    subscriber that had to confirm did. A socket subscribing itself twice
+    is a 409 too, as in Zaqar's WebSocket API."""
+    if existing.subscriber.startswith(WEBSOCKET_PREFIX):
+        raise _duplicate()
+    required = needs_confirmation(ctx, existing.subscriber, existing.options)
+    if required and existing.confirmed:
+        raise _duplicate()
+    if required:
+        await _request_confirmation(ctx, queue, existing.id, existing.ttl, base_url)
+    return existing.id
 
 
 @stage("subscription", "get")
@@ -317,7 +341,7 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
     if subscriber == current.subscriber:
         subscriber = None
     if subscriber is not None:
-        await check_target(ctx, subscriber)
+        check_target(ctx, subscriber)
     await ctx.storage.subscriptions.update(ctx.project, queue, subscription_id,
                                            subscriber=subscriber, ttl=ttl, options=options)
     new_options = current.options if options is None else options

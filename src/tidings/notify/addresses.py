@@ -6,10 +6,14 @@ not reach what only the server can reach: cloud metadata services
 and the like are refused unless the operator allows them (for example
 ``127.0.0.1/32`` in tests). The check runs on resolved addresses, at send
 time, and the request then goes to the address that was checked, so a name
-that resolves elsewhere later (DNS rebinding) gains nothing.
+that resolves elsewhere later (DNS rebinding) gains nothing. Without DNS,
+``literal_refusal`` judges what a URL spells itself (an IP address, a
+localhost name): the API refuses those when a subscription is made.
 
-Order of the rules: the operator's ``deny`` list, then the operator's
-``allow`` list, then the built-in refusals; anything else is allowed.
+Order of the rules: the operator's ``deny`` list, the cloud metadata
+services (opened only by an ``allow`` entry naming the address itself),
+the operator's ``allow`` list, then the built-in refusals; anything else
+is allowed.
 
 A name's addresses are kept ``cache_seconds`` (5 s) after a lookup, so a
 busy webhook costs no lookup (a thread hop of getaddrinfo) per send; every
@@ -30,9 +34,21 @@ from typing import TypeVar
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Cloud metadata and platform services, named one by one: most lie in a
+# range refused below, but allowing that range (say 100.64.0.0/10 for an
+# internal network) must not open the credentials service inside it, so
+# only an allow entry naming the address itself opens one of these.
+# 168.63.129.16 is a public address: only this list refuses it.
+METADATA_SERVICES: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in (
+    "169.254.169.254/32",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle... metadata
+    "168.63.129.16/32",    # Azure wire server (platform agent, DNS, health probes)
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "192.0.0.192/32",      # Oracle Cloud metadata
+    "fd00:ec2::254/128",   # AWS metadata over IPv6
+))
 # Refused unless allowed; the properties of ipaddress cover the rest
 # (loopback, private, link-local, multicast, reserved, unspecified).
-BUILTIN_DENIED: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in (
+BUILTIN_DENIED: tuple[IPNetwork, ...] = METADATA_SERVICES + tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",      # carrier-grade NAT
@@ -60,6 +76,11 @@ T = TypeVar("T")
 
 class RefusedAddress(Exception):
     """The target may not be reached; sending again will not help."""
+
+
+class RefusedResolution(RefusedAddress):
+    """A name resolves to refused addresses only. Its DNS may change (or
+    have been caught mid-change), so this counts as one failed attempt."""
 
 
 def _parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -125,6 +146,13 @@ class AddressPolicy:
                 if candidate.version == network.version and candidate in network:
                     return f"{ip} is in the denied range {network}"
         for candidate in candidates:
+            for service in METADATA_SERVICES:
+                if (candidate.version == service.version and candidate in service
+                        and not any(network.version == service.version
+                                    and network.subnet_of(service)  # type: ignore[arg-type]
+                                    for network in self.allow)):
+                    return f"{ip} is in the refused range {service} (a cloud metadata service)"
+        for candidate in candidates:
             for network in self.allow:
                 if candidate.version == network.version and candidate in network:
                     return None
@@ -173,8 +201,21 @@ class AddressPolicy:
                 allowed.append(address)
         if not allowed:
             detail = "; ".join(dict.fromkeys(reasons)) or "no IPv4 or IPv6 address"
-            raise RefusedAddress(f"webhook address refused: {host} resolves to {detail}")
+            raise RefusedResolution(f"webhook address refused: {host} resolves to {detail}")
         return allowed
+
+    def literal_refusal(self, host: str) -> str | None:
+        """Why ``host`` may not be reached, judged without DNS: an IP
+        literal in a refused range, or a localhost name when loopback is
+        refused. None for an allowed literal and for any other name (only
+        a lookup at send time can tell)."""
+        addresses = literal_addresses(host)
+        if not addresses:
+            return None
+        reasons = [self._remembered_refusal(address) for address in addresses]
+        if all(reasons):
+            return "; ".join(dict.fromkeys(r for r in reasons if r))
+        return None
 
     async def _lookup(self, host: str, port: int) -> list[str]:
         """The name's addresses, from the cache while they are fresh. Only
@@ -201,3 +242,23 @@ def _ip_literal(host: str) -> IPAddress | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def literal_addresses(host: str) -> list[str]:
+    """The addresses ``host`` names without DNS: an IP address, in any
+    notation getaddrinfo would also take (``127.1``, ``2130706433``,
+    ``0x7f.0.0.1``), or loopback for ``localhost`` and names under
+    ``.localhost`` (RFC 6761); [] for a name only DNS can answer."""
+    host = host.strip("[]").split("%", 1)[0]
+    ip = _ip_literal(host)
+    if ip is not None:
+        return [str(ip)]
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return ["127.0.0.1", "::1"]
+    if name and all(c in "0123456789abcdefx." for c in name) and name[0].isdigit():
+        try:  # inet_aton's shorthands: what the resolver would turn into an address
+            return [socket.inet_ntoa(socket.inet_aton(name))]
+        except OSError:
+            return []
+    return []

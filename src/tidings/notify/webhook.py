@@ -12,10 +12,11 @@ error is a failed attempt (retried by the policy). (Zaqar counted 3xx and
 at send time and every address is checked against the allow/deny lists;
 the request goes to a checked address, with the original Host header and,
 for https, the original name for SNI and certificate checks. A refused
-address is a permanent failure. Redirects are not followed (they could
-point anywhere) and proxy variables are ignored. The requests go over
-http1.py's kept-alive connections (httpx only parses the URL and makes the
-TLS context).
+IP address is a permanent failure; a name that does not resolve, or
+resolves to refused addresses only, is a failed attempt (DNS may
+change). Redirects are not followed (they could point anywhere) and
+proxy variables are ignored. The requests go over http1.py's kept-alive
+connections (httpx only parses the URL and makes the TLS context).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from tidings.notify.addresses import AddressPolicy, RefusedAddress
+from tidings.notify.addresses import AddressPolicy, RefusedAddress, RefusedResolution
 from tidings.notify.http1 import (
     KEEPALIVE_SECONDS,
     ConnectFailed,
@@ -207,9 +208,11 @@ class WebhookSender:
     async def _send(self, delivery: Delivery, doc: dict[str, Any], target: Target) -> None:
         try:
             addresses = await self.addresses.resolve(target.host, target.port)
-        except RefusedAddress as exc:
+        except RefusedResolution as exc:  # a name: its DNS may change
+            raise SendFailed(str(exc)) from None
+        except RefusedAddress as exc:  # an address: it never will
             raise PermanentFailure(str(exc)) from None
-        except OSError as exc:  # resolution failed: DNS may recover
+        except (OSError, UnicodeError) as exc:  # resolution failed: DNS may recover
             raise SendFailed(f"cannot resolve {target.host}: {exc}") from None
         request = encode_request(target.path, request_headers(delivery, target),
                                  render(delivery, doc))

@@ -12,8 +12,9 @@ the leasing. The outcomes:
 - sent → ``delivered`` (the delivery is removed);
 - failed → ``retry(at=now + delay)`` with the delay the retry policy gives
   for this attempt, or ``dead`` once the policy has no retry left;
-- refused for good (an address the allow/deny lists refuse, a malformed
-  subscriber) → ``dead`` at once;
+- refused for good (an IP address the allow/deny lists refuse, a malformed
+  subscriber) → ``dead`` at once (a host NAME that does not resolve, or
+  resolves to refused addresses only, is an ordinary failed attempt);
 - a WebSocket whose process did not take the frame (relay.py) → ``retry``
   shortly.
 
@@ -356,13 +357,13 @@ class Notifier:
             except PermanentFailure as exc:
                 await deliveries.dead(delivery.id, error=_short(str(exc)))
                 self._count("dead", delivery)
-                log.warning("delivery %s to %s is dead: %s", delivery.id,
-                            delivery.subscriber, exc)
+                _log_dead(delivery, str(exc))
             except NotHere as exc:
                 if delivery.attempts + 1 >= self.settings.socket_max_attempts:
-                    await deliveries.dead(delivery.id, error=_short(
-                        f"{exc} (gave up after {delivery.attempts + 1} attempts)"))
+                    reason = f"{exc} (gave up after {delivery.attempts + 1} attempts)"
+                    await deliveries.dead(delivery.id, error=_short(reason))
                     self._count("dead", delivery)
+                    _log_dead(delivery, reason)
                 else:
                     await self._retry(delivery, exc.retry_in, str(exc))
             except SendFailed as exc:
@@ -389,12 +390,13 @@ class Notifier:
         failures = delivery.attempts + 1
         delay = policy.delay_after(failures)
         if delay is None:
-            await self.storage.deliveries.dead(delivery.id, error=_short(
-                f"{error} (gave up after {failures} attempts)"))
+            reason = f"{error} (gave up after {failures} attempts)"
+            await self.storage.deliveries.dead(delivery.id, error=_short(reason))
             self._count("dead", delivery)
-            log.info("delivery %s to %s is dead after %d attempts: %s", delivery.id,
-                     delivery.subscriber, failures, error)
+            _log_dead(delivery, reason)
         else:
+            log.info("delivery %s of subscription %s failed (attempt %d, next in %gs): %s",
+                     delivery.id, delivery.subscription_id, failures, delay, error)
             await self._retry(delivery, delay, error)
 
     async def _retry(self, delivery: Delivery, delay: float, error: str) -> None:
@@ -427,6 +429,14 @@ class Notifier:
             self._queue_policies.clear()
         self._queue_policies[key] = (now + QUEUE_POLICY_TTL, value)
         return value
+
+
+def _log_dead(delivery: Delivery, reason: str) -> None:
+    # WARNING: a notification is lost to its subscriber; the operator may
+    # want to fix the target and redeliver.
+    log.warning("delivery %s of subscription %s (queue %s, project %s) to %s is dead: %s",
+                delivery.id, delivery.subscription_id, delivery.queue, delivery.project,
+                delivery.subscriber, reason)
 
 
 def _short(error: str) -> str:

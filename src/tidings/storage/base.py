@@ -404,7 +404,8 @@ class SubscriptionController(ABC):
                      confirmation: Callable[[str], dict[str, Any]] | None = None
                      ) -> str | None:
         """The new subscription's id; None when the queue already has a
-        live subscription with this subscriber (the caller answers 409).
+        live subscription with this subscriber (the caller answers with
+        that one, see api/subscriptions.py).
 
         With ``confirmation``, a CONFIRMATION delivery whose payload is
         ``confirmation(<the new id>)`` is enqueued in the same transaction:

@@ -228,6 +228,8 @@ class MessageCollection(EntityResource):
         if document is None:
             raise errors.InvalidBody("The request body must hold a \"messages\" array.")
         result = await self.ops.post_messages(ctx, parent(params), document, size)
+        # Zaqar names the new messages in Location too (tempest reads the ids there).
+        resp.location = f"{req.path}?ids={','.join(messages.posted_ids(result))}"
         json_response(resp, result, falcon.HTTP_201)
 
     async def on_get(self, req: Req, resp: Resp, **params: str) -> None:
