@@ -296,6 +296,21 @@ def expected_client_failure(outcome: TestOutcome) -> str | None:
     return CLIENT_EXPECTED_FAILURES.get(outcome.name.removeprefix(module_prefix))
 
 
+def unexpected_client_failures(result: SuiteResult) -> list[TestOutcome]:
+    """The client's failing tests that pass against Zaqar."""
+    return [o for o in result.failures() if expected_client_failure(o) is None]
+
+
+def client_report(result: SuiteResult) -> str:
+    """The failures Zaqar does not have, with their exceptions, then those
+    it has too, with the reason."""
+    unexpected = unexpected_client_failures(result)
+    lines = [result.report(unexpected), "failing against Zaqar 23 too (docs/compatibility.md):"]
+    lines += [f"- {o.name}: {expected_client_failure(o)}"
+              for o in result.failures() if o not in unexpected]
+    return "\n".join(lines)
+
+
 def run_zaqarclient_functional(workdir: Path, endpoint: str,
                                venv: Path | None = None) -> SuiteResult:
     """python-zaqarclient's functional tests against the noauth server at
