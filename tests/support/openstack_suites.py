@@ -81,7 +81,9 @@ def zaqarclient_sdist(venv: Path) -> Path:
             raise SuiteUnavailable("pip download python-zaqarclient failed:\n"
                                    + done.stderr[-2000:])
         with tarfile.open(archives[0]) as archive:
-            archive.extractall(scratch, filter="data")
+            # Extraction filters came in 3.11.4; Debian 12's Python is 3.11.2.
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(scratch, **safe)
         unpacked = next(p for p in Path(scratch).iterdir() if p.is_dir())
         try:
             unpacked.rename(target)
