@@ -16,8 +16,10 @@ tests/support/subunit_results.py turns into one result per test.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -56,7 +58,11 @@ CLIENT_TIMEOUT = 300.0
 
 
 class SuiteUnavailable(RuntimeError):
-    """A suite could not be installed or did not run."""
+    """A suite could not be installed (no network, a failed install)."""
+
+
+class SuiteBroken(RuntimeError):
+    """A suite was installed but gave no results: never a reason to skip."""
 
 
 def suites_venv() -> Path:
@@ -167,7 +173,7 @@ def read_subunit(venv: Path, stream: Path) -> list[TestOutcome]:
         done = subprocess.run([str(venv / "bin" / "python"), str(SUBUNIT_READER)], stdin=source,
                               env=QUIET, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise SuiteUnavailable(f"reading {stream} failed:\n{done.stderr[-2000:]}")
+        raise SuiteBroken(f"reading {stream} failed:\n{done.stderr[-2000:]}")
     return [TestOutcome(r["id"], r["status"], r["details"]) for r in json.loads(done.stdout)]
 
 
@@ -186,13 +192,21 @@ def _run_suite(suite: str, venv: Path, args: list[str], cwd: Path, env: dict[str
     log = out.with_suffix(".log")
     started = time.monotonic()
     with out.open("wb") as stdout, log.open("wb") as stderr:
-        subprocess.run(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                       stdin=subprocess.DEVNULL, timeout=timeout)
+        # Its own session: tempest's test workers are its children, and a
+        # run that hangs is stopped whole.
+        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise SuiteBroken(f"{suite} did not finish in {timeout:.0f} s; see {log}") from None
     seconds = time.monotonic() - started
     outcomes = read_subunit(venv, out)
     if not outcomes:
-        raise SuiteUnavailable(f"{suite} ran no test; its log ({log}) ends:\n"
-                               + log.read_text(errors="replace")[-3000:])
+        raise SuiteBroken(f"{suite} ran no test; its log ({log}) ends:\n"
+                          + log.read_text(errors="replace")[-3000:])
     return SuiteResult(suite, tuple(outcomes), seconds)
 
 
@@ -252,7 +266,7 @@ def run_tempest(workdir: Path, tidings_url: str, keystone: KeystoneServer,
          str(workdir / "workspaces.yaml"), str(workspace)],
         env=env, capture_output=True, text=True, timeout=300)
     if init.returncode != 0:
-        raise SuiteUnavailable(f"tempest init failed:\n{init.stderr[-2000:]}")
+        raise SuiteBroken(f"tempest init failed:\n{init.stderr[-2000:]}")
     conf = workspace / "etc" / "tempest.conf"
     conf.write_text(TEMPEST_CONF.format(workspace=workspace, identity=keystone.api,
                                         admin_password=ADMIN_PASSWORD))
