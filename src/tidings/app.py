@@ -21,6 +21,7 @@ from tidings.api.context import Service
 from tidings.api.quotas import Quotas
 from tidings.auth import Policy, PolicyError
 from tidings.auth.authenticator import Authenticator
+from tidings.auth.trusts import Trusts
 from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings
 from tidings.metrics import Metrics, QueueSampler, instrument
 from tidings.notify import Notifier, sockets
@@ -38,8 +39,10 @@ class Lifespan:
 
     def __init__(self, storage: DataDriver, gc_interval: float,
                  auth: Authenticator | None = None, notifier: Notifier | None = None,
-                 relay: Relay | None = None) -> None:
+                 relay: Relay | None = None, service: Service | None = None) -> None:
         self.storage = storage
+        # Gets the stored signing key when none is configured.
+        self.service = service
         self.gc_interval = gc_interval
         self.auth = auth
         # The delivery worker (notifications.worker_in_server).
@@ -51,6 +54,8 @@ class Lifespan:
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         await self.storage.open()
+        if self.service is not None:
+            await load_signing_key(self.storage, self.service, self.auth)
         if self.gc_interval > 0:
             self._gc_task = asyncio.create_task(self._collect_garbage())
         if self.relay is not None:
@@ -82,6 +87,29 @@ class Lifespan:
                 log.exception("gc pass failed")
 
 
+SIGNING_KEY_NAME = "signed-urls"
+
+
+async def load_signing_key(storage: DataDriver, service: Service,
+                           auth: Authenticator | None) -> None:
+    """Without ``auth.secret_key``, pre-signed URLs are signed with a key
+    generated once and kept with the data (DataDriver.stored_secret), so
+    ``POST .../share`` works out of the box, as Zaqar's does, and every
+    worker and node of the deployment signs and verifies alike. A
+    configured key always wins."""
+    if service.signing_key is not None:
+        return
+    try:
+        key = await storage.stored_secret(SIGNING_KEY_NAME)
+    except Exception as exc:  # noqa: BLE001 - signed URLs stay off (503), the rest works
+        log.warning("pre-signed URLs are off: no auth.secret_key, and the storage could "
+                    "not keep a generated one (%s)", exc)
+        return
+    service.signing_key = key
+    if auth is not None:
+        auth.signing_key = key
+
+
 def create_app(settings: Settings, clock: Clock = system_clock,
                metrics_dir: str | None = None) -> falcon.asgi.App:
     """The app of one server process; ``metrics_dir``: the directory where
@@ -101,12 +129,16 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                       metrics=metrics)
     if settings.auth.strategy == "noauth" and settings.auth.noauth_project:
         service.default_project = settings.auth.noauth_project
+    if auth.keystone is not None:
+        # trust+ subscribers: trusts to the service user the validator logs in as.
+        service.trusts = Trusts(auth.keystone)
     configure_notifications(service, settings)
     relay = Relay(storage, sockets.REGISTRY,
                   ack_timeout=settings.notifications.socket_ack_timeout)
     notifier = None
     if settings.notifications.worker_in_server:
-        notifier = Notifier.from_settings(storage, settings, relay=relay)
+        notifier = Notifier.from_settings(storage, settings, relay=relay,
+                                          trusts=service.trusts)
         notifier.metrics = metrics
         service.wake_notifier = notifier.wake
     observe, sampler = observability(settings, metrics, storage, service.default_project)
@@ -119,7 +151,7 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                                                       settings.metrics.sample_top_queues)))
     app = create_http_app(service, middleware=[*snapshots,
                                                Lifespan(storage, settings.gc_interval, auth,
-                                                        notifier, relay), *sampler],
+                                                        notifier, relay, service), *sampler],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
                           request_id=observe)
     ws.use_raw_frames(app)

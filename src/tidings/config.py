@@ -173,8 +173,9 @@ class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     noauth_project: str = ""
     # A YAML or JSON file of policy rules over Zaqar's defaults.
     policy_file: str = ""
-    # The HMAC key of pre-signed URLs (POST /v2/queues/{name}/share);
-    # empty disables them.
+    # The HMAC key of pre-signed URLs (POST /v2/queues/{name}/share).
+    # Empty: a random key generated once and kept with the data (beside the
+    # SQLite file, in Redis or PostgreSQL), shared by every process.
     secret_key: str = ""
     keystone: KeystoneSettings = msgspec.field(default_factory=KeystoneSettings)
 

@@ -81,7 +81,7 @@ def test_curl_snippets_create_post_claim_and_delete(server: ServerProcess, proje
     assert len(posted["resources"]) == 2  # type: ignore[index]
     assert [m["body"]["id"] for m in listed["messages"]] == [42, 43]  # type: ignore[index]
     assert [m["body"]["id"] for m in claimed["messages"]] == [42, 43]  # type: ignore[index]
-    assert all(m["claim_id"] for m in claimed["messages"])  # type: ignore[index]
+    assert all("?claim_id=" in m["href"] for m in claimed["messages"])  # type: ignore[index]
     assert deleted == [204, 204]  # each claimed message deleted with its claim
     assert last == {"messages": {"claimed": 0, "free": 0, "total": 0}}
     assert stats(server.url, project)["total"] == 0

@@ -143,16 +143,16 @@ CASES = [
          headers={"X-Project-ID": "p" * 257}),
     # --- queue names ------------------------------------------------------
     Case("queue-name-65-chars", "PUT", "/v2/queues/" + "a" * 65, 400, INVALID_QUEUE),
-    Case("queue-name-dot", "PUT", "/v2/queues/a.b", 400, INVALID_QUEUE),
+    Case("queue-name-colon", "PUT", "/v2/queues/a:b", 400, INVALID_QUEUE),  # dots are fine
     Case("queue-name-space", "PUT", "/v2/queues/a%20b", 400, INVALID_QUEUE),
     Case("queue-name-unicode", "PUT", "/v2/queues/caf%C3%A9", 400, INVALID_QUEUE),
     Case("queue-name-empty", "PUT", "/v2/queues/", 400, INVALID_QUEUE),
-    Case("queue-name-bad-post", "POST", "/v2/queues/a.b/messages", 400, INVALID_QUEUE,
+    Case("queue-name-bad-post", "POST", "/v2/queues/a:b/messages", 400, INVALID_QUEUE,
          json=post({"body": 1})),
-    Case("queue-name-bad-claim", "POST", "/v2/queues/a.b/claims", 400, INVALID_QUEUE,
+    Case("queue-name-bad-claim", "POST", "/v2/queues/a:b/claims", 400, INVALID_QUEUE,
          json={}),
-    Case("queue-name-bad-stats", "GET", "/v2/queues/a.b/stats", 400, INVALID_QUEUE),
-    Case("queue-name-bad-delete", "DELETE", "/v2/queues/a.b", 400, INVALID_QUEUE),
+    Case("queue-name-bad-stats", "GET", "/v2/queues/a:b/stats", 400, INVALID_QUEUE),
+    Case("queue-name-bad-delete", "DELETE", "/v2/queues/a:b", 400, INVALID_QUEUE),
     # --- query values -----------------------------------------------------
     Case("queues-limit-0", "GET", "/v2/queues", 400, INVALID_API, params={"limit": 0}),
     Case("queues-limit-21", "GET", "/v2/queues", 400, INVALID_API, params={"limit": 21}),
@@ -275,7 +275,7 @@ CASES = [
     Case("put-dead-letter-queue-number", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
          json={"_max_claim_count": 1, "_dead_letter_queue": 5}),
     Case("put-dead-letter-queue-bad-name", "PUT", "/v2/queues/fresh", 400, INVALID_QUEUE,
-         json={"_max_claim_count": 1, "_dead_letter_queue": "a.b"}),
+         json={"_max_claim_count": 1, "_dead_letter_queue": "a:b"}),
     Case("put-max-claim-count-0", "PUT", "/v2/queues/fresh", 400, INVALID_API,
          json={"_max_claim_count": 0}),
     Case("put-encrypt-not-bool", "PUT", "/v2/queues/fresh", 400, INVALID_BODY,
@@ -327,6 +327,7 @@ CASES = [
          json={"resource_types": ["messages", "bogus"]}),
     Case("purge-empty-types", "POST", "/v2/queues/q/purge", 400, INVALID_API,
          json={"resource_types": []}),
+    Case("purge-no-types", "POST", "/v2/queues/q/purge", 400, INVALID_API, json={}),
     Case("purge-types-not-a-list", "POST", "/v2/queues/q/purge", 400, INVALID_BODY,
          json={"resource_types": "messages"}),
     Case("purge-body-a-list", "POST", "/v2/queues/q/purge", 400, INVALID_BODY,
@@ -349,7 +350,7 @@ def snapshot(http: httpx.Client, claim_id: str) -> dict[str, Any]:
     stats = http.get("/v2/queues/q/stats").json()["messages"]
     for label in ("oldest", "newest"):
         if label in stats:
-            stats[label] = stats[label]["id"]
+            stats[label] = stats[label]["href"]
     messages = http.get("/v2/queues/q/messages", params={
         "echo": "true", "include_claimed": "true", "include_delayed": "true", "limit": 20})
     claim = http.get(f"/v2/queues/q/claims/{claim_id}").json()
@@ -357,9 +358,8 @@ def snapshot(http: httpx.Client, claim_id: str) -> dict[str, Any]:
         "queues": queues.json()["queues"],
         "metadata": http.get("/v2/queues/q").json(),
         "stats": stats,
-        "messages": [(m["id"], m["body"], m["ttl"], m.get("claim_id"))
-                     for m in messages.json()["messages"]],
-        "claim": (claim["ttl"], claim["grace"], [m["id"] for m in claim["messages"]]),
+        "messages": [(m["href"], m["body"], m["ttl"]) for m in messages.json()["messages"]],
+        "claim": (claim["ttl"], [m["id"] for m in claim["messages"]]),
         "other": http.get("/v2/queues/other/stats").json(),
     }
 

@@ -68,6 +68,7 @@ def test_get_claim(http: httpx.Client) -> None:
     got = http.get(location)
     assert got.status_code == 200
     claim = got.json()
+    assert set(claim) == {"age", "href", "messages", "ttl"}  # Zaqar's: no id, no grace
     assert claim["ttl"] == 100
     assert isinstance(claim["age"], int) and claim["age"] >= 0
     assert claim["href"] == location
@@ -125,7 +126,7 @@ def test_dead_letter_queue(http: httpx.Client, peer: httpx.Client) -> None:
     post_messages(http, "q", {"job": 1})
     first = http.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60})
     assert first.status_code == 201
-    assert first.json()["messages"][0]["claim_count"] == 1
+    assert set(first.json()["messages"][0]) == {"id", "href", "ttl", "age", "body"}
     assert http.delete(first.headers["location"]).status_code == 204
     # Claimed once already: the message goes to the dead letter queue.
     assert http.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60}).status_code == 204

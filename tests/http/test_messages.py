@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 import httpx
 import pytest
 
@@ -151,10 +149,13 @@ def test_listing_shape(http: httpx.Client, peer: httpx.Client) -> None:
     assert [m["id"] for m in body["messages"]] == ids
     message = body["messages"][0]
     assert message["href"] == f"/v2/queues/q/messages/{ids[0]}"
-    assert {"id", "href", "ttl", "age", "body"} <= set(message)
+    # Zaqar's fields exactly: no claim_count, no claim_id (it is in the href).
+    assert set(message) == {"id", "href", "ttl", "age", "body"}
+    assert set(peer.get(message["href"]).json()) == {"id", "href", "ttl", "age", "body"}
+    got = peer.get("/v2/queues/q/messages", params={"ids": ids[0]}).json()["messages"]
+    assert set(got[0]) == {"id", "href", "ttl", "age", "body"}
     [link] = body["links"]
-    assert link["rel"] == "next"
-    assert parse_qs(urlsplit(link["href"]).query)["marker"] == [ids[-1]]
+    assert link == {"rel": "next", "href": f"/v2/queues/q/messages?marker={ids[-1]}"}
 
 
 def test_listing_echo(http: httpx.Client, peer: httpx.Client) -> None:
@@ -183,13 +184,33 @@ def test_listing_paging_with_marker(http: httpx.Client, peer: httpx.Client) -> N
 
 
 def test_listing_next_link_keeps_flags(http: httpx.Client) -> None:
-    post_messages(http, "q", 1)
+    """As Zaqar writes them: the request's own parameters, in name order,
+    then the marker; limit only when given."""
+    [mid] = post_messages(http, "q", 1)
     body = http.get("/v2/queues/q/messages",
                     params={"echo": "true", "include_claimed": "true", "limit": 5}).json()
-    query = parse_qs(urlsplit(body["links"][0]["href"]).query)
-    assert query["echo"] == ["true"]
-    assert query["include_claimed"] == ["true"]
-    assert query["limit"] == ["5"]
+    assert body["links"][0]["href"] == (
+        f"/v2/queues/q/messages?echo=true&include_claimed=true&limit=5&marker={mid}")
+    body = http.get("/v2/queues/q/messages", params={"echo": "true", "marker": "0"}).json()
+    assert body["links"][0]["href"] == f"/v2/queues/q/messages?echo=true&marker={mid}"
+    body = http.get("/v2/queues/q/messages", params={"echo": "false"}).json()
+    assert body["links"] == []
+
+
+def test_listing_next_link_adds_no_include_delayed(http: httpx.Client, peer: httpx.Client
+                                                  ) -> None:
+    """A deliberate difference (docs/compatibility.md): Zaqar's next link adds
+    include_delayed=true, harmless there since Zaqar ignores a message's own
+    delay; Tidings honours it, so the next page would show delayed messages."""
+    ids = post_messages(http, "q", 1, 2)
+    delayed = post_messages(http, "q", 3, delay=600)
+    body = peer.get("/v2/queues/q/messages", params={"limit": 1}).json()
+    href = body["links"][0]["href"]
+    assert href == f"/v2/queues/q/messages?limit=1&marker={ids[0]}"
+    rest = peer.get(href).json()["messages"]
+    assert [m["id"] for m in rest] == ids[1:]  # not the delayed one
+    assert delayed[0] not in [m["id"] for m in peer.get(
+        peer.get(href).json()["links"][0]["href"]).json()["messages"]]
 
 
 def test_listing_default_limit_is_ten(http: httpx.Client, peer: httpx.Client) -> None:
@@ -203,7 +224,7 @@ def test_listing_include_claimed(http: httpx.Client, peer: httpx.Client) -> None
     assert [m["id"] for m in list_all(peer, "q")] == ids[1:]
     listed = list_all(peer, "q", include_claimed="true")
     assert [m["id"] for m in listed] == ids
-    assert listed[0]["claim_id"] == claim_id
+    assert "claim_id" not in listed[0]  # as in Zaqar: in the href only
     assert listed[0]["href"].endswith(f"?claim_id={claim_id}")
 
 
@@ -304,6 +325,9 @@ def test_pop(http: httpx.Client, count: int) -> None:
     popped = resp.json()["messages"]
     assert [m["id"] for m in popped] == ids[:count]
     assert [m["body"] for m in popped] == list(range(5))[:count]
+    # As Zaqar's: with claim_count and the id of the claim that took them.
+    assert all(m["claim_count"] == 0 for m in popped)
+    assert len({m["claim_id"] for m in popped}) == 1 and popped[0]["claim_id"]
     assert http.get("/v2/queues/q/stats").json()["messages"]["total"] == max(0, 5 - count)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from tests.http.util import JSON_PATCH, assert_error, post_messages
+from tests.support.server import ServerProcess
+from tidings.auth import signed
 
 RESERVED_DEFAULTS = {
     "_max_messages_post_size": 262144,
@@ -113,6 +116,30 @@ def test_listing_limit_and_paging_through_next_links(http: httpx.Client) -> None
         assert len(nexts) == 1
         url = nexts[0]
     assert seen == expected
+
+
+def test_listing_next_links_are_zaqars(http: httpx.Client) -> None:
+    """The request's own parameters, in name order, and the marker; no
+    limit unless the request gave one."""
+    for name in ("a", "b", "c"):
+        http.put(f"/v2/queues/{name}")
+    links = {query: http.get(f"/v2/queues{query}").json()["links"]
+             for query in ("", "?limit=2", "?detailed=true", "?limit=2&marker=a")}
+    assert links == {
+        "": [{"rel": "next", "href": "/v2/queues?marker=c"}],
+        "?limit=2": [{"rel": "next", "href": "/v2/queues?limit=2&marker=b"}],
+        "?detailed=true": [{"rel": "next", "href": "/v2/queues?detailed=true&marker=c"}],
+        "?limit=2&marker=a": [{"rel": "next", "href": "/v2/queues?limit=2&marker=c"}],
+    }
+
+
+def test_queue_names_may_hold_dots(http: httpx.Client) -> None:
+    # Zaqar 23's rule: ^[a-zA-Z0-9_.-]+$
+    assert http.put("/v2/queues/app.events-1").status_code == 201
+    post_messages(http, "app.events-1", 1)
+    assert names(http) == ["app.events-1"]
+    assert http.get("/v2/queues/app.events-1/stats").json()["messages"]["total"] == 1
+    assert_error(http.put("/v2/queues/app:events"), 400, "Invalid queue identification")
 
 
 def test_listing_marker_is_strictly_after(http: httpx.Client) -> None:
@@ -275,13 +302,20 @@ def test_stats(http: httpx.Client) -> None:
     ids = post_messages(http, "q", "a", "b", "c")
     claim = http.post("/v2/queues/q/claims?limit=1", json={"ttl": 60, "grace": 60})
     assert claim.status_code == 201
+    claim_id = claim.headers["location"].rsplit("/", 1)[1]
     stats = http.get("/v2/queues/q/stats").json()["messages"]
     assert (stats["claimed"], stats["free"], stats["total"]) == (1, 2, 3)
-    for label, message_id in (("oldest", ids[0]), ("newest", ids[-1])):
+    # Zaqar's fields exactly; the oldest is the claimed one.
+    for label, message_id, body, claimed in (("oldest", ids[0], "a", claim_id),
+                                             ("newest", ids[-1], "c", None)):
         entry = stats[label]
-        assert entry["id"] == message_id
+        assert set(entry) == {"age", "body", "claim_count", "claim_id", "created", "href",
+                              "ttl"}
         assert entry["href"] == f"/v2/queues/q/messages/{message_id}"
         assert isinstance(entry["age"], int) and entry["age"] >= 0
+        assert (entry["body"], entry["claim_id"]) == (body, claimed)
+        assert entry["claim_count"] == (1 if claimed else 0)
+        assert entry["ttl"] == 3600
         datetime.strptime(entry["created"], "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -324,6 +358,13 @@ def test_purge_unknown_type(http: httpx.Client) -> None:
     assert http.get("/v2/queues/q/stats").json()["messages"]["total"] == 1
 
 
+def test_purge_body_must_name_resource_types(http: httpx.Client) -> None:
+    # As in Zaqar: no body purges everything; a body without resource_types is a 400.
+    post_messages(http, "q", 1)
+    assert_error(http.post("/v2/queues/q/purge", json={}), 400, "Invalid API request")
+    assert http.get("/v2/queues/q/stats").json()["messages"]["total"] == 1
+
+
 def test_purge_missing_queue(http: httpx.Client) -> None:
     assert http.post("/v2/queues/ghost/purge").status_code == 204
     assert names(http) == []
@@ -345,3 +386,70 @@ def test_listing_odd_filters_and_markers(http: httpx.Client) -> None:
     assert names(http, n="5") == ["a"]
     assert names(http, marker="x" * 5000) == []
     assert names(http, name="%_") == []
+
+
+# --- share (pre-signed URLs) ---------------------------------------------------
+
+
+def test_share_works_without_a_configured_key(http: httpx.Client, server: ServerProcess
+                                              ) -> None:
+    """As in Zaqar (python-zaqarclient's test_signed_url): the session's
+    server has no auth.secret_key; it signs with the key it generated and
+    keeps beside its database (tests/storage/test_secrets.py)."""
+    resp = http.post("/v2/queues/shared/share", json={"methods": ["GET", "POST"]})
+    assert resp.status_code == 200, resp.text
+    share = resp.json()
+    assert share["paths"] == ["/v2/queues/shared/messages"]
+    assert share["methods"] == ["GET", "POST"]
+    database = urlsplit(server.storage).path.removeprefix("/")
+    key = Path(f"{database}.signed-urls.key").read_text().strip().encode()
+    assert share["signature"] == signed.signature(key, share["paths"], share["project"],
+                                                  share["methods"], share["expires"])
+
+
+def test_share_is_503_when_no_key_can_be_kept(tmp_path: Path, headers: dict[str, str]
+                                              ) -> None:
+    # Where the key file would be, a directory: the storage keeps no key.
+    (tmp_path / "tidings.db.signed-urls.key").mkdir()
+    proc = ServerProcess(storage=f"sqlite:///{tmp_path}/tidings.db",
+                         log_path=tmp_path / "server.log").start()
+    try:
+        resp = httpx.post(f"{proc.url}/v2/queues/q/share", headers=headers, json={})
+        body = assert_error(resp, 503)
+        assert "auth.secret_key" in body["description"]
+        # The rest works.
+        assert httpx.put(f"{proc.url}/v2/queues/q", headers=headers).status_code == 201
+    finally:
+        proc.stop()
+    assert "pre-signed URLs are off" in (tmp_path / "server.log").read_text()
+
+
+# --- error titles, as Zaqar's ----------------------------------------------------
+
+
+@pytest.mark.parametrize("changes", [
+    [{"op": "move", "path": "/metadata/a", "value": 1}],
+    [{"path": "/metadata/a", "value": 1}],
+    [{"op": "add", "path": "/metadata/a"}],
+    [{"op": "add", "path": "/name", "value": 1}],
+])
+def test_patch_errors_are_invalid_api_requests(http: httpx.Client, changes: list) -> None:
+    http.put("/v2/queues/q")
+    resp = http.patch("/v2/queues/q", json=changes, headers={"Content-Type": JSON_PATCH})
+    assert_error(resp, 400, "Invalid API request")
+
+
+@pytest.mark.parametrize("metadata", [
+    {"_default_message_ttl": "x"}, {"_max_claim_count": "x"},
+    {"_enable_encrypt_messages": "x"}, {"big": 2**64},
+])
+def test_metadata_of_the_wrong_type_is_an_invalid_body(http: httpx.Client,
+                                                       metadata: dict) -> None:
+    assert_error(http.put("/v2/queues/q", json=metadata), 400, "Invalid request body")
+
+
+@pytest.mark.parametrize("document", [{"nothing": []}, [{"body": 1}]])
+def test_post_bodies_without_messages_are_invalid_bodies(http: httpx.Client,
+                                                         document: object) -> None:
+    assert_error(http.post("/v2/queues/q/messages", json=document), 400,
+                 "Invalid request body")

@@ -223,6 +223,15 @@ async def two_drivers(pg_server: PostgresServer, database: str
     await second.close()
 
 
+async def test_a_stored_secret_is_shared_by_every_process(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    # INSERT ... ON CONFLICT DO NOTHING, then read back: one key wins.
+    first, second = two_drivers
+    keys = await asyncio.gather(first.stored_secret("signed-urls"),
+                                second.stored_secret("signed-urls"))
+    assert keys[0] == keys[1] and len(keys[0]) == 64
+
+
 async def test_post_notifies_subscribers(two_drivers: tuple[PostgresDriver, PostgresDriver]
                                          ) -> None:
     listening, posting = two_drivers

@@ -253,6 +253,20 @@ async def redis_driver(request, clock):
     await driver.close()
 
 
+async def test_a_stored_secret_is_shared_by_every_process(clock):
+    # SET NX, then GET: one key wins, whichever process asks first.
+    where = f"{session_redis().url}?prefix={unique_prefix()}"
+    drivers = [driver_from_url(where, clock=clock) for _ in range(2)]
+    for driver in drivers:
+        await driver.open()
+    try:
+        keys = await asyncio.gather(*(d.stored_secret("signed-urls") for d in drivers))
+    finally:
+        for driver in drivers:
+            await driver.close()
+    assert keys[0] == keys[1] and len(keys[0]) == 64
+
+
 async def test_project_and_queue_names_cannot_collide_or_break_the_hash_tag(redis_driver):
     pairs = [("a/b", "c"), ("a", "b/c"), ("x}{y", "q"), ("x", "}{y/q"), ("%2F", "q")]
     posted = {pair: await post(redis_driver, *pair, body=list(pair)) for pair in pairs}

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 # Tables the conformance suite empties between tests (the schema stays).
-DATA_TABLES = ("queues", "messages", "claims", "subscriptions", "deliveries")
+DATA_TABLES = ("queues", "messages", "claims", "subscriptions", "deliveries", "secrets")
 CONFORMANCE_DB = "conformance"
 
 

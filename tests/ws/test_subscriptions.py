@@ -49,6 +49,9 @@ def test_bad_subscriptions(sock: Socket) -> None:
                            {**Q, "subscriber": "http://169.254.169.254/"}), 400)
     for userinfo in ("http://a@example.com/", "http://h\\@example.com/"):
         assert_error(sock.call("subscription_create", {**Q, "subscriber": userinfo}), 400)
+    # Keystone trusts need Keystone auth (tests/auth/test_trusts.py).
+    assert_error(sock.call("subscription_create",
+                           {**Q, "subscriber": "trust+http://example.com/x"}), 400)
     assert sock.call("subscription_create", {}).status == 400  # no queue_name
     assert_error(sock.call("subscription_get", {**Q, "subscription_id": "nope"}), 404)
     assert sock.call("subscription_delete", {**Q, "subscription_id": "nope"}).status == 204

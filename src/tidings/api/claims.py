@@ -92,11 +92,10 @@ async def get(ctx: Context, queue: str, claim_id: str) -> dict[str, Any]:
     ctx.require_client_id()
     validate.queue_name(queue, ctx.limits)
     claim = await ctx.storage.claims.get(ctx.project, queue, claim_id)
+    # Zaqar's fields exactly: no id (it ends the href), no grace.
     return {
-        "id": claim.id,
         "age": claim.age,
         "ttl": claim.ttl,
-        "grace": claim.grace,
         "href": f"{claims_path(queue, ctx.href_root)}/{claim.id}",
         "messages": [format_message(queue, m, claim.id, ctx) for m in claim.messages],
     }

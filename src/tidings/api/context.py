@@ -47,6 +47,9 @@ class Service:
     # Under noauth, the project of requests without X-Project-ID
     # (auth.noauth_project); None: they are refused.
     default_project: str | None = None
+    # Keystone trusts for trust+http(s) subscribers (tidings.auth.trusts.Trusts);
+    # None under noauth.
+    trusts: Any = None
 
 
 @dataclass(slots=True)
@@ -58,6 +61,9 @@ class Context:
     identity: Identity | None = None
     # Where the queues of this context live in URLs: /v2/topics for topics.
     href_root: str = "/v2/queues"
+    # The Keystone token the request came with (trust+ subscriptions make a
+    # trust with it); None under noauth and for pre-signed URLs.
+    auth_token: str | None = None
 
     @property
     def storage(self) -> DataDriver:
@@ -102,7 +108,7 @@ def check_project(value: str | None, limits: Limits) -> str:
 
 
 def make_context(service: Service, project: str | None, client_id: str | None,
-                 identity: Identity | None = None) -> Context:
+                 identity: Identity | None = None, auth_token: str | None = None) -> Context:
     """Check the identifying headers of a request and build its context.
     The project is the identity's when there is one (a Keystone token, a
     pre-signed URL), else X-Project-ID's (noauth), else the service's
@@ -113,4 +119,6 @@ def make_context(service: Service, project: str | None, client_id: str | None,
     elif project is None:
         project = service.default_project
     project = check_project(project, service.limits)
-    return Context(service=service, project=project, client_id=client_id, identity=identity)
+    token = auth_token if identity is not None and not identity.signed else None
+    return Context(service=service, project=project, client_id=client_id, identity=identity,
+                   auth_token=token)

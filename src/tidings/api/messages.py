@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Sequence
-from urllib.parse import urlencode
 
 from tidings import errors
 from tidings.api import crypto, longpoll, queues, quotas, validate
 from tidings.api.context import Context
+from tidings.api.links import next_links
 from tidings.api.pipeline import stage
 from tidings.auth import authorize
 from tidings.storage.base import Message, NewMessage
@@ -19,10 +20,11 @@ def messages_path(queue: str, root: str = queues.QUEUES_PATH) -> str:
 
 def format_message(queue: str, message: Message, claim_id: str | None = None,
                    ctx: Context | None = None) -> dict[str, Any]:
-    """Zaqar's v2 message shape. A claimed message's href carries its claim
-    id: python-zaqarclient reads the claim id from there. With ``ctx``, the
-    href is under the context's root (/v2/topics for topics) and an
-    encrypted body is decrypted."""
+    """Zaqar's v2 message shape: ``id``, ``href``, ``ttl``, ``age``, ``body``.
+    A claimed message's href carries its claim id (python-zaqarclient reads
+    the claim id from there); there is no ``claim_count``, as in Zaqar. With
+    ``ctx``, the href is under the context's root (/v2/topics for topics)
+    and an encrypted body is decrypted."""
     claim_id = claim_id or message.claim_id
     body = message.body
     if ctx is None:
@@ -39,9 +41,16 @@ def format_message(queue: str, message: Message, claim_id: str | None = None,
         "ttl": message.ttl,
         "age": message.age,
         "body": body,
-        "claim_id": claim_id,
-        "claim_count": message.claim_count,
     }
+
+
+def format_popped(queue: str, message: Message, claim_id: str, ctx: Context
+                  ) -> dict[str, Any]:
+    """A popped message, as Zaqar answers a pop: with its ``claim_count``
+    and the (internal, already gone) claim that took it."""
+    formatted = format_message(queue, message, ctx=ctx)
+    formatted.update(claim_id=claim_id, claim_count=message.claim_count)
+    return formatted
 
 
 def _new_message(item: Any, index: int, ttl_default: int, delay_default: int, ctx: Context
@@ -98,13 +107,20 @@ async def list_messages(
     *,
     marker: str | None,
     limit: int | None,
-    echo: bool,
-    include_claimed: bool,
-    include_delayed: bool,
+    echo: bool | None,
+    include_claimed: bool | None,
+    include_delayed: bool | None,
     wait: Any = None,
 ) -> dict[str, Any]:
     """A page of messages; with ``wait`` (seconds, long polling) an empty
-    page waits for a post that long."""
+    page waits for a post that long. A flag left out (None) is false and
+    stays out of the next link.
+
+    Zaqar's next links also carry ``include_delayed=true`` when the request
+    did not ask for it (unless the queue has a default delay): harmless
+    there, since Zaqar ignores a message's own ``delay``. Tidings honours
+    it, so that would show the next page's delayed messages: the link keeps
+    the request's flags only (docs/compatibility.md)."""
     authorize(ctx, "messages:get_all")
     client_id = ctx.require_client_id()
     limits = ctx.limits
@@ -115,8 +131,9 @@ async def list_messages(
 
     def read() -> Any:
         return ctx.storage.messages.list(
-            ctx.project, queue, marker=marker, limit=size, client_id=client_id, echo=echo,
-            include_claimed=include_claimed, include_delayed=include_delayed,
+            ctx.project, queue, marker=marker, limit=size, client_id=client_id,
+            echo=bool(echo), include_claimed=bool(include_claimed),
+            include_delayed=bool(include_delayed),
         )
 
     page, next_marker = await longpoll.read_or_wait(ctx, queue, seconds, read,
@@ -126,13 +143,9 @@ async def list_messages(
         "links": [],
     }
     if page:
-        query: dict[str, Any] = {"marker": next_marker, "limit": size}
-        for flag, on in (("echo", echo), ("include_claimed", include_claimed),
-                         ("include_delayed", include_delayed)):
-            if on:
-                query[flag] = "true"
-        result["links"] = [{"rel": "next",
-                            "href": f"{messages_path(queue, ctx.href_root)}?{urlencode(query)}"}]
+        given = {"echo": echo, "include_claimed": include_claimed,
+                 "include_delayed": include_delayed, "limit": limit}
+        result["links"] = next_links(messages_path(queue, ctx.href_root), given, next_marker)
     return result
 
 
@@ -197,7 +210,10 @@ async def delete_many(
         popped = await ctx.storage.messages.pop(ctx.project, queue, pop)
         if ctx.service.metrics is not None:
             ctx.service.metrics.deleted("pop", len(popped))
-        return {"messages": [format_message(queue, m, ctx=ctx) for m in popped]}
+        # Zaqar pops by claiming then deleting: its popped messages name
+        # that claim. One id per pop, for the same reason.
+        claim_id = uuid.uuid4().hex
+        return {"messages": [format_popped(queue, m, claim_id, ctx) for m in popped]}
     ids = _ids(ids or [], ctx)
     await ctx.storage.messages.bulk_delete(ctx.project, queue, ids, claim_ids)
     if ctx.service.metrics is not None:

@@ -96,4 +96,24 @@ def check(metadata: Any, limits: Limits) -> dict[str, Any]:
         rule = RESERVED_CHECKS.get(key)
         if rule is not None:
             rule(value, key, limits)
+    _check_integers(metadata)
     return metadata
+
+
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _check_integers(document: Any) -> None:
+    """Integers must fit in 64 bits, as in Zaqar (whose stores refuse
+    others): a client reading the metadata back may not handle bigger ones.
+    Walked with a stack, not recursion: a deep document must not overflow."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif (isinstance(value, int) and not isinstance(value, bool)
+              and not INT64_MIN <= value <= UINT64_MAX):
+            raise errors.InvalidBody("Integers in queue metadata must fit in 64 bits.")

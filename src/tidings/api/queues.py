@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Mapping
-from urllib.parse import urlencode
 
 from tidings import errors
 from tidings.api import crypto, quotas, validate
 from tidings.api import metadata as meta
 from tidings.api.context import Context
+from tidings.api.links import next_links
 from tidings.api.pipeline import stage
 from tidings.auth import authorize, signed
-from tidings.storage.base import QueueFilters, QueueStats
+from tidings.storage.base import Message, QueueFilters, QueueStats
 
 QUEUES_PATH = "/v2/queues"
 PATCH_OPS = frozenset({"add", "replace", "remove"})
@@ -36,11 +36,15 @@ async def create(ctx: Context, name: str, document: Any | None) -> bool:
 
 
 @stage("queue", "get")
-async def get(ctx: Context, name: str) -> dict[str, Any]:
+async def get(ctx: Context, name: str, *, with_defaults: bool = True) -> dict[str, Any]:
     """A queue's metadata with the reserved keys filled in. Queues are lazy:
-    one that does not exist yet answers with the defaults."""
+    one that does not exist yet answers with the defaults. Without
+    ``with_defaults`` (Zaqar's WebSocket API): the metadata as stored, and
+    QueueDoesNotExist for a queue that does not exist."""
     authorize(ctx, "queues:get")
     validate.queue_name(name, ctx.limits)
+    if not with_defaults:
+        return await ctx.storage.queues.get_metadata(ctx.project, name)
     try:
         stored = await ctx.storage.queues.get_metadata(ctx.project, name)
     except errors.QueueDoesNotExist:
@@ -115,11 +119,13 @@ async def list_queues(
     *,
     marker: str | None,
     limit: int | None,
-    detailed: bool,
+    detailed: bool | None,
     name: str | None,
-    with_count: bool,
+    with_count: bool | None,
     metadata_filters: Mapping[str, str],
 ) -> dict[str, Any]:
+    """A page of queues. A flag left out (None) is false and stays out of
+    the next link (api/links.py)."""
     authorize(ctx, "queues:get_all")
     limits = ctx.limits
     size = validate.limit(limit, limits.default_queues_per_page, limits.max_queues_per_page,
@@ -135,34 +141,38 @@ async def list_queues(
         if detailed:
             entry["metadata"] = record.metadata or {}
         queues.append(entry)
-    query: dict[str, Any] = {"marker": records[-1].name if records else (marker or ""),
-                             "limit": size}
-    if detailed:
-        query["detailed"] = "true"
-    if name:
-        query["name"] = name
-    query.update(metadata_filters)
     result: dict[str, Any] = {"queues": queues, "links": []}
     if queues:
-        result["links"] = [{"rel": "next", "href": ctx.href_root + "?" + urlencode(query)}]
+        given = {**metadata_filters, "detailed": detailed, "limit": limit,
+                 "name": name or None, "with_count": with_count}
+        result["links"] = next_links(ctx.href_root, given, records[-1].name)
     if with_count:
         result["count"] = await ctx.storage.queues.count(ctx.project, filters)
     return result
 
 
-def format_stats(name: str, stats: QueueStats, root: str = QUEUES_PATH) -> dict[str, Any]:
+def format_stats(name: str, stats: QueueStats, root: str = QUEUES_PATH,
+                 messages: Mapping[str, Message] | None = None) -> dict[str, Any]:
+    """Zaqar's stats. ``oldest`` and ``newest`` have Zaqar's fields: ``age``,
+    ``body``, ``claim_count``, ``claim_id`` (null when free), ``created``,
+    ``href``, ``ttl``, the message's own from ``messages`` (by id); one
+    that went in between (deleted, expired) is left out."""
     body: dict[str, Any] = {
         "claimed": stats.claimed,
         "free": stats.free,
         "total": stats.total,
     }
     for label, stat in (("oldest", stats.oldest), ("newest", stats.newest)):
-        if stat is not None:
+        message = (messages or {}).get(stat.id) if stat is not None else None
+        if stat is not None and message is not None:
             body[label] = {
-                "id": stat.id,
                 "age": stat.age,
-                "href": f"{queue_href(name, root)}/messages/{stat.id}",
+                "body": message.body,
+                "claim_count": message.claim_count,
+                "claim_id": message.claim_id,
                 "created": _iso(stat.created),
+                "href": f"{queue_href(name, root)}/messages/{stat.id}",
+                "ttl": message.ttl,
             }
     return {"messages": body}
 
@@ -172,10 +182,23 @@ def _iso(timestamp: float) -> str:
 
 
 @stage("queue", "stats")
-async def stats(ctx: Context, name: str) -> dict[str, Any]:
+async def stats(ctx: Context, name: str, *, lazy: bool = True) -> dict[str, Any]:
+    """Counts, and the oldest and newest message. A queue that does not
+    exist has zeros, unless not ``lazy`` (Zaqar's WebSocket API):
+    QueueDoesNotExist then."""
     authorize(ctx, "queues:stats")
     validate.queue_name(name, ctx.limits)
-    return format_stats(name, await ctx.storage.queues.stats(ctx.project, name), ctx.href_root)
+    if not lazy:
+        await ctx.storage.queues.get_metadata(ctx.project, name)
+    found = await ctx.storage.queues.stats(ctx.project, name)
+    ids = [s.id for s in (found.oldest, found.newest) if s is not None]
+    messages: dict[str, Message] = {}
+    if ids:
+        for message in await ctx.storage.messages.bulk_get(ctx.project, name, ids):
+            if crypto.is_encrypted(message.body):
+                message.body = crypto.decrypt_body(message.body, ctx.service.encryption_key)
+            messages[message.id] = message
+    return format_stats(name, found, ctx.href_root, messages)
 
 
 PURGEABLE = frozenset({"messages", "subscriptions"})
@@ -188,8 +211,12 @@ async def purge(ctx: Context, name: str, document: Any | None) -> None:
     validate.queue_name(name, ctx.limits)
     kinds: Any = list(PURGEABLE)
     if document is not None:
+        # As in Zaqar: no body purges everything; a body must say what.
         document = validate.json_object(document, "purge request")
-        kinds = document.get("resource_types", kinds)
+        if "resource_types" not in document:
+            raise errors.ValidationFailed(
+                "resource_types must name some of: messages, subscriptions.")
+        kinds = document["resource_types"]
         if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
             raise errors.InvalidBody("resource_types must be an array of strings.")
         unknown = sorted(set(kinds) - PURGEABLE)
@@ -229,7 +256,8 @@ async def share(ctx: Context, name: str, document: Any | None) -> dict[str, Any]
     validate.queue_name(name, ctx.limits)
     if ctx.service.signing_key is None:
         raise errors.ServiceUnavailable(
-            "Pre-signed URLs are disabled: no secret key is configured (auth.secret_key)."
+            "Pre-signed URLs are unavailable: no secret key is configured (auth.secret_key) "
+            "and the storage keeps none."
         )
     document = {} if document is None else validate.json_object(document, "share request")
     unknown = sorted(set(document) - SHARE_KEYS)

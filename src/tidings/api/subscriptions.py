@@ -20,17 +20,18 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from tidings import errors
 from tidings.api import queues, targets, validate
 from tidings.api.context import Context
+from tidings.api.links import next_links
 from tidings.api.pipeline import stage
-from tidings.auth import authorize, signed
+from tidings.auth import authorize, signed, trusts
 from tidings.storage.base import DeliveryKind, NewSubscription, Subscription
 
-SCHEMES = ("http", "https", "mailto")
-WEBHOOK_SCHEMES = frozenset({"http", "https"})
+SCHEMES = ("http", "https", "mailto", "trust+http", "trust+https")
+WEBHOOK_SCHEMES = frozenset({"http", "https", "trust+http", "trust+https"})
 # Over the WebSocket API an omitted subscriber is the socket itself.
 WEBSOCKET_PREFIX = "websocket:"
 UPDATABLE = frozenset({"subscriber", "ttl", "options"})
@@ -119,7 +120,31 @@ def check_options(value: Any) -> dict[str, Any]:
 def check_target(ctx: Context, subscriber: str) -> None:
     """Webhooks must not point at internal addresses (api/targets.py)."""
     if urlsplit(subscriber).scheme in WEBHOOK_SCHEMES:
-        targets.check_webhook_target(subscriber, ctx.service.notifications)
+        targets.check_webhook_target(trusts.strip_prefix(subscriber),
+                                     ctx.service.notifications)
+
+
+async def with_trust(ctx: Context, subscriber: str, options: dict[str, Any], ttl: int
+                     ) -> dict[str, Any]:
+    """The options of a ``trust+`` subscriber, with the ``trust_id`` of a new
+    Keystone trust from the requesting user to the service user, lasting as
+    long as the subscription (as Zaqar does); other options as they are."""
+    if not trusts.is_trust_subscriber(subscriber) or "trust_id" in options:
+        return options
+    issuer = ctx.service.trusts
+    if issuer is None:
+        raise errors.ValidationFailed(
+            "trust+http and trust+https subscribers need Keystone authentication "
+            "(auth.strategy = \"keystone\"): the trust is made with the subscriber's token.")
+    identity = ctx.identity
+    if ctx.auth_token is None or identity is None or identity.user_id is None:
+        raise errors.ValidationFailed(
+            "A trust+ subscription must be made with a Keystone user token "
+            "(not a pre-signed URL): the trust is made with it.")
+    trust_id = await issuer.create(ctx.auth_token, trustor=identity.user_id,
+                                   project=real_project(ctx.project), roles=identity.roles,
+                                   expires_at=time.time() + ttl)
+    return {**options, "trust_id": trust_id}
 
 
 def _settings_require_confirmation(ctx: Context) -> bool:
@@ -241,6 +266,7 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
     ttl = check_ttl(ctx, ctx.limits.default_subscription_ttl if ttl_value is None else ttl_value)
     options = check_options(document.get("options"))
     check_target(ctx, subscriber)
+    options = await with_trust(ctx, subscriber, options, ttl)
     confirm_first = needs_confirmation(ctx, subscriber, options)
     request = None
     if confirm_first:
@@ -308,9 +334,8 @@ async def list_subscriptions(ctx: Context, queue: str, *, marker: str | None,
     result: dict[str, Any] = {"subscriptions": [format_subscription(s) for s in page],
                               "links": []}
     if page:
-        query = urlencode({"marker": page[-1].id, "limit": size})
-        result["links"] = [{"rel": "next",
-                            "href": f"{subscriptions_path(queue, ctx.href_root)}?{query}"}]
+        result["links"] = next_links(subscriptions_path(queue, ctx.href_root),
+                                     {"limit": limit}, page[-1].id)
     return result
 
 
@@ -342,6 +367,17 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
         subscriber = None
     if subscriber is not None:
         check_target(ctx, subscriber)
+    target = subscriber or current.subscriber
+    if trusts.is_trust_subscriber(target):
+        # A trust+ subscriber keeps its trust through an options change; one
+        # that becomes trust+ gets one.
+        asked = current.options if options is None else options
+        merged = dict(asked)
+        if "trust_id" not in merged and "trust_id" in current.options:
+            merged["trust_id"] = current.options["trust_id"]
+        merged = await with_trust(ctx, target, merged, current.ttl if ttl is None else ttl)
+        if merged != asked:
+            options = merged
     await ctx.storage.subscriptions.update(ctx.project, queue, subscription_id,
                                            subscriber=subscriber, ttl=ttl, options=options)
     new_options = current.options if options is None else options

@@ -12,7 +12,8 @@ from typing import Any
 from tidings import errors
 from tidings.config import Limits
 
-_QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+# Zaqar 23's rule: dots are allowed.
+_QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
 
 
 def queue_name(name: str, limits: Limits) -> str:
@@ -24,7 +25,7 @@ def queue_name(name: str, limits: Limits) -> str:
         )
     if not _QUEUE_NAME.match(name):
         raise errors.InvalidQueueName(
-            "Queue names may only contain ASCII letters, digits, underscores, and dashes."
+            "Queue names may only contain ASCII letters, digits, underscores, dots and dashes."
         )
     return name
 

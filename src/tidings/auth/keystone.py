@@ -32,7 +32,8 @@ MAX_CACHED = 10_000
 REQUIRES_AUTH = "The request you have made requires authentication."
 
 
-def _timestamp(value: str) -> float:
+def timestamp(value: str) -> float:
+    """Seconds since the epoch of one of Keystone's ISO 8601 times."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
@@ -52,6 +53,7 @@ class TokenValidator:
         self.challenge = f'Keystone uri="{settings.www_authenticate_uri or settings.url}"'
         self._client: httpx.AsyncClient | None = None
         self._service_token: str | None = None
+        self._service_user_id: str | None = None
         self._service_expires = 0.0
         self._login_lock = asyncio.Lock()
         # digest -> (identity, or None for a rejected token; valid until)
@@ -139,7 +141,7 @@ class TokenValidator:
             project=project,
             roles=frozenset(role["name"] for role in token.get("roles") or ()),
             user_id=(token.get("user") or {}).get("id"),
-            expires_at=_timestamp(expires) if expires else None,
+            expires_at=timestamp(expires) if expires else None,
         )
 
     async def _login(self) -> str:
@@ -163,11 +165,25 @@ class TokenValidator:
                 log.error("Keystone refused the service login of %r (%s): %s",
                           s.username, response.status_code, response.text[:500])
                 raise errors.ServiceUnavailable("The identity service refused the service login.")
-            expires = _timestamp(response.json()["token"]["expires_at"])
+            document = response.json()["token"]
+            expires = timestamp(document["expires_at"])
+            self._service_user_id = (document.get("user") or {}).get("id")
             lifetime = expires - self.clock()
             self._service_expires = expires - min(RENEW_MARGIN, lifetime / 2)
             self._service_token = response.headers["X-Subject-Token"]
             return self._service_token
+
+    async def service_user_id(self) -> str:
+        """The id of the service user (the trustee of trusts, auth/trusts.py)."""
+        await self._login()
+        if not self._service_user_id:
+            raise errors.ServiceUnavailable("The identity service did not name the service user.")
+        return self._service_user_id
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request to the identity API (``path`` under /v3); ServiceUnavailable
+        when Keystone cannot be reached."""
+        return await self._request(method, path, **kwargs)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from tidings.auth.trusts import strip_prefix
 from tidings.notify.addresses import AddressPolicy, RefusedAddress, RefusedResolution
 from tidings.notify.http1 import (
     KEEPALIVE_SECONDS,
@@ -97,8 +98,9 @@ class Target:
 @functools.lru_cache(maxsize=4096)
 def parse_target(subscriber: str) -> Target:
     """The subscriber's Target, parsed once per subscriber URL (every
-    delivery to it needs one, twice). Raises PermanentFailure."""
-    return Target(subscriber)
+    delivery to it needs one, twice); a ``trust+`` subscriber's is the URL
+    after the prefix. Raises PermanentFailure."""
+    return Target(strip_prefix(subscriber))
 
 
 def target_key(delivery: Delivery) -> str:
@@ -121,7 +123,11 @@ def render(delivery: Delivery, doc: dict[str, Any]) -> bytes:
     return encoded.encode()
 
 
-def request_headers(delivery: Delivery, target: Target) -> dict[str, str]:
+def request_headers(delivery: Delivery, target: Target,
+                    added: dict[str, str] | None = None) -> dict[str, str]:
+    """The subscription's ``post_headers`` (those allowed), then ``added``
+    (a trust token: the receiver must see the one Tidings got), the ids and
+    Host."""
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     extra = delivery.options.get("post_headers")
     if isinstance(extra, dict):
@@ -130,6 +136,10 @@ def request_headers(delivery: Delivery, target: Target) -> dict[str, str]:
                     and not isinstance(value, bool) and name.lower() not in RESERVED_HEADERS
                     and HEADER_NAME.fullmatch(name) and _header_value_ok(str(value))):
                 headers[name] = str(value)
+    if added:
+        replaced = {name.lower() for name in added}
+        headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+        headers.update(added)
     headers.update(id_headers(delivery))
     headers["Host"] = target.host_header
     return headers
@@ -196,16 +206,19 @@ class WebhookSender:
         for pool in self._pools.values():
             pool.close_expired()
 
-    async def send(self, delivery: Delivery, doc: dict[str, Any]) -> None:
-        """Raises SendFailed (PermanentFailure for a refused address)."""
+    async def send(self, delivery: Delivery, doc: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> None:
+        """Raises SendFailed (PermanentFailure for a refused address);
+        ``headers`` are added to the subscription's own."""
         target = parse_target(delivery.subscriber)
         try:
             async with asyncio.timeout(self.timeout):
-                await self._send(delivery, doc, target)
+                await self._send(delivery, doc, target, headers)
         except TimeoutError:
             raise SendFailed(f"no answer from {target.key} in {self.timeout:g}s") from None
 
-    async def _send(self, delivery: Delivery, doc: dict[str, Any], target: Target) -> None:
+    async def _send(self, delivery: Delivery, doc: dict[str, Any], target: Target,
+                    headers: dict[str, str] | None = None) -> None:
         try:
             addresses = await self.addresses.resolve(target.host, target.port)
         except RefusedResolution as exc:  # a name: its DNS may change
@@ -214,7 +227,7 @@ class WebhookSender:
             raise PermanentFailure(str(exc)) from None
         except (OSError, UnicodeError) as exc:  # resolution failed: DNS may recover
             raise SendFailed(f"cannot resolve {target.host}: {exc}") from None
-        request = encode_request(target.path, request_headers(delivery, target),
+        request = encode_request(target.path, request_headers(delivery, target, headers),
                                  render(delivery, doc))
         pool = self._pool_for(target)
         errors: list[str] = []

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tidings.auth.trusts import Trusts
 from tidings.config import NotificationSettings, RetryPolicySettings, Settings
 from tidings.notify import sockets as socket_registry
 from tidings.notify.addresses import AddressPolicy
@@ -48,6 +49,7 @@ from tidings.notify.mailto import MailSender
 from tidings.notify.payload import NotHere, PermanentFailure, SendFailed, document
 from tidings.notify.policy import RetryPolicy, effective_policy
 from tidings.notify.relay import Relay
+from tidings.notify.trust import TrustSender
 from tidings.notify.webhook import WebhookSender, target_key
 from tidings.storage.base import Clock, DataDriver, Delivery
 
@@ -129,6 +131,7 @@ class Notifier:
         decrypt: Callable[[Any], Any] | None = None,
         registry: socket_registry.SocketRegistry | None = None,
         relay: Relay | None = None,
+        trusts: Trusts | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings = settings or NotificationSettings()
@@ -142,6 +145,10 @@ class Notifier:
                                      connect_timeout=settings.webhook_connect_timeout,
                                      max_connections=max(settings.max_in_flight_per_target, 1))
         self.mail = MailSender(settings.smtp)
+        # trust+http(s) subscribers: webhooks with a Keystone trust token.
+        self.trusts = trusts
+        self._owns_trusts = False
+        self.trust_webhook = TrustSender(self.webhook, trusts)
         if relay is None:
             # Not started: reaches this process's sockets only (whoever runs
             # the worker starts the relay it passes in; see app.py, cli.py).
@@ -175,10 +182,16 @@ class Notifier:
     @classmethod
     def from_settings(cls, storage: DataDriver, settings: Settings, **kwargs: Any) -> Notifier:
         """A worker with the server's settings, decrypting bodies with its
-        encryption key."""
+        encryption key; under Keystone auth, with trusts of its own unless
+        given the server's (``trusts=``)."""
         if "decrypt" not in kwargs:
             kwargs["decrypt"] = _decryptor(settings)
-        return cls(storage, settings.notifications, **kwargs)
+        owned = None
+        if kwargs.get("trusts") is None and settings.auth.strategy == "keystone":
+            owned = kwargs["trusts"] = Trusts.from_settings(settings.auth.keystone)
+        worker = cls(storage, settings.notifications, **kwargs)
+        worker._owns_trusts = owned is not None
+        return worker
 
     # --- life cycle -------------------------------------------------------
 
@@ -208,6 +221,8 @@ class Notifier:
             if pending:
                 await asyncio.wait(pending)
         await self.webhook.aclose()
+        if self._owns_trusts and self.trusts is not None:
+            await self.trusts.close()
 
     @property
     def in_flight(self) -> int:
@@ -305,6 +320,8 @@ class Notifier:
         scheme = delivery.subscriber.partition(":")[0].lower()
         if scheme in ("http", "https"):
             return self.webhook, target_key(delivery)
+        if scheme in ("trust+http", "trust+https"):
+            return self.trust_webhook, target_key(delivery)
         if scheme == "mailto":
             return self.mail, self.mail.key
         if scheme == socket_registry.SCHEME:

@@ -510,6 +510,14 @@ class DeliveryController(ABC):
         after ``marker`` (a delivery id)."""
 
 
+def check_secret_name(name: str) -> str:
+    """A ``stored_secret`` name: it becomes part of a file name or key."""
+    if not name or len(name) > 64 or not all(c.isascii() and (c.isalnum() or c == "-")
+                                             for c in name):
+        raise ValueError(f"a secret's name is letters, digits and '-': {name!r}")
+    return name
+
+
 class DataDriver(ABC):
     """One backend: its controllers plus life-cycle and health."""
 
@@ -542,6 +550,15 @@ class DataDriver(ABC):
         """Remove expired messages, claims and subscriptions (with their
         deliveries) and dead deliveries past the retention; returns how
         many records of each kind went."""
+
+    async def stored_secret(self, name: str) -> bytes:
+        """A random key kept with the data under ``name`` (letters, digits
+        and "-"): 64 hex digits, made by the first caller in any process and
+        read back by every later one, so every worker and node of a
+        deployment signs alike. Made atomically: when two processes race,
+        one write wins and both return it. Pre-signed URLs use it when no
+        ``auth.secret_key`` is configured."""
+        raise NotImplementedError(f"the {self.name} storage keeps no secrets")
 
     def watch(self, project: str, queue: str) -> AbstractAsyncContextManager[PostWatch]:
         """Watch a queue for posts by any process on this backend.

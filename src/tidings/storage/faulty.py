@@ -194,6 +194,9 @@ class FaultyDriver(DataDriver):
         inner_url, plan = split_url(url)
         return cls(driver_from_url(inner_url, sync=sync, clock=clock), plan)
 
+    async def stored_secret(self, name: str) -> bytes:
+        return await self.inner.stored_secret(name)
+
     def __getattr__(self, attr: str) -> Any:
         # Driver-specific extras (clock, path, ...) stay reachable.
         if attr == "inner":

@@ -335,7 +335,7 @@
         cell(m.id, "id"),
         cell(formatAge(m.age), "num"),
         cell(String(m.ttl), "num"),
-        cell(String(m.claim_count || 0) + (m.claim_id ? " (claimed)" : ""), "num"),
+        cell(m.claim_id ? "claimed" : "", "num"),
         cell(JSON.stringify(m.body), "body"),
       );
       tr.lastChild.title = JSON.stringify(m.body, null, 2);

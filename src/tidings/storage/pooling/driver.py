@@ -188,8 +188,11 @@ class PooledDriver(DataDriver):
         async with driver.watch(project, queue) as watch:
             yield watch
 
-    # The bus rides on the first pool, which every process of the deployment
-    # picks alike (the pools ordered by name).
+    # The bus and the stored secrets ride on the first pool, which every
+    # process of the deployment picks alike (the pools ordered by name).
+    async def stored_secret(self, name: str) -> bytes:
+        return await (await self.fallback()).stored_secret(name)
+
     async def publish(self, channel: str, message: bytes) -> int | None:
         return await (await self.fallback()).publish(channel, message)
 

@@ -523,6 +523,16 @@ class PostgresDriver(base.DataDriver):
         ]
         return details
 
+    async def stored_secret(self, name: str) -> bytes:
+        base.check_secret_name(name)
+        candidate, now = secrets.token_hex(32), self.clock()
+
+        async def job(conn: asyncpg.Connection) -> str:
+            await conn.execute(q.SECRET_INSERT, name, candidate, now)
+            return await conn.fetchval(q.SECRET_GET, name)
+
+        return (await self.run(job)).encode()
+
     async def gc(self) -> base.GcResult:
         now = self.clock()
         total = base.GcResult()

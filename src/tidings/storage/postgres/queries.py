@@ -143,6 +143,14 @@ MIGRATIONS: list[str] = [
         created timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 4: generated keys kept with the data (DataDriver.stored_secret).
+    """
+    CREATE TABLE secrets (
+        name text PRIMARY KEY,
+        value text NOT NULL,
+        created double precision NOT NULL
+    );
+    """,
 ]
 
 # --- queues ---------------------------------------------------------------
@@ -607,3 +615,11 @@ BUS_PUBLISH_LARGE = """
     SELECT pg_notify($1::text, '@' || id::text) FROM stored
 """
 BUS_MESSAGE = "SELECT payload FROM bus_messages WHERE id = $1::bigint"
+
+
+# --- secrets ----------------------------------------------------------------
+
+# The first writer wins; every caller then reads what won.
+SECRET_INSERT = ("INSERT INTO secrets (name, value, created) VALUES ($1, $2, $3) "
+                 "ON CONFLICT (name) DO NOTHING")
+SECRET_GET = "SELECT value FROM secrets WHERE name = $1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
@@ -324,6 +325,16 @@ class RedisDriver(base.DataDriver):
     def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
         """Redis pub/sub on ``<prefix>bus:<channel>`` (see watch.py)."""
         return self.watches.listen(channel, receive)
+
+    async def stored_secret(self, name: str) -> bytes:
+        """``<prefix>secret:<name>``: SET NX, then GET what won."""
+        key = self.keys.secret(base.check_secret_name(name))
+        with self.guard():
+            await self.client.set(key, secrets.token_hex(32), nx=True)
+            value = await self.client.get(key)
+        if value is None:  # removed in between by hand: make it again
+            return await self.stored_secret(name)
+        return bytes(value)
 
     async def gc(self) -> base.GcResult:
         """Remove expired messages and claims of every queue, expired

@@ -55,6 +55,7 @@ Outside the queues (each on its own slot):
                        truth; see notify.py): what lease() walks
   <prefix>subscribed   set of members that have subscriptions: gc walks it
                        (a queue may have subscriptions without existing)
+  <prefix>secret:<name>  string: a generated key (DataDriver.stored_secret)
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ class Keys:
     def queue(self, project: str, queue: str) -> str:
         """The base of every key of the queue; scripts add the suffixes."""
         return self.queue_from_member(self.member(project, queue))
+
+    def secret(self, name: str) -> str:
+        """A key kept with the data (DataDriver.stored_secret)."""
+        return f"{self.prefix}secret:{name}"
 
     def project_index(self, project: str) -> str:
         return f"{self.prefix}p:{_encode(project)}"

@@ -44,10 +44,11 @@ from tidings.storage.base import (
     QueueRecord,
     QueueStats,
     Subscription,
+    check_secret_name,
     system_clock,
 )
+from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
-from tidings.storage.sqlite import schema
 from tidings.storage.sqlite.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ class SqliteDriver(base.DataDriver):
         self.sync = sync
         self.clock = clock
         self.dead_retention: float = DEAD_RETENTION
+        self._memory_secrets: dict[str, str] = {}
         # Watches of this process by (project, queue), and the queues the
         # transaction being committed posted to: woken once it is durable.
         self._watches: dict[tuple[str, str], set[_Watch]] = {}
@@ -359,6 +361,16 @@ class SqliteDriver(base.DataDriver):
 
     def listen(self, channel: str, receive: base.Receive) -> AbstractAsyncContextManager[None]:
         return self.bus.listen(channel, receive)
+
+    async def stored_secret(self, name: str) -> bytes:
+        check_secret_name(name)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # No file to keep it beside: it lives as long as this process.
+            key = self._memory_secrets.setdefault(name, secrets.token_hex(32))
+        else:
+            key = await asyncio.to_thread(keyfile.read_or_create,
+                                          keyfile.key_path(self.path, name))
+        return key.encode()
 
     # --- life cycle -------------------------------------------------------
 

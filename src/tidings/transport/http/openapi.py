@@ -33,7 +33,7 @@ JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
 EXTENSION = "x-tidings-extension"
 QUEUE = "/v2/queues/{queue_name}"
 TOPIC = "/v2/topics/{topic_name}"
-NAME_PATTERN = "^[a-zA-Z0-9_-]+$"
+NAME_PATTERN = "^[a-zA-Z0-9_.-]+$"
 INT32_MAX = 2**31 - 1
 
 
@@ -206,9 +206,10 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
     options = obj({"_retry_policy": retry_policy,
                    "require_confirmation": {"type": "boolean"}},
                   description="Free-form; the keys shown are interpreted.")
-    subscriber = string("A webhook (`http`, `https`) or `mailto:` URI. Webhook hosts must "
-                        "resolve to allowed addresses.", format="uri",
-                        pattern="^(https?://[^/?#]+|mailto:[^@]+@.+)")
+    subscriber = string("A webhook (`http`, `https`; `trust+http`, `trust+https` under "
+                        "Keystone) or `mailto:` URI. Internal addresses are refused; "
+                        "host names are resolved and checked at delivery.", format="uri",
+                        pattern="^((trust\\+)?https?://[^/?#]+|mailto:[^@]+@.+)")
     message = obj({
         "id": string(), "href": string(), "ttl": {"type": "integer"},
         "age": {"type": "integer"}, "body": {},
@@ -664,7 +665,8 @@ def build(limits: Limits | None = None) -> dict[str, Any]:
             "post": {**operation("A pre-signed URL for the queue", "shareQueue", {
                 "200": ok("The signed URL's fields.", ref("Share"))},
                 request=body(ref("ShareRequest"), required=False),
-                description="503 unless the server has auth.secret_key."),
+                description="Signed with auth.secret_key, or the key kept with the data; "
+                            "503 when there is neither."),
                 "tags": ["queues"]},
         },
         QUEUE + "/claims": {

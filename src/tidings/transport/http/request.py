@@ -21,7 +21,7 @@ def context(req: falcon.asgi.Request, service: Service) -> Context:
     """The request's context; ``identity`` is set by the Authenticate
     middleware when auth is on."""
     return make_context(service, req.get_header("X-Project-ID"), req.get_header("Client-ID"),
-                        getattr(req.context, "identity", None))
+                        getattr(req.context, "identity", None), req.get_header("X-Auth-Token"))
 
 
 def int_param(req: falcon.asgi.Request, name: str) -> int | None:
@@ -38,7 +38,8 @@ def int_param(req: falcon.asgi.Request, name: str) -> int | None:
         ) from None
 
 
-def bool_param(req: falcon.asgi.Request, name: str, default: bool = False) -> bool:
+def bool_param(req: falcon.asgi.Request, name: str, default: bool | None = False
+               ) -> bool | None:
     value = req.params.get(name)
     if value is None or value == "":
         return default

@@ -154,9 +154,10 @@ class Collection(EntityResource):
             ctx,
             marker=str_param(req, "marker"),
             limit=int_param(req, "limit"),
-            detailed=bool_param(req, "detailed"),
+            # None when not given: next links keep only what was (api/links.py).
+            detailed=bool_param(req, "detailed", None),
             name=str_param(req, "name"),
-            with_count=bool_param(req, "with_count"),
+            with_count=bool_param(req, "with_count", None),
             metadata_filters=filters,
         )
         json_response(resp, result)
@@ -243,9 +244,9 @@ class MessageCollection(EntityResource):
             parent(params),
             marker=str_param(req, "marker"),
             limit=int_param(req, "limit"),
-            echo=bool_param(req, "echo"),
-            include_claimed=bool_param(req, "include_claimed"),
-            include_delayed=bool_param(req, "include_delayed"),
+            echo=bool_param(req, "echo", None),
+            include_claimed=bool_param(req, "include_claimed", None),
+            include_delayed=bool_param(req, "include_delayed", None),
             wait=int_param(req, "wait"),
         )
         json_response(resp, result)

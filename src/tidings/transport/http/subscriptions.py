@@ -80,6 +80,7 @@ class SubscriptionItem(_Resource):
         await self.ops.update(ctx, parent(params), subscription_id, document,
                               base_url=req.prefix)
         resp.status = falcon.HTTP_204
+        resp.location = req.path  # as Zaqar
 
     async def on_delete(self, req: Req, resp: Resp, subscription_id: str, **params: str
                         ) -> None:
@@ -98,6 +99,7 @@ class SubscriptionConfirm(_Resource):
         await self.ops.confirm(ctx, parent(params), subscription_id, document,
                                base_url=req.prefix)
         resp.status = falcon.HTTP_204
+        resp.location = req.path  # as Zaqar
 
 
 class SubscriptionDeliveries(_Resource):

@@ -10,9 +10,11 @@ validation failed."); every rule lives in ``tidings.api``.
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from tidings import errors
 from tidings.api import claims, messages, queues, system
 from tidings.api.context import Context
 from tidings.transport.http.homedoc import HOME
@@ -54,8 +56,9 @@ def _int(body: Body, key: str) -> int | None:
     return _get(body, key, int, required=False)
 
 
-def _flag(body: Body, key: str) -> bool:
-    return bool(_get(body, key, bool, required=False))
+def _flag(body: Body, key: str) -> bool | None:
+    """A boolean field; None when the request left it out."""
+    return _get(body, key, bool, required=False)
 
 
 def _ids(body: Body, *keys: str) -> list[str] | None:
@@ -73,6 +76,15 @@ def _subset(body: Body, *keys: str) -> Body | None:
     """The fields of a small document (a claim's ttl and grace), or None."""
     document = {key: body[key] for key in keys if key in body}
     return document or None
+
+
+def with_claim_ids(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Zaqar's WebSocket messages carry ``claim_id`` (null when free), which
+    its HTTP API keeps in the href only (where the operation put it)."""
+    for message in found:
+        query = urlsplit(message["href"]).query
+        message.setdefault("claim_id", parse_qs(query).get("claim_id", [None])[0])
+    return found
 
 
 # --- the actions --------------------------------------------------------------
@@ -122,11 +134,17 @@ async def queue_delete(ctx: Context, body: Body) -> Reply:
 
 
 async def queue_get(ctx: Context, body: Body) -> Reply:
-    return 200, await queues.get(ctx, _name(body))
+    # As Zaqar's WebSocket API: the metadata as stored (no reserved
+    # defaults, unlike HTTP), 404 for a queue that does not exist.
+    return 200, await queues.get(ctx, _name(body), with_defaults=False)
 
 
 async def queue_get_stats(ctx: Context, body: Body) -> Reply:
-    return 200, await queues.stats(ctx, _name(body))
+    try:
+        return 200, await queues.stats(ctx, _name(body), lazy=False)
+    except errors.QueueDoesNotExist:
+        # Zaqar's answer for a queue that does not exist: 404 with zeros.
+        return 404, {"messages": {"claimed": 0, "free": 0, "total": 0}}
 
 
 async def queue_purge(ctx: Context, body: Body) -> Reply:
@@ -145,12 +163,13 @@ async def message_list(ctx: Context, body: Body) -> Reply:
         include_delayed=_flag(body, "include_delayed"),
         wait=_get(body, "wait", (int, float), required=False),
     )
-    return 200, result
+    # Zaqar's WebSocket listing has no links.
+    return 200, {"messages": with_claim_ids(result["messages"])}
 
 
 async def message_get(ctx: Context, body: Body) -> Reply:
     message = await messages.get(ctx, _name(body), _name(body, "message_id"))
-    return 200, {"messages": message}
+    return 200, {"messages": with_claim_ids([message])[0]}
 
 
 async def message_get_many(ctx: Context, body: Body) -> Reply:
@@ -158,7 +177,8 @@ async def message_get_many(ctx: Context, body: Body) -> Reply:
     ids = _ids(body, "message_ids", "ids")
     if ids is None:
         raise SchemaError("message_ids is required")
-    return 200, await messages.get_many(ctx, name, ids)
+    result = await messages.get_many(ctx, name, ids)
+    return 200, {"messages": with_claim_ids(result["messages"])}
 
 
 async def message_post(ctx: Context, body: Body) -> Reply:
@@ -199,11 +219,14 @@ async def claim_create(ctx: Context, body: Body) -> Reply:
                                 wait=_get(body, "wait", (int, float), required=False))
     if claim is None:
         return 204, {}
+    with_claim_ids(claim["messages"])
     return 201, claim
 
 
 async def claim_get(ctx: Context, body: Body) -> Reply:
-    return 200, await claims.get(ctx, _name(body), _name(body, "claim_id"))
+    claim = await claims.get(ctx, _name(body), _name(body, "claim_id"))
+    with_claim_ids(claim["messages"])
+    return 200, claim
 
 
 async def claim_update(ctx: Context, body: Body) -> Reply:

@@ -176,7 +176,8 @@ class Endpoint:
                 except errors.Unauthorized:
                     session.token = session.identity = None
                     return AUTH_FAILED
-                ctx = make_context(self.service, None, _header(headers, "Client-ID"), identity)
+                ctx = make_context(self.service, None, _header(headers, "Client-ID"), identity,
+                                   session.token)
             elif action not in NO_HEADERS:
                 ctx = make_context(self.service, _header(headers, "X-Project-ID"),
                                    _header(headers, "Client-ID"))
