@@ -111,7 +111,7 @@ def main() -> int:
         ok = ok and passed
         print(f"[{args.driver}] {report}\n")
     if args.json:
-        args.json.write_text(json.dumps([json.loads(r.to_json()) for r in results], indent=1))
+        args.json.write_text(json.dumps([r.as_dict() for r in results], indent=1))
     return 0 if ok else 1
 
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, auth_env
 from tests.support.venvs import CACHE, QUIET, ensure_venv, keyed_path
@@ -99,7 +100,7 @@ def zaqarclient_sdist(venv: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class Outcome:
     id: str
     status: str  # subunit's: success, fail, skip, xfail, uxsuccess
     details: str
@@ -113,7 +114,7 @@ class TestOutcome:
 @dataclass(frozen=True)
 class SuiteResult:
     suite: str
-    outcomes: tuple[TestOutcome, ...]
+    outcomes: tuple[Outcome, ...]
     seconds: float
 
     def count(self, *statuses: str) -> int:
@@ -131,14 +132,15 @@ class SuiteResult:
     def skipped(self) -> int:
         return self.count("skip")
 
-    def failures(self) -> list[TestOutcome]:
+    def failures(self) -> list[Outcome]:
+        """The tests that did not pass: failed, or skipped."""
         return [o for o in self.outcomes if o.status not in ("success", "xfail")]
 
     def summary(self) -> str:
         return (f"{self.suite}: {self.passed} passed, {self.failed} failed, "
                 f"{self.skipped} skipped in {self.seconds:.0f} s")
 
-    def report(self, failures: Sequence[TestOutcome] | None = None) -> str:
+    def report(self, failures: Sequence[Outcome] | None = None) -> str:
         """The summary, then each failing (or skipped) test by name with its
         exception: what a red CI run has to show."""
         shown = self.failures() if failures is None else failures
@@ -148,9 +150,9 @@ class SuiteResult:
             parts.extend(f"    {line}" for line in exception_lines(outcome.details))
         return "\n".join(parts)
 
-    def to_json(self) -> str:
-        return json.dumps({"suite": self.suite, "seconds": self.seconds, "outcomes": [
-            {"id": o.id, "status": o.status, "details": o.details} for o in self.outcomes]})
+    def as_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "seconds": self.seconds, "outcomes": [
+            {"id": o.id, "status": o.status, "details": o.details} for o in self.outcomes]}
 
 
 # The first line of an exception in a traceback: "KeyError: 'location'",
@@ -168,13 +170,13 @@ def exception_lines(details: str, limit: int = 20) -> list[str]:
     return lines[first:first + limit]
 
 
-def read_subunit(venv: Path, stream: Path) -> list[TestOutcome]:
+def read_subunit(venv: Path, stream: Path) -> list[Outcome]:
     with stream.open("rb") as source:
         done = subprocess.run([str(venv / "bin" / "python"), str(SUBUNIT_READER)], stdin=source,
                               env=QUIET, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise SuiteBroken(f"reading {stream} failed:\n{done.stderr[-2000:]}")
-    return [TestOutcome(r["id"], r["status"], r["details"]) for r in json.loads(done.stdout)]
+    return [Outcome(r["id"], r["status"], r["details"]) for r in json.loads(done.stdout)]
 
 
 def suite_env(**extra: str) -> dict[str, str]:
@@ -306,13 +308,13 @@ CLIENT_TESTS_TOTAL = 36
 CLIENT_FLOOR = CLIENT_TESTS_TOTAL - len(CLIENT_EXPECTED_FAILURES)
 
 
-def expected_client_failure(outcome: TestOutcome) -> str | None:
+def expected_client_failure(outcome: Outcome) -> str | None:
     """Why the client's test fails against Zaqar too, or None."""
     module_prefix = CLIENT_TESTS.replace("/", ".") + "."
     return CLIENT_EXPECTED_FAILURES.get(outcome.name.removeprefix(module_prefix))
 
 
-def unexpected_client_failures(result: SuiteResult) -> list[TestOutcome]:
+def unexpected_client_failures(result: SuiteResult) -> list[Outcome]:
     """The client's failing tests that pass against Zaqar."""
     return [o for o in result.failures() if expected_client_failure(o) is None]
 
