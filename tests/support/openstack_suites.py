@@ -116,6 +116,8 @@ class SuiteResult:
     suite: str
     outcomes: tuple[Outcome, ...]
     seconds: float
+    # The run's subunit stream and log, beside the servers' logs.
+    workdir: Path | None = None
 
     def count(self, *statuses: str) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
@@ -148,6 +150,8 @@ class SuiteResult:
         for outcome in sorted(shown, key=lambda o: o.id):
             parts.append(f"- {outcome.status.upper()} {outcome.name}")
             parts.extend(f"    {line}" for line in exception_lines(outcome.details))
+        if shown and self.workdir is not None:
+            parts.append(f"(logs and the subunit stream: {self.workdir})")
         return "\n".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -209,7 +213,7 @@ def _run_suite(suite: str, venv: Path, args: list[str], cwd: Path, env: dict[str
     if not outcomes:
         raise SuiteBroken(f"{suite} ran no test; its log ({log}) ends:\n"
                           + log.read_text(errors="replace")[-3000:])
-    return SuiteResult(suite, tuple(outcomes), seconds)
+    return SuiteResult(suite, tuple(outcomes), seconds, out.parent)
 
 
 # --- tempest ------------------------------------------------------------------------
