@@ -66,6 +66,12 @@ class UnsupportedMediaType(TidingsError):
     title = "415 Unsupported Media Type"
 
 
+class NotAcceptable(TidingsError):
+    """The client accepts no JSON (Zaqar answers only JSON)."""
+
+    title = "406 Not Acceptable"
+
+
 class ClaimNotValid(TidingsError):
     """A claim id was given for a message it does not hold."""
 

@@ -100,6 +100,28 @@ def test_the_receiver_gets_a_token_of_the_trust(trust_server: ServerProcess, as_
     assert checked["user"]["id"] == user
 
 
+def test_a_trust_id_in_the_request_is_never_used(trust_server: ServerProcess,
+                                                 as_user: Make, queue: str) -> None:
+    """A deliberate difference from Zaqar (which uses a given trust_id): it
+    could name another user's trust, whose tokens would go where this
+    subscriber says."""
+    b_user = as_user("b-member", server=trust_server)
+    theirs = b_user.post(f"/v2/queues/{queue}/subscriptions",
+                         json={"subscriber": "trust+http://127.0.0.1:9/b"}).json()
+    their_trust = b_user.get(f"/v2/queues/{queue}/subscriptions/"
+                             f"{theirs['subscription_id']}").json()["options"]["trust_id"]
+    member = as_user("a-member", server=trust_server)
+    path = f"/v2/queues/{queue}/subscriptions"
+    sid = member.post(path, json={"subscriber": "trust+http://127.0.0.1:9/a",
+                                  "options": {"trust_id": their_trust}}).json()["subscription_id"]
+    mine = member.get(f"{path}/{sid}").json()["options"]["trust_id"]
+    assert mine and mine != their_trust
+    # Nor through an update.
+    assert member.patch(f"{path}/{sid}", json={"options": {"trust_id": their_trust}}
+                        ).status_code == 204
+    assert member.get(f"{path}/{sid}").json()["options"]["trust_id"] == mine
+
+
 def test_a_revoked_trust_is_a_dead_delivery(trust_server: ServerProcess, as_user: Make,
                                             keystone: KeystoneServer, queue: str,
                                             tokens: dict) -> None:
@@ -116,3 +138,18 @@ def test_a_revoked_trust_is_a_dead_delivery(trust_server: ServerProcess, as_user
     [dead] = wait_for(lambda: member.get(listing, params={"status": "dead"}
                                          ).json()["deliveries"], "dead delivery")
     assert dead["attempts"] == 1 and trust_id in dead["last_error"]
+
+
+def test_topic_subscribers_may_be_trust_subscribers(trust_server: ServerProcess,
+                                                    as_user: Make, queue: str) -> None:
+    member = as_user("a-member", server=trust_server)
+    with Receiver() as receiver:
+        created = member.post(f"/v2/topics/{queue}/subscriptions",
+                              json={"subscriber": "trust+" + receiver.url})
+        assert created.status_code == 201, created.text
+        sid = created.json()["subscription_id"]
+        assert member.get(f"/v2/topics/{queue}/subscriptions/{sid}"
+                          ).json()["options"]["trust_id"]
+        member.post(f"/v2/topics/{queue}/messages", json={"messages": [{"body": "t"}]})
+        [got] = receiver.wait_for(1, timeout=15)
+    assert got.header("X-Auth-Token") and got.json["body"] == "t"

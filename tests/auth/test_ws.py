@@ -101,8 +101,9 @@ def assert_a_untouched(sock: Socket, a: dict[str, Any]) -> None:
 WS_CASES: list[tuple[str, dict, int, Callable[[Any, dict], bool]]] = [
     ("queue_list", {"detailed": True}, 200,
      lambda body, a: a["queue"] not in [q["name"] for q in body["queues"]]),
-    ("queue_get", {}, 200, lambda body, a: "owner" not in body),
-    ("queue_get_stats", {}, 200, lambda body, a: body["messages"]["total"] == 0),
+    # B has no such queue: Zaqar's WebSocket API answers 404 for both.
+    ("queue_get", {}, 404, lambda body, a: "owner" not in str(body)),
+    ("queue_get_stats", {}, 404, lambda body, a: body["messages"]["total"] == 0),
     ("message_list", {"include_claimed": True, "echo": True}, 200,
      lambda body, a: body["messages"] == []),
     ("message_get", {"message_id": "{id0}"}, 404, lambda body, a: True),
@@ -139,7 +140,7 @@ def test_project_b_cannot_reach_project_a_over_websocket(
     assert reply.status == status, reply.raw
     assert check(reply.body, a_queue), reply.raw
     # B's writes landed in B's project.
-    b_stats = b.ok("queue_get_stats", {"queue_name": a_queue["queue"]})["messages"]
+    b_stats = b.call("queue_get_stats", {"queue_name": a_queue["queue"]}).body["messages"]
     assert b_stats["total"] == (1 if action == "message_post" else 0)
     b.call("queue_delete", {"queue_name": a_queue["queue"]})
     a = open_socket()

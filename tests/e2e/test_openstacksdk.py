@@ -133,12 +133,12 @@ def test_claims(conn: connection.Connection) -> None:
     assert claim.location == f"/v2/queues/tasks/claims/{claim.id}"
     assert [m["id"] for m in claim.messages] == ids[:5]
     assert [m["body"] for m in claim.messages] == [{"job": i} for i in range(5)]
-    assert {m["claim_id"] for m in claim.messages} == {claim.id}
+    assert all(m["href"].endswith(f"?claim_id={claim.id}") for m in claim.messages)
 
     fetched = conn.message.get_claim("tasks", claim.id)
     assert fetched.id == claim.id
     assert fetched.ttl == 120
-    assert fetched.grace == 60
+    assert fetched.grace is None  # Zaqar's claim GET has no grace either
     assert 0 <= fetched.age < 60
     assert [m["id"] for m in fetched.messages] == ids[:5]
 
@@ -149,7 +149,7 @@ def test_claims(conn: connection.Connection) -> None:
     # Renew.
     conn.message.update_claim("tasks", claim, ttl=300, grace=90)
     renewed = conn.message.get_claim("tasks", claim.id)
-    assert (renewed.ttl, renewed.grace) == (300, 90)
+    assert renewed.ttl == 300
 
     # Deleting a claimed message needs its claim.
     with pytest.raises(exceptions.ForbiddenException):

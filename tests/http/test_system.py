@@ -27,6 +27,12 @@ def test_home_document(http: httpx.Client) -> None:
                 "ping", "health"):
         assert "rel/" + rel in resources, rel
     assert resources["rel/queue"]["href-template"] == "/v2/queues/{queue_name}"
+    # As Zaqar's: a claim's methods are three relations.
+    for rel, allowed in (("claim", ["GET"]), ("patch_claim", ["PATCH"]),
+                         ("delete_claim", ["DELETE"])):
+        assert resources["rel/" + rel]["hints"]["allow"] == allowed
+        assert resources["rel/" + rel]["href-template"] == (
+            "/v2/queues/{queue_name}/claims/{claim_id}")
 
 
 def test_home_document_without_slash(http: httpx.Client) -> None:
@@ -90,3 +96,12 @@ def test_project_id_of_256_characters(server_url: str, headers: dict[str, str]) 
     assert resp.status_code in (201, 204)
     listing = httpx.get(server_url + "/v2/queues", headers=long_project).json()
     assert "q" in [q["name"] for q in listing["queues"]]
+
+
+def test_xml_is_not_acceptable(http: httpx.Client) -> None:
+    # As Zaqar: JSON only.
+    resp = http.get("/v2/queues", headers={"Accept": "application/xml"})
+    assert resp.status_code == 406
+    assert resp.json()["title"] == "406 Not Acceptable"
+    for accept in ("application/json", "*/*", "application/json-home, text/html"):
+        assert http.get("/v2/queues", headers={"Accept": accept}).status_code == 200

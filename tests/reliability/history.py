@@ -558,7 +558,8 @@ class Workload:
                 seen.add(message["id"])
                 body = message.get("body")
                 payload_id = body.get("pid") if isinstance(body, dict) else None
+                # A claimed message's href names its claim (as in Zaqar).
                 self.history.add("remaining", Remaining(payload_id, message["id"],
-                                                        bool(message.get("claim_id"))))
+                                                        "claim_id=" in message["href"]))
             links = [link["href"] for link in page.get("links", []) if link["rel"] == "next"]
             url, params = (links[0] if links else None), None

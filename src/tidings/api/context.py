@@ -64,6 +64,9 @@ class Context:
     # The Keystone token the request came with (trust+ subscriptions make a
     # trust with it); None under noauth and for pre-signed URLs.
     auth_token: str | None = None
+    # Who that token is, where ``identity`` is dropped because authorization
+    # is done already (a topic's subscriptions, api/topics.py).
+    trustor: Identity | None = None
 
     @property
     def storage(self) -> DataDriver:

@@ -124,19 +124,27 @@ def check_target(ctx: Context, subscriber: str) -> None:
                                      ctx.service.notifications)
 
 
-async def with_trust(ctx: Context, subscriber: str, options: dict[str, Any], ttl: int
-                     ) -> dict[str, Any]:
+async def with_trust(ctx: Context, subscriber: str, options: dict[str, Any], ttl: int, *,
+                     kept: str | None = None) -> dict[str, Any]:
     """The options of a ``trust+`` subscriber, with the ``trust_id`` of a new
     Keystone trust from the requesting user to the service user, lasting as
-    long as the subscription (as Zaqar does); other options as they are."""
-    if not trusts.is_trust_subscriber(subscriber) or "trust_id" in options:
+    long as the subscription (as Zaqar does), or the one it ``kept``; other
+    subscribers' options as they are.
+
+    Unlike Zaqar, a ``trust_id`` in the request is never used: it could name
+    another user's trust, whose tokens would then go where this subscriber
+    says (docs/compatibility.md)."""
+    if not trusts.is_trust_subscriber(subscriber):
         return options
+    options = {key: value for key, value in options.items() if key != "trust_id"}
+    if kept is not None:
+        return {**options, "trust_id": kept}
     issuer = ctx.service.trusts
     if issuer is None:
         raise errors.ValidationFailed(
             "trust+http and trust+https subscribers need Keystone authentication "
             "(auth.strategy = \"keystone\"): the trust is made with the subscriber's token.")
-    identity = ctx.identity
+    identity = ctx.identity or ctx.trustor
     if ctx.auth_token is None or identity is None or identity.user_id is None:
         raise errors.ValidationFailed(
             "A trust+ subscription must be made with a Keystone user token "
@@ -369,15 +377,15 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
         check_target(ctx, subscriber)
     target = subscriber or current.subscriber
     if trusts.is_trust_subscriber(target):
-        # A trust+ subscriber keeps its trust through an options change; one
-        # that becomes trust+ gets one.
+        # A trust+ subscriber keeps the trust the server made for it through
+        # an options change; one that becomes trust+ gets one.
+        kept = (current.options.get("trust_id")
+                if trusts.is_trust_subscriber(current.subscriber) else None)
         asked = current.options if options is None else options
-        merged = dict(asked)
-        if "trust_id" not in merged and "trust_id" in current.options:
-            merged["trust_id"] = current.options["trust_id"]
-        merged = await with_trust(ctx, target, merged, current.ttl if ttl is None else ttl)
-        if merged != asked:
-            options = merged
+        trusted = await with_trust(ctx, target, asked, current.ttl if ttl is None else ttl,
+                                   kept=kept if isinstance(kept, str) else None)
+        if trusted != asked:
+            options = trusted
     await ctx.storage.subscriptions.update(ctx.project, queue, subscription_id,
                                            subscriber=subscriber, ttl=ttl, options=options)
     new_options = current.options if options is None else options

@@ -36,11 +36,15 @@ def topic_project(project: str) -> str:
     return project + TOPIC_SUFFIX
 
 
-def topic_context(ctx: Context) -> Context:
+def topic_context(ctx: Context, *, as_subscriber: bool = False) -> Context:
     """The context of the topic's queue: the shadow project, /v2/topics
-    hrefs, and no identity (the topic operation has authorized already)."""
+    hrefs, and no identity (the topic operation has authorized already).
+    ``as_subscriber`` keeps who asked, with their token, for the trust of a
+    trust+ subscriber (api/subscriptions.py)."""
     return Context(service=ctx.service, project=topic_project(ctx.project),
-                   client_id=ctx.client_id, identity=None, href_root=TOPICS_PATH)
+                   client_id=ctx.client_id, identity=None, href_root=TOPICS_PATH,
+                   auth_token=ctx.auth_token if as_subscriber else None,
+                   trustor=ctx.identity if as_subscriber else None)
 
 
 def check_name(ctx: Context, name: str) -> str:
@@ -159,7 +163,8 @@ async def create_subscription(ctx: Context, name: str, document: Any, **kwargs: 
                               ) -> dict[str, Any]:
     authorize(ctx, "subscription:create")
     check_name(ctx, name)
-    return await subscriptions.create(topic_context(ctx), name, document, **kwargs)
+    return await subscriptions.create(topic_context(ctx, as_subscriber=True), name, document,
+                                      **kwargs)
 
 
 async def list_subscriptions(ctx: Context, name: str, **kwargs: Any) -> dict[str, Any]:
@@ -178,7 +183,8 @@ async def update_subscription(ctx: Context, name: str, subscription_id: str, doc
                               **kwargs: Any) -> None:
     authorize(ctx, "subscription:update")
     check_name(ctx, name)
-    await subscriptions.update(topic_context(ctx), name, subscription_id, document, **kwargs)
+    await subscriptions.update(topic_context(ctx, as_subscriber=True), name, subscription_id,
+                               document, **kwargs)
 
 
 async def delete_subscription(ctx: Context, name: str, subscription_id: str) -> None:

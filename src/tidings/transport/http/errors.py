@@ -25,6 +25,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.TidingsError], str]] = [
     (errors.Conflict, falcon.HTTP_409),
     (errors.PayloadTooLarge, falcon.HTTP_413),
     (errors.UnsupportedMediaType, falcon.HTTP_415),
+    (errors.NotAcceptable, falcon.HTTP_406),
     (errors.ServiceUnavailable, falcon.HTTP_503),
     (errors.TidingsError, falcon.HTTP_400),
 ]

@@ -42,8 +42,12 @@ HOME: dict[str, Any] = {
                                     ["GET", "DELETE"]),
         _REL + "claims": _resource("/v2/queues/{queue_name}/claims{?limit}",
                                    {**_QUEUE, "limit": "param/claim_limit"}, ["POST"]),
-        _REL + "claim": _resource("/v2/queues/{queue_name}/claims/{claim_id}", _CLAIM,
-                                  ["GET", "PATCH", "DELETE"]),
+        # As Zaqar's: one relation per method of a claim.
+        _REL + "claim": _resource("/v2/queues/{queue_name}/claims/{claim_id}", _CLAIM, ["GET"]),
+        _REL + "patch_claim": _resource("/v2/queues/{queue_name}/claims/{claim_id}", _CLAIM,
+                                        ["PATCH"]),
+        _REL + "delete_claim": _resource("/v2/queues/{queue_name}/claims/{claim_id}", _CLAIM,
+                                         ["DELETE"]),
         _REL + "ping": _resource("/v2/ping", {}, ["GET", "HEAD"]),
         _REL + "health": _resource("/v2/health", {}, ["GET", "HEAD"]),
     }

@@ -213,12 +213,16 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
     message = obj({
         "id": string(), "href": string(), "ttl": {"type": "integer"},
         "age": {"type": "integer"}, "body": {},
-        "claim_id": {"type": ["string", "null"]},
-        "claim_count": {"type": "integer"},
+        "claim_id": {"type": ["string", "null"],
+                     "description": "Popped messages only (elsewhere the href carries it)."},
+        "claim_count": {"type": "integer", "description": "Popped messages only."},
     }, ("id", "href", "ttl", "age", "body"))
-    message_stat = obj({"id": string(), "age": {"type": "integer"}, "href": string(),
-                        "created": string(format="date-time")},
-                       ("id", "age", "href", "created"))
+    message_stat = obj({"age": {"type": "integer"}, "body": {},
+                        "claim_count": {"type": "integer"},
+                        "claim_id": {"type": ["string", "null"]},
+                        "created": string(format="date-time"), "href": string(),
+                        "ttl": {"type": "integer"}},
+                       ("age", "body", "claim_count", "claim_id", "created", "href", "ttl"))
     listing_entry = obj({"name": string(), "href": string(), "metadata": {"type": "object"}},
                         ("name", "href"))
     return {
@@ -276,10 +280,9 @@ def component_schemas(limits: Limits) -> dict[str, Schema]:
             EXTENSION: True}}),
         "ClaimUpdate": obj({"ttl": claim_ttl, "grace": claim_grace}),
         "Claimed": obj({"messages": array(ref("Message"))}, ("messages",)),
-        "Claim": obj({"id": string(), "age": {"type": "integer"}, "ttl": {"type": "integer"},
-                      "grace": {"type": "integer"}, "href": string(),
-                      "messages": array(ref("Message"))},
-                     ("id", "age", "ttl", "href", "messages")),
+        "Claim": obj({"age": {"type": "integer"}, "ttl": {"type": "integer"},
+                      "href": string(), "messages": array(ref("Message"))},
+                     ("age", "ttl", "href", "messages")),
         "SubscriptionRequest": obj({"subscriber": subscriber, "ttl": subscription_ttl,
                                     "options": options}, ("subscriber",)),
         "SubscriptionUpdate": obj({"subscriber": subscriber, "ttl": subscription_ttl,

@@ -19,7 +19,15 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 def context(req: falcon.asgi.Request, service: Service) -> Context:
     """The request's context; ``identity`` is set by the Authenticate
-    middleware when auth is on."""
+    middleware when auth is on. 406 for a client that takes no JSON, as
+    Zaqar answers (string checks first: nearly every client sends no
+    Accept, */* or a JSON type)."""
+    accept = req.get_header("Accept")
+    if (accept and "json" not in accept and "*/*" not in accept
+            and not req.client_accepts_json):
+        raise errors.NotAcceptable(
+            "Endpoint only serves `application/json`; specify client-side media type "
+            "support with the \"Accept\" header.")
     return make_context(service, req.get_header("X-Project-ID"), req.get_header("Client-ID"),
                         getattr(req.context, "identity", None), req.get_header("X-Auth-Token"))
 
