@@ -120,6 +120,17 @@ def test_a_trust_id_in_the_request_is_never_used(trust_server: ServerProcess,
     assert member.patch(f"{path}/{sid}", json={"options": {"trust_id": their_trust}}
                         ).status_code == 204
     assert member.get(f"{path}/{sid}").json()["options"]["trust_id"] == mine
+    # A new URL gets a new trust, from whoever changes it (here B, in B's
+    # project): A's trust does not follow the subscription elsewhere.
+    b_path = f"/v2/queues/{queue}/subscriptions/{theirs['subscription_id']}"
+    assert b_user.patch(b_path, json={"subscriber": "trust+http://127.0.0.1:9/b2"}
+                        ).status_code == 204
+    moved = b_user.get(b_path).json()["options"]["trust_id"]
+    assert moved not in (their_trust, mine)
+    # A duplicate makes no trust: it answers with the first subscription.
+    again = member.post(path, json={"subscriber": "trust+http://127.0.0.1:9/a"})
+    assert again.json()["subscription_id"] == sid
+    assert member.get(f"{path}/{sid}").json()["options"]["trust_id"] == mine
 
 
 def test_a_revoked_trust_is_a_dead_delivery(trust_server: ServerProcess, as_user: Make,

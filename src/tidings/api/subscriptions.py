@@ -274,7 +274,12 @@ async def create(ctx: Context, queue: str, document: Any, *, base_url: str | Non
     ttl = check_ttl(ctx, ctx.limits.default_subscription_ttl if ttl_value is None else ttl_value)
     options = check_options(document.get("options"))
     check_target(ctx, subscriber)
-    options = await with_trust(ctx, subscriber, options, ttl)
+    if trusts.is_trust_subscriber(subscriber):
+        # A duplicate answers before a trust is made that nothing would use.
+        existing = await ctx.storage.subscriptions.find(ctx.project, queue, subscriber)
+        if existing is not None:
+            return {"subscription_id": await _existing(ctx, queue, existing, base_url)}
+        options = await with_trust(ctx, subscriber, options, ttl)
     confirm_first = needs_confirmation(ctx, subscriber, options)
     request = None
     if confirm_first:
@@ -378,9 +383,10 @@ async def update(ctx: Context, queue: str, subscription_id: str, document: Any, 
     target = subscriber or current.subscriber
     if trusts.is_trust_subscriber(target):
         # A trust+ subscriber keeps the trust the server made for it through
-        # an options change; one that becomes trust+ gets one.
-        kept = (current.options.get("trust_id")
-                if trusts.is_trust_subscriber(current.subscriber) else None)
+        # an options or ttl change. A new subscriber URL gets a new trust, from
+        # whoever changes it: the old one's tokens must not follow the
+        # subscription somewhere its trustor never chose.
+        kept = current.options.get("trust_id") if subscriber is None else None
         asked = current.options if options is None else options
         trusted = await with_trust(ctx, target, asked, current.ttl if ttl is None else ttl,
                                    kept=kept if isinstance(kept, str) else None)
