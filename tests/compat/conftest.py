@@ -48,8 +48,6 @@ def tempest_results(tmp_path_factory: pytest.TempPathFactory, suites_venv: Path,
     server = started(base, suites.tempest_server_env(keystone))
     try:
         return suites.run_tempest(base, server.url, keystone, suites_venv)
-    except suites.SuiteUnavailable as exc:
-        unavailable("tempest", exc)
     finally:
         server.stop()
 
@@ -62,7 +60,7 @@ def zaqarclient_results(tmp_path_factory: pytest.TempPathFactory, suites_venv: P
     server = started(base, {})
     try:
         return suites.run_zaqarclient_functional(base, server.url, suites_venv)
-    except suites.SuiteUnavailable as exc:
+    except suites.SuiteUnavailable as exc:  # its sdist could not be downloaded
         unavailable("python-zaqarclient's functional tests", exc)
     finally:
         server.stop()
