@@ -66,7 +66,9 @@ def start(storage: str, env: dict[str, str], log: Path, stack: ExitStack) -> Ser
     return server.start()
 
 
-def run(driver: str, which: str, base: Path) -> list[suites.SuiteResult]:
+def run(driver: str, which: str, base: Path
+        ) -> list[tuple[suites.SuiteResult, tuple[bool, str]]]:
+    """Each suite's result with its verdict: goal reached, and the report."""
     venv = suites.suites_venv()
     results = []
     with ExitStack() as stack:
@@ -76,20 +78,13 @@ def run(driver: str, which: str, base: Path) -> list[suites.SuiteResult]:
             stack.callback(keystone.stop)
             server = start(urls["tempest"], suites.tempest_server_env(keystone),
                            base / "tempest-server.log", stack)
-            results.append(suites.run_tempest(base, server.url, keystone, venv))
+            result = suites.run_tempest(base, server.url, keystone, venv)
+            results.append((result, suites.tempest_verdict(result)))
         if which in ("zaqarclient", "all"):
             server = start(urls["zaqarclient"], {}, base / "zaqarclient-server.log", stack)
-            results.append(suites.run_zaqarclient_functional(base, server.url, venv))
+            result = suites.run_zaqarclient_functional(base, server.url, venv)
+            results.append((result, suites.client_verdict(result)))
     return results
-
-
-def verdict(result: suites.SuiteResult) -> tuple[bool, str]:
-    """Whether the suite reached its goal, and the report to print."""
-    if result.suite.startswith("tempest"):
-        ok = result.passed == suites.TEMPEST_TESTS and not result.failures()
-        return ok, result.report()
-    ok = not suites.unexpected_client_failures(result) and result.passed >= suites.CLIENT_FLOOR
-    return ok, suites.client_report(result)
 
 
 def main() -> int:
@@ -105,14 +100,11 @@ def main() -> int:
             tempfile.TemporaryDirectory(prefix="tidings-suites-")))
         base.mkdir(parents=True, exist_ok=True)
         results = run(args.driver, args.suite, base.resolve())
-    ok = True
-    for result in results:
-        passed, report = verdict(result)
-        ok = ok and passed
+    for _, (_, report) in results:
         print(f"[{args.driver}] {report}\n")
     if args.json:
-        args.json.write_text(json.dumps([r.as_dict() for r in results], indent=1))
-    return 0 if ok else 1
+        args.json.write_text(json.dumps([r.as_dict() for r, _ in results], indent=1))
+    return 0 if all(ok for _, (ok, _) in results) else 1
 
 
 if __name__ == "__main__":

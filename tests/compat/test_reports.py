@@ -7,11 +7,13 @@ from __future__ import annotations
 from tests.support.openstack_suites import (
     CLIENT_FLOOR,
     CLIENT_TESTS_TOTAL,
+    TEMPEST_TESTS,
     Outcome,
     SuiteResult,
     client_report,
     exception_lines,
     expected_client_failure,
+    tempest_verdict,
     unexpected_client_failures,
 )
 
@@ -89,3 +91,14 @@ def test_client_failures_zaqar_has_too_are_told_apart() -> None:
 
 def test_the_floor_is_every_test_zaqar_passes() -> None:
     assert (CLIENT_TESTS_TOTAL, CLIENT_FLOOR) == (36, 23)
+
+
+def test_tempest_passes_only_when_every_test_passes() -> None:
+    def run(*statuses: str) -> SuiteResult:
+        return SuiteResult("tempest", tuple(
+            Outcome(f"zaqar_tempest_plugin.t{i}", status, "") for i, status in enumerate(statuses)
+        ), 1.0)
+
+    assert tempest_verdict(run(*["success"] * TEMPEST_TESTS))[0]
+    assert not tempest_verdict(run(*["success"] * (TEMPEST_TESTS - 1), "skip"))[0]
+    assert not tempest_verdict(run(*["success"] * (TEMPEST_TESTS - 1)))[0]

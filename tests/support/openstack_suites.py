@@ -283,6 +283,11 @@ def run_tempest(workdir: Path, tidings_url: str, keystone: KeystoneServer,
         workspace, env, workdir / "tempest.subunit", TEMPEST_TIMEOUT)
 
 
+def tempest_verdict(result: SuiteResult) -> tuple[bool, str]:
+    """Whether tempest reached the goal (every test passed), and its report."""
+    return result.passed == TEMPEST_TESTS and not result.failures(), result.report()
+
+
 def tempest_server_env(keystone: KeystoneServer) -> dict[str, str]:
     """Settings of the Tidings that tempest tests: Keystone auth, and
     notifications allowed to loopback, where test_trust_subscription's
@@ -331,6 +336,13 @@ def client_report(result: SuiteResult) -> str:
     lines += [f"- {o.name}: {expected_client_failure(o)}"
               for o in result.failures() if o not in unexpected]
     return "\n".join(lines)
+
+
+def client_verdict(result: SuiteResult) -> tuple[bool, str]:
+    """Whether the client's suite reached the goal (no failure Zaqar does not
+    have, at least the floor passed), and its report."""
+    ok = not unexpected_client_failures(result) and result.passed >= CLIENT_FLOOR
+    return ok, client_report(result)
 
 
 def run_zaqarclient_functional(workdir: Path, endpoint: str,
