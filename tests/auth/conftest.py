@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, start_keystone
+from tests.support.keystone import KeystoneServer, auth_env, start_keystone
 from tests.support.server import ServerProcess
 
 SECRET = "signing-secret-for-tests"
@@ -33,18 +33,6 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
         pytest.skip(f"Keystone could not be started here: {exc}")
     yield server
     server.stop()
-
-
-def auth_env(keystone: KeystoneServer, **extra: str) -> dict[str, str]:
-    """Settings for a Tidings server validating tokens with ``keystone``."""
-    return {
-        "TIDINGS_AUTH__STRATEGY": "keystone",
-        "TIDINGS_AUTH__KEYSTONE__URL": keystone.url,
-        "TIDINGS_AUTH__KEYSTONE__USERNAME": "admin",
-        "TIDINGS_AUTH__KEYSTONE__PASSWORD": ADMIN_PASSWORD,
-        "TIDINGS_AUTH__KEYSTONE__PROJECT_NAME": "admin",
-        **extra,
-    }
 
 
 def start_server(base: Path, env: dict[str, str]) -> ServerProcess:

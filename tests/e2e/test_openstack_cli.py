@@ -416,22 +416,9 @@ def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneSe
     base = tmp_path_factory.mktemp("osc-ks-server")
     proc = start_server(base, auth_env(keystone, TIDINGS_AUTH__SECRET_KEY=SECRET,
                                        **pooling_env(base)))
-    register_messaging_endpoint(keystone, proc.url)
+    keystone.register_messaging_endpoint(proc.url)
     yield proc
     proc.stop()
-
-
-def register_messaging_endpoint(identity: KeystoneServer, url: str) -> None:
-    with httpx.Client(base_url=identity.api, timeout=10,
-                      headers={"X-Auth-Token": identity.admin_token()}) as admin:
-        services = admin.get("/services", params={"type": "messaging"}).raise_for_status()
-        for service in services.json()["services"]:  # an earlier module's
-            admin.delete(f"/services/{service['id']}").raise_for_status()
-        service = admin.post("/services", json={"service": {
-            "type": "messaging", "name": "tidings", "enabled": True}}).raise_for_status()
-        admin.post("/endpoints", json={"endpoint": {
-            "service_id": service.json()["service"]["id"], "interface": "public",
-            "url": url, "region_id": "RegionOne"}}).raise_for_status()
 
 
 @pytest.fixture(scope="module")
