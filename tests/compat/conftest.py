@@ -14,7 +14,6 @@ from typing import NoReturn
 
 import pytest
 
-from tests.auth.conftest import keystone  # noqa: F401 - a fixture
 from tests.support import openstack_suites as suites
 from tests.support.keystone import KeystoneServer
 from tests.support.server import ServerProcess
@@ -41,7 +40,7 @@ def started(base: Path, env: dict[str, str]) -> ServerProcess:
 
 @pytest.fixture(scope="session")
 def tempest_results(tmp_path_factory: pytest.TempPathFactory, suites_venv: Path,
-                    keystone: KeystoneServer,  # noqa: F811 - the fixture imported above
+                    keystone: KeystoneServer,
                     ) -> suites.SuiteResult:
     """tempest's Zaqar plugin against Tidings with Keystone auth (~150 s)."""
     base = tmp_path_factory.mktemp("tempest")

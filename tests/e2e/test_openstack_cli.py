@@ -38,7 +38,6 @@ import pytest
 from tests.auth.conftest import (
     DEFAULT_POOL,
     auth_env,
-    keystone,  # noqa: F401 - a fixture
     pooling_env,
     start_server,
 )
@@ -409,7 +408,7 @@ def test_ping_health_and_home_document(osc: OpenStackShell) -> None:
 
 
 @pytest.fixture(scope="module")
-def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer  # noqa: F811
+def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer
                   ) -> Iterator[ServerProcess]:
     """Tidings with auth=keystone (pooling on: the pools API exists only
     then), listed in Keystone's catalog as the messaging service."""
@@ -422,7 +421,7 @@ def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneSe
 
 
 @pytest.fixture(scope="module")
-def ks_clouds(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,  # noqa: F811
+def ks_clouds(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,
               osc_ks_server: ServerProcess) -> Path:
     def password_cloud(user: str, password: str = PASSWORD) -> dict[str, Any]:
         return {"auth": {"auth_url": keystone.api, "username": user, "password": password,
@@ -450,7 +449,7 @@ def as_user(ks_clouds: Path) -> Iterator[dict[str, OpenStackShell]]:
 
 def test_keystone_password_auth(as_user: dict[str, OpenStackShell],
                                 osc_ks_server: ServerProcess,
-                                keystone: KeystoneServer) -> None:  # noqa: F811
+                                keystone: KeystoneServer) -> None:
     a = as_user["a-member"]
     queue = fresh("ks")
     assert a.json("messaging", "queue", "create", queue) == {"Name": queue}
@@ -478,7 +477,7 @@ def test_keystone_password_auth(as_user: dict[str, OpenStackShell],
 
 def test_keystone_signed_url(as_user: dict[str, OpenStackShell],
                              osc_ks_server: ServerProcess,
-                             keystone: KeystoneServer) -> None:  # noqa: F811
+                             keystone: KeystoneServer) -> None:
     a = as_user["a-member"]
     queue = fresh("signed")
     a.run("messaging", "message", "post", queue,
