@@ -1,9 +1,5 @@
-"""Fixtures for the auth tier: a real Keystone and Tidings servers using it.
-
-Keystone starts once a session (tests/support/keystone.py). Under CI=true it
-must start; elsewhere a machine that cannot install it (no network) skips
-the tests that need it.
-"""
+"""Fixtures for the auth tier: Tidings servers using the session's real
+Keystone (the ``keystone`` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,34 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, start_keystone
+from tests.support.keystone import KeystoneServer, auth_env
 from tests.support.server import ServerProcess
 
 SECRET = "signing-secret-for-tests"
-
-
-@pytest.fixture(scope="session")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
-    try:
-        server = start_keystone(tmp_path_factory.mktemp("keystone"))
-    except Exception as exc:  # noqa: BLE001 - any failure to install or start
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Keystone must start under CI: {exc}", pytrace=False)
-        pytest.skip(f"Keystone could not be started here: {exc}")
-    yield server
-    server.stop()
-
-
-def auth_env(keystone: KeystoneServer, **extra: str) -> dict[str, str]:
-    """Settings for a Tidings server validating tokens with ``keystone``."""
-    return {
-        "TIDINGS_AUTH__STRATEGY": "keystone",
-        "TIDINGS_AUTH__KEYSTONE__URL": keystone.url,
-        "TIDINGS_AUTH__KEYSTONE__USERNAME": "admin",
-        "TIDINGS_AUTH__KEYSTONE__PASSWORD": ADMIN_PASSWORD,
-        "TIDINGS_AUTH__KEYSTONE__PROJECT_NAME": "admin",
-        **extra,
-    }
 
 
 def start_server(base: Path, env: dict[str, str]) -> ServerProcess:
@@ -84,18 +56,6 @@ def ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer
         **pooling_env(base)))
     yield proc
     proc.stop()
-
-
-@pytest.fixture(scope="session")
-def tokens(keystone: KeystoneServer) -> dict[str, str]:
-    """A token for each test user (valid for the hour the session lasts)."""
-    return {user: keystone.token(user) for user in ("a-member", "a-admin", "b-member")}
-
-
-@pytest.fixture(scope="session")
-def projects(keystone: KeystoneServer) -> dict[str, str]:
-    """Keystone project ids: "a", "b"."""
-    return {"a": keystone.projects["tidings-a"], "b": keystone.projects["tidings-b"]}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import pytest
 
 from tidings.bench import main
@@ -82,3 +83,43 @@ def test_two_processes_over_two_queues(
     # Messages go in batches of five.
     assert roles["producer"]["messages"] == 5 * roles["producer"]["requests"]
     assert roles["consumer"]["messages"] > 0
+
+
+def _total(http: httpx.Client, queue: str) -> int:
+    """Messages in a queue (free and claimed), read through the Zaqar API."""
+    response = http.get(f"/v2/queues/{queue}/stats")
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]["total"]
+
+
+@pytest.mark.parametrize("per_request", ["1", "10"])
+def test_sqs_producer_sends_what_it_counts(
+    server_url: str, project: str, http: httpx.Client, capsys: pytest.CaptureFixture[str],
+    per_request: str,
+) -> None:
+    # SendMessage with 1, SendMessageBatch with 10; with no warm-up every
+    # request counts, so the report and the queue must agree exactly.
+    prefix = f"bench-sqs-send{per_request}"
+    report = _run(capsys, server_url, project, "--roles", "sqs_producer",
+                  "--messages-per-post", per_request, "--keep-queues", "--queue-prefix", prefix)
+    figures = report["roles"]["sqs_producer"]
+    assert figures["errors"] == 0, figures["errors_by_status"]
+    assert "failed_entries" not in figures
+    assert figures["messages"] > 0
+    assert figures["messages"] == figures["requests"] * int(per_request)
+    assert _total(http, f"{prefix}-0") == figures["messages"]
+
+
+def test_sqs_consumer_deletes_what_it_counts(
+    server_url: str, project: str, http: httpx.Client, capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = _run(capsys, server_url, project, "--roles", "sqs_consumer", "--prefill", "300",
+                  "--keep-queues", "--queue-prefix", "bench-sqs-receive")
+    figures = report["roles"]["sqs_consumer"]
+    assert report["config"]["prefilled_messages"] == 300
+    assert figures["errors"] == 0, figures["errors_by_status"]
+    assert "failed_entries" not in figures
+    assert figures["receives"] > 0
+    assert 0 < figures["messages"] <= 300
+    # Received and deleted through SQS: gone from the queue the Zaqar API sees.
+    assert _total(http, "bench-sqs-receive-0") == 300 - figures["messages"]

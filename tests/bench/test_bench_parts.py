@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 
 import pytest
 
-from tidings.bench import main, zaqar
+from tidings.bench import main, sqs, zaqar
 from tidings.bench.histogram import LatencyHistogram
 from tidings.bench.http import HttpConnection, HttpError, build_request
 from tidings.bench.options import BenchOptions
@@ -230,6 +231,41 @@ def test_main_refuses_a_remote_url_with_exit_2(capsys: pytest.CaptureFixture[str
 
 def test_main_rejects_unknown_roles() -> None:
     assert main(["--roles", "ping,dancer"]) == 2
+
+
+def test_main_refuses_sqs_batches_over_ten(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--roles", "sqs_producer", "--messages-per-post", "11"]) == 2
+    assert "at most 10" in capsys.readouterr().err
+
+
+# --- the SQS wire -----------------------------------------------------------------
+
+
+def test_sqs_requests_name_the_project_and_the_queue() -> None:
+    headers = sqs.headers("bench-p")
+    assert headers["Content-Type"] == "application/x-amz-json-1.0"
+    # noauth reads the project from the credential scope's access key id.
+    assert "Credential=bench-p/20260101/us-east-1/sqs/aws4_request," in headers["Authorization"]
+    assert sqs.target("SendMessage") == {"X-Amz-Target": "AmazonSQS.SendMessage"}
+    url = sqs.queue_url("http://127.0.0.1:1/", "bench p", "q-0")
+    assert url == "http://127.0.0.1:1/bench%20p/q-0"
+    one = json.loads(sqs.send_body(url, 50))
+    assert one["QueueUrl"] == url and len(json.loads(one["MessageBody"])["payload"]) == 50
+    batch = json.loads(sqs.send_batch_body(url, 10, 5))["Entries"]
+    assert [e["Id"] for e in batch] == [str(i) for i in range(10)]
+    assert json.loads(sqs.receive_body(url, 10, 30)) == {
+        "QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 30}
+    entries = json.loads(sqs.delete_batch_body(url, ["a", "b"]))["Entries"]
+    assert entries == [{"Id": "0", "ReceiptHandle": "a"}, {"Id": "1", "ReceiptHandle": "b"}]
+
+
+def test_sqs_answers_are_parsed() -> None:
+    received = (b'{"Messages": [{"ReceiptHandle": "h1"}, {"Body": "no handle"}, '
+                b'{"ReceiptHandle": "h2"}]}')
+    assert sqs.receipt_handles(received) == ["h1", "h2"]
+    assert sqs.receipt_handles(b"{}") == [] and sqs.receipt_handles(b"not json") == []
+    assert sqs.batch_counts(b'{"Successful": [{}, {}], "Failed": [{}]}') == (2, 1)
+    assert sqs.batch_counts(b'{"Successful": [{}]}') == (1, 0)
 
 
 # --- sizing and report -----------------------------------------------------------

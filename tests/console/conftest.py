@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth.conftest import auth_env, keystone, projects, start_server, tokens  # noqa: F401
+from tests.auth.conftest import auth_env, start_server
 from tests.support.keystone import KeystoneServer
 from tests.support.server import ServerProcess
 
@@ -88,7 +88,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 
 @pytest.fixture(scope="session")
-def ks_console_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,  # noqa: F811
+def ks_console_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,
                       ) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("ks-console-server")
     proc = start_server(base, auth_env(keystone))

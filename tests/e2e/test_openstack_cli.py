@@ -38,7 +38,6 @@ import pytest
 from tests.auth.conftest import (
     DEFAULT_POOL,
     auth_env,
-    keystone,  # noqa: F401 - a fixture
     pooling_env,
     start_server,
 )
@@ -409,33 +408,20 @@ def test_ping_health_and_home_document(osc: OpenStackShell) -> None:
 
 
 @pytest.fixture(scope="module")
-def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer  # noqa: F811
+def osc_ks_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer
                   ) -> Iterator[ServerProcess]:
     """Tidings with auth=keystone (pooling on: the pools API exists only
     then), listed in Keystone's catalog as the messaging service."""
     base = tmp_path_factory.mktemp("osc-ks-server")
     proc = start_server(base, auth_env(keystone, TIDINGS_AUTH__SECRET_KEY=SECRET,
                                        **pooling_env(base)))
-    register_messaging_endpoint(keystone, proc.url)
+    keystone.register_messaging_endpoint(proc.url)
     yield proc
     proc.stop()
 
 
-def register_messaging_endpoint(identity: KeystoneServer, url: str) -> None:
-    with httpx.Client(base_url=identity.api, timeout=10,
-                      headers={"X-Auth-Token": identity.admin_token()}) as admin:
-        services = admin.get("/services", params={"type": "messaging"}).raise_for_status()
-        for service in services.json()["services"]:  # an earlier module's
-            admin.delete(f"/services/{service['id']}").raise_for_status()
-        service = admin.post("/services", json={"service": {
-            "type": "messaging", "name": "tidings", "enabled": True}}).raise_for_status()
-        admin.post("/endpoints", json={"endpoint": {
-            "service_id": service.json()["service"]["id"], "interface": "public",
-            "url": url, "region_id": "RegionOne"}}).raise_for_status()
-
-
 @pytest.fixture(scope="module")
-def ks_clouds(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,  # noqa: F811
+def ks_clouds(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer,
               osc_ks_server: ServerProcess) -> Path:
     def password_cloud(user: str, password: str = PASSWORD) -> dict[str, Any]:
         return {"auth": {"auth_url": keystone.api, "username": user, "password": password,
@@ -463,7 +449,7 @@ def as_user(ks_clouds: Path) -> Iterator[dict[str, OpenStackShell]]:
 
 def test_keystone_password_auth(as_user: dict[str, OpenStackShell],
                                 osc_ks_server: ServerProcess,
-                                keystone: KeystoneServer) -> None:  # noqa: F811
+                                keystone: KeystoneServer) -> None:
     a = as_user["a-member"]
     queue = fresh("ks")
     assert a.json("messaging", "queue", "create", queue) == {"Name": queue}
@@ -491,7 +477,7 @@ def test_keystone_password_auth(as_user: dict[str, OpenStackShell],
 
 def test_keystone_signed_url(as_user: dict[str, OpenStackShell],
                              osc_ks_server: ServerProcess,
-                             keystone: KeystoneServer) -> None:  # noqa: F811
+                             keystone: KeystoneServer) -> None:
     a = as_user["a-member"]
     queue = fresh("signed")
     a.run("messaging", "message", "post", queue,

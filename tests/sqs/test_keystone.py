@@ -20,7 +20,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.auth.conftest import auth_env, keystone, start_server  # noqa: F401 (fixture)
+from tests.auth.conftest import auth_env, start_server
 from tests.sqs.conftest import log_size, server_log_clean, sqs_client
 from tests.support.keystone import KeystoneServer
 from tests.support.server import ServerProcess
@@ -29,7 +29,7 @@ TARGET = "AmazonSQS.ListQueues"
 
 
 @pytest.fixture(scope="module")
-def ks_sqs_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer  # noqa: F811
+def ks_sqs_server(tmp_path_factory: pytest.TempPathFactory, keystone: KeystoneServer
                   ) -> Iterator[ServerProcess]:
     proc = start_server(tmp_path_factory.mktemp("ks-sqs"), auth_env(keystone))
     yield proc
@@ -43,7 +43,7 @@ def no_server_tracebacks(ks_sqs_server: ServerProcess) -> Iterator[None]:
     server_log_clean(ks_sqs_server, start)
 
 
-def ec2_credentials(keystone: KeystoneServer, user: str) -> dict[str, str]:  # noqa: F811
+def ec2_credentials(keystone: KeystoneServer, user: str) -> dict[str, str]:
     """A new EC2 credential of ``user`` in its project (what ``openstack ec2
     credentials create`` asks Keystone for): access, secret, tenant_id."""
     token = keystone.token(user)
@@ -57,7 +57,7 @@ def ec2_credentials(keystone: KeystoneServer, user: str) -> dict[str, str]:  # n
 
 
 @pytest.fixture(scope="module")
-def creds(keystone: KeystoneServer) -> dict[str, dict[str, str]]:  # noqa: F811
+def creds(keystone: KeystoneServer) -> dict[str, dict[str, str]]:
     return {user: ec2_credentials(keystone, user) for user in ("a-member", "b-member")}
 
 
@@ -67,7 +67,7 @@ def client(server: ServerProcess, credential: dict[str, str], secret: str | None
 
 
 def test_projects_see_only_their_queues_through_both_apis(
-        ks_sqs_server: ServerProcess, keystone: KeystoneServer,  # noqa: F811
+        ks_sqs_server: ServerProcess, keystone: KeystoneServer,
         creds: dict[str, dict[str, str]]) -> None:
     a = client(ks_sqs_server, creds["a-member"])
     b = client(ks_sqs_server, creds["b-member"])
@@ -184,7 +184,7 @@ def test_zaqar_requests_still_need_a_token(ks_sqs_server: ServerProcess) -> None
 
 
 def test_later_requests_are_checked_from_the_cached_secret(
-        ks_sqs_server: ServerProcess, keystone: KeystoneServer) -> None:  # noqa: F811
+        ks_sqs_server: ServerProcess, keystone: KeystoneServer) -> None:
     """After Keystone accepted a key once, its secret is kept for
     auth.keystone.cache_time and signatures are checked without Keystone:
     deleting the credential does not stop it until then (as with tokens),

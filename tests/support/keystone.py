@@ -25,7 +25,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,9 @@ from pathlib import Path
 import httpx
 
 from tests.support.server import free_port
+from tests.support.venvs import CACHE, QUIET, ensure_venv, run_checked
 
-REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".cache" / "keystone-venv"
+VENV = CACHE / "keystone-venv"
 KEYSTONE_VERSION = "30.0.0"
 ADMIN_PASSWORD = "s3cret"
 PASSWORD = "pass-word"
@@ -45,8 +44,6 @@ USERS = {
     "a-admin": ("tidings-a", "admin"),
     "b-member": ("tidings-b", "member"),
 }
-# keystone (oslo.service, eventlet) warns on every import.
-QUIET = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
 CONF = """\
 [DEFAULT]
@@ -103,24 +100,13 @@ class KeystoneUnavailable(RuntimeError):
 
 
 def _run(args: list[str], timeout: float, what: str) -> None:
-    result = subprocess.run(args, env=QUIET, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise KeystoneUnavailable(f"{what} failed ({result.returncode}):\n"
-                                  f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    run_checked(args, timeout, what, KeystoneUnavailable)
 
 
-def ensure_venv(venv: Path = VENV) -> Path:
+def ensure_keystone_venv(venv: Path = VENV) -> Path:
     """The cached venv with keystone and gunicorn, created when missing or broken."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import keystone, gunicorn"]
-    if python.exists() and subprocess.run(check, env=QUIET, capture_output=True).returncode == 0:
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "venv", "--clear", str(venv)], 120, "creating the keystone venv")
-    _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-          f"keystone=={KEYSTONE_VERSION}", "gunicorn"], 900, "pip install keystone")
-    _run(check, 120, "importing keystone")
-    return venv
+    return ensure_venv(venv, [f"keystone=={KEYSTONE_VERSION}", "gunicorn"],
+                       "import keystone, gunicorn", KeystoneUnavailable)
 
 
 @dataclass
@@ -250,6 +236,19 @@ class KeystoneServer:
                 api.put(f"/projects/{project_id}/users/{user_id}/roles/{roles[role]}"
                         ).raise_for_status()
 
+    def register_messaging_endpoint(self, url: str) -> None:
+        """``url`` as the catalog's public ``messaging`` endpoint, where
+        OpenStack clients and tempest look Zaqar up; replaces an earlier one."""
+        with httpx.Client(base_url=self.api, timeout=10,
+                          headers={"X-Auth-Token": self.admin_token()}) as admin:
+            services = admin.get("/services", params={"type": "messaging"}).raise_for_status()
+            for service in services.json()["services"]:
+                admin.delete(f"/services/{service['id']}").raise_for_status()
+            service = admin.post("/services", json={"service": {
+                "type": "messaging", "name": "tidings", "enabled": True}}).raise_for_status()
+            admin.post("/endpoints", json={"endpoint": {
+                "service_id": service.json()["service"]["id"], "interface": "public",
+                "url": url, "region_id": "RegionOne"}}).raise_for_status()
 
     def repoint_endpoints(self) -> None:
         """The catalog's identity endpoints at this server's port."""
@@ -265,7 +264,7 @@ TEMPLATE_FILES = ("keystone.db", "fernet-keys", "credential-keys")
 
 def template_dir() -> Path:
     recipe = json.dumps([KEYSTONE_VERSION, CONF, ADMIN_PASSWORD, PASSWORD, USERS])
-    return REPO / ".cache" / f"keystone-template-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    return CACHE / f"keystone-template-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
 def _copy(names: tuple[str, ...], source: Path, target: Path) -> None:
@@ -279,7 +278,7 @@ def _copy(names: tuple[str, ...], source: Path, target: Path) -> None:
 def start_keystone(base: Path) -> KeystoneServer:
     """Install (or reuse) the venv, then start a seeded Keystone: from the
     template when there is one, else set up and seed it and save the template."""
-    ensure_venv()
+    ensure_keystone_venv()
     server = KeystoneServer(base=base)
     template = template_dir()
     try:
@@ -307,3 +306,15 @@ def start_keystone(base: Path) -> KeystoneServer:
     except OSError:  # another session saved it first
         shutil.rmtree(partial, ignore_errors=True)
     return server
+
+
+def auth_env(keystone: KeystoneServer, **extra: str) -> dict[str, str]:
+    """Settings for a Tidings server validating tokens with ``keystone``."""
+    return {
+        "TIDINGS_AUTH__STRATEGY": "keystone",
+        "TIDINGS_AUTH__KEYSTONE__URL": keystone.url,
+        "TIDINGS_AUTH__KEYSTONE__USERNAME": "admin",
+        "TIDINGS_AUTH__KEYSTONE__PASSWORD": ADMIN_PASSWORD,
+        "TIDINGS_AUTH__KEYSTONE__PROJECT_NAME": "admin",
+        **extra,
+    }

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tidings.bench.options import ROLE_ORDER, BenchOptions
+from tidings.bench.options import DEFAULT_ROLES, ROLE_ORDER, SQS_ROLES, BenchOptions
 from tidings.bench.progress import Progress
 from tidings.bench.queues import BenchSetupError
 from tidings.bench.report import to_json, to_table
 from tidings.bench.runner import BenchError, run_bench
+from tidings.bench.sqs import MAX_BATCH
 from tidings.bench.target import TargetError, check_target
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -76,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=_seconds, default=5.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=_seconds, default=1.0,
                    help="unmeasured seconds before each phase's window")
-    p.add_argument("--roles", type=_roles, default=ROLE_ORDER,
-                   help="comma list of ping,producer,observer,consumer "
-                        f"(default: {','.join(ROLE_ORDER)})")
+    p.add_argument("--roles", type=_roles, default=DEFAULT_ROLES,
+                   help=f"comma list of {','.join(ROLE_ORDER)}; the sqs_ roles send "
+                        "SendMessage (SendMessageBatch for posts of several messages) "
+                        "and ReceiveMessage + DeleteMessageBatch through the SQS API "
+                        f"(default: {','.join(DEFAULT_ROLES)})")
     p.add_argument("--message-size", type=_non_negative_int, default=100,
                    help="bytes of payload in each message body")
     p.add_argument("--messages-per-post", type=_positive_int, default=1,
@@ -105,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    if any(role in SQS_ROLES for role in args.roles) and max(
+            args.messages_per_post, args.messages_per_claim) > MAX_BATCH:
+        # SQS refuses bigger batches: every request would be an error.
+        raise TargetError(f"the sqs_ roles send at most {MAX_BATCH} messages per request "
+                          "(--messages-per-post, --messages-per-claim)")
     return BenchOptions(
         target=check_target(args.url, args.allow_remote),
         project=args.project,

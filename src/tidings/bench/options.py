@@ -9,12 +9,19 @@ from tidings.bench.target import Target
 
 # The order phases run in, whatever order --roles lists them. The ping
 # ceiling comes first so every later figure can be compared with it; the
-# observer reads before the consumer, because consumers delete what the
+# observer reads before the consumers, because consumers delete what the
 # observer would otherwise page through.
-ROLE_ORDER = ("ping", "producer", "observer", "consumer")
+ROLE_ORDER = ("ping", "producer", "sqs_producer", "observer", "consumer", "sqs_consumer")
 
-# Roles that need messages already in the queues.
-READING_ROLES = ("observer", "consumer")
+# The roles run when --roles is not given: the Zaqar API's.
+DEFAULT_ROLES = ("ping", "producer", "observer", "consumer")
+
+# Roles that send through the SQS API, whose batches hold at most 10.
+SQS_ROLES = ("sqs_producer", "sqs_consumer")
+
+# Roles that post messages, and roles that need messages already in the queues.
+WRITING_ROLES = ("producer", "sqs_producer")
+READING_ROLES = ("observer", "consumer", "sqs_consumer")
 
 # Used when --prefill is not given and no ping ceiling is known to size it.
 DEFAULT_PREFILL = 20_000
@@ -28,7 +35,7 @@ class BenchOptions:
     workers: int = 2
     time: float = 5.0
     warmup: float = 1.0
-    roles: tuple[str, ...] = ROLE_ORDER
+    roles: tuple[str, ...] = DEFAULT_ROLES
     message_size: int = 100
     messages_per_post: int = 1
     messages_per_claim: int = 10

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
 
-from tidings.bench import zaqar
+from tidings.bench import sqs, zaqar
 from tidings.bench.http import HttpConnection, HttpError, Response, build_request
 from tidings.bench.options import BenchOptions
 from tidings.bench.stats import PhaseStats
@@ -52,6 +52,10 @@ class Worker:
             "User-Agent": "tidings-bench",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # The SQS roles reach the same queue through the SQS API: the
+        # project is the access key id, the queue is named by its URL.
+        self._sqs_headers = sqs.headers(options.project)
+        self.queue_url = sqs.queue_url(target.url, options.project, queue)
         self._counting = False  # whether the last request fell in the window
 
     def running(self) -> bool:
@@ -61,6 +65,10 @@ class Worker:
         headers = self._headers if body is None else self._json_headers
         return build_request(method, self._target.path(path), self._target.host_header,
                              headers, body)
+
+    def sqs_request(self, action: str, body: bytes) -> bytes:
+        return build_request("POST", self._target.path("/"), self._target.host_header,
+                             {**self._sqs_headers, **sqs.target(action)}, body)
 
     async def send(self, data: bytes, expected: tuple[int, ...]) -> Response | None:
         """Send one request; return the response if its status was expected."""
@@ -150,9 +158,58 @@ async def observer(w: Worker) -> None:
             request = first_request
 
 
+async def sqs_producer(w: Worker) -> None:
+    """SendMessage, or SendMessageBatch when a post carries several messages."""
+    o = w.options
+    if o.messages_per_post == 1:
+        request = w.sqs_request("SendMessage", sqs.send_body(w.queue_url, o.message_size))
+    else:
+        request = w.sqs_request("SendMessageBatch", sqs.send_batch_body(
+            w.queue_url, o.messages_per_post, o.message_size))
+    while w.running():
+        response = await w.send(request, (200,))
+        if response is None:
+            continue
+        if o.messages_per_post == 1:
+            w.add_messages(1)
+            continue
+        sent, failed = sqs.batch_counts(response.body)
+        w.add_messages(sent)
+        if failed:
+            w.bump("failed_entries")
+
+
+async def sqs_consumer(w: Worker) -> None:
+    """ReceiveMessage of a batch, then one DeleteMessageBatch for it: the
+    SQS counterpart of a claim and a bulk delete."""
+    o = w.options
+    receive = w.sqs_request("ReceiveMessage", sqs.receive_body(
+        w.queue_url, o.messages_per_claim, o.claim_ttl))
+    while w.running():
+        response = await w.send(receive, (200,))
+        if response is None:
+            continue
+        handles = sqs.receipt_handles(response.body)
+        if not handles:
+            w.bump("empty_receives")  # nothing visible is not an error
+            continue
+        w.bump("receives")
+        # Delete the batch even past the end time, as the consumer does.
+        delete = w.sqs_request("DeleteMessageBatch", sqs.delete_batch_body(w.queue_url, handles))
+        response = await w.send(delete, (200,))
+        if response is None:
+            continue
+        deleted, failed = sqs.batch_counts(response.body)
+        w.add_messages(deleted)
+        if failed:
+            w.bump("failed_entries")
+
+
 ROLES: dict[str, Callable[[Worker], Awaitable[None]]] = {
     "ping": ping,
     "producer": producer,
     "consumer": consumer,
     "observer": observer,
+    "sqs_producer": sqs_producer,
+    "sqs_consumer": sqs_consumer,
 }

@@ -12,7 +12,7 @@ from time import perf_counter
 from typing import Any
 
 from tidings.bench import queues
-from tidings.bench.options import DEFAULT_PREFILL, READING_ROLES, BenchOptions
+from tidings.bench.options import DEFAULT_PREFILL, READING_ROLES, WRITING_ROLES, BenchOptions
 from tidings.bench.process import BARRIER_TIMEOUT, END_GRACE, child_main
 from tidings.bench.progress import Progress
 from tidings.bench.stats import PhaseStats
@@ -145,8 +145,7 @@ def prefill_size(options: BenchOptions, done: dict[str, PhaseStats]) -> int:
         want = min(want, MAX_AUTO_PREFILL)
     else:
         want = DEFAULT_PREFILL
-    producer = done.get("producer")
-    posted = producer.messages / options.queues if producer else 0
+    posted = sum(done[r].messages for r in WRITING_ROLES if r in done) / options.queues
     return max(0, math.ceil(want - posted))
 
 

@@ -9,14 +9,14 @@ from urllib.parse import quote
 
 try:  # msgspec is a server dependency and decodes several times faster
     from msgspec.json import decode as _decode
-    from msgspec.json import encode as _encode
+    from msgspec.json import encode as encode_json
 except ImportError:  # pragma: no cover - fallback for a bare environment
     import json
 
     def _decode(data: bytes) -> object:  # type: ignore[misc]
         return json.loads(data)
 
-    def _encode(obj: object) -> bytes:  # type: ignore[misc]
+    def encode_json(obj: object) -> bytes:  # type: ignore[misc]
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
@@ -56,14 +56,14 @@ def bulk_delete_path(queue: str, hrefs: list[str]) -> str:
 def post_body(count: int, size: int, ttl: int) -> bytes:
     """``count`` messages whose body carries ``size`` bytes of payload."""
     message = {"ttl": ttl, "body": {"event": "bench", "payload": "x" * size}}
-    return _encode({"messages": [message] * count})
+    return encode_json({"messages": [message] * count})
 
 
 def claim_body(ttl: int, grace: int) -> bytes:
-    return _encode({"ttl": ttl, "grace": grace})
+    return encode_json({"ttl": ttl, "grace": grace})
 
 
-def _json_object(body: bytes) -> dict:
+def json_object(body: bytes) -> dict:
     if not body:
         return {}
     try:
@@ -75,13 +75,13 @@ def _json_object(body: bytes) -> dict:
 
 def claimed_hrefs(body: bytes) -> list[str]:
     """The message hrefs in a claim response; each carries ``?claim_id=``."""
-    messages = _json_object(body).get("messages") or []
+    messages = json_object(body).get("messages") or []
     return [m["href"] for m in messages if isinstance(m, dict) and m.get("href")]
 
 
 def listed_page(body: bytes) -> tuple[int, str | None]:
     """(messages on the page, href of the next page or None)."""
-    data = _json_object(body)
+    data = json_object(body)
     messages = data.get("messages") or []
     next_href = None
     for link in data.get("links") or []:
