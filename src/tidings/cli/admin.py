@@ -1,9 +1,11 @@
 """Admin commands of `tidings`: check, queues, peek, purge and redrive.
 
-They work on the configured storage directly (as `tidings gc` does), not
+They open the configured storage themselves (as `tidings gc` does), not
 through a running server, and never create it: a missing database is an
-error naming its path, not an empty one reported empty. Queues belong to a
-project, chosen as the server chooses it for a request without one:
+error naming its path, not an empty one reported empty. queues, peek,
+purge and redrive run the operations of the HTTP API (api/) with the
+operator's context, so the API's checks and limits apply. Queues belong
+to a project, chosen as the server chooses it for a request without one:
 --project, else auth.noauth_project, else "demo" (the project of the
 docs' examples).
 """
@@ -15,13 +17,16 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tidings.config import Settings
 from tidings.startup_errors import CannotStart, unusable_directory
+
+if TYPE_CHECKING:
+    from tidings.api.context import Context
 
 # The project of every example in the README and docs/.
 DEFAULT_PROJECT = "demo"
@@ -36,24 +41,27 @@ def project_of(args: argparse.Namespace, settings: Settings) -> str:
     return args.project or settings.auth.noauth_project or DEFAULT_PROJECT
 
 
-async def _require_queue(storage: Any, project: str, name: str) -> None:
+async def _require_queue(ctx: Context, name: str) -> None:
     """A queue the command reads or empties exists: an unknown one is a
     mistake (a typo, another project), not an empty queue."""
     from tidings import errors
+    from tidings.api import queues
 
     try:
-        await storage.queues.get_metadata(project, name)
+        await queues.get(ctx, name, with_defaults=False)
     except errors.QueueDoesNotExist:
-        raise CannotStart(f"queue {name} does not exist in project {project}; "
-                          f"`tidings queues --project {project}` lists them") from None
+        raise CannotStart(f"queue {name} does not exist in project {ctx.project}; "
+                          f"`tidings queues --project {ctx.project}` lists them") from None
 
 
 def _run(settings_of: Callable[[argparse.Namespace], Settings],
-         action: Callable[[Any, argparse.Namespace, Settings], Any]
+         action: Callable[[Context, argparse.Namespace], Awaitable[int]]
          ) -> Callable[[argparse.Namespace], int]:
-    """A command: open the storage, run ``action``, close it; domain errors
+    """A command: open the storage, run ``action`` with the operator's
+    context in the project of the command, close the storage; domain errors
     become a message and exit status 1."""
     from tidings import errors
+    from tidings.api.context import Service, operator_context
     from tidings.startup_errors import open_storage
 
     def command(args: argparse.Namespace) -> int:
@@ -62,8 +70,12 @@ def _run(settings_of: Callable[[argparse.Namespace], Settings],
         async def main() -> int:
             storage = await open_storage(settings, getattr(args, "sources", None),
                                          must_exist=True, migrate=False)
+            service = Service(storage=storage, limits=settings.limits)
+            ctx = operator_context(service, project_of(args, settings))
+            # The operations that read messages ask who reads (Client-ID).
+            ctx.client_id = str(uuid.uuid4())
             try:
-                return await action(storage, args, settings) or 0
+                return await action(ctx, args)
             finally:
                 await storage.close()
 
@@ -156,21 +168,26 @@ def check(settings_of: Callable[[argparse.Namespace], Settings]
 # --- queues, peek, purge, redrive ----------------------------------------------------
 
 
-async def _queues(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = project_of(args, settings)
+async def _queues(ctx: Context, args: argparse.Namespace) -> int:
+    from tidings.api import queues
+
     rows: list[tuple[str, str, str, str, str]] = []
     marker = None
     while True:
-        page = await storage.queues.list(project, marker=marker, limit=100, detailed=False)
-        for record in page:
-            stats = await storage.queues.stats(project, record.name)
-            age = f"{stats.oldest.age}s" if stats.oldest is not None else "-"
-            rows.append((record.name, str(stats.total), str(stats.free), str(stats.claimed), age))
-        if len(page) < 100:
+        page = (await queues.list_queues(ctx, marker=marker, limit=ctx.limits.max_queues_per_page,
+                                         detailed=None, name=None, with_count=None,
+                                         metadata_filters={}))["queues"]
+        for entry in page:
+            counts = (await queues.stats(ctx, entry["name"]))["messages"]
+            oldest = counts.get("oldest")
+            age = f"{oldest['age']}s" if oldest is not None else "-"
+            rows.append((entry["name"], str(counts["total"]), str(counts["free"]),
+                         str(counts["claimed"]), age))
+        if len(page) < ctx.limits.max_queues_per_page:
             break
-        marker = page[-1].name
+        marker = page[-1]["name"]
     if not rows:
-        print(f"no queues in project {project}")
+        print(f"no queues in project {ctx.project}")
         return 0
     header = ("QUEUE", "DEPTH", "FREE", "CLAIMED", "OLDEST")
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -179,39 +196,39 @@ async def _queues(storage: Any, args: argparse.Namespace, settings: Settings) ->
     return 0
 
 
-async def _peek(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = project_of(args, settings)
-    await _require_queue(storage, project, args.queue)
-    page, _ = await storage.messages.list(
-        project, args.queue, marker=None, limit=args.limit, client_id=None, echo=True,
-        include_claimed=True, include_delayed=True)
+async def _peek(ctx: Context, args: argparse.Namespace) -> int:
+    from tidings.api import messages
+
+    await _require_queue(ctx, args.queue)
+    page = (await messages.list_messages(
+        ctx, args.queue, marker=None, limit=args.limit, echo=True, include_claimed=True,
+        include_delayed=True))["messages"]
     if not page:
         print(f"queue {args.queue} has no messages")
         return 0
     for m in page:
-        state = f"claimed({m.claim_id})" if m.claim_id else "free"
-        print(f"{m.id}  age={m.age}s ttl={m.ttl}s claims={m.claim_count} {state}  "
-              f"{json.dumps(m.body, ensure_ascii=False, default=str)}")
+        # A claimed message's href names its claim, as the API shows it.
+        claim_id = m["href"].partition("?claim_id=")[2]
+        state = f"claimed({claim_id})" if claim_id else "free"
+        print(f"{m['id']}  age={m['age']}s ttl={m['ttl']}s {state}  "
+              f"{json.dumps(m['body'], ensure_ascii=False, default=str)}")
     return 0
 
 
-async def _purge(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
-    project = project_of(args, settings)
-    await _require_queue(storage, project, args.queue)
-    total = (await storage.queues.stats(project, args.queue)).total
-    await storage.queues.purge_messages(project, args.queue)
+async def _purge(ctx: Context, args: argparse.Namespace) -> int:
+    from tidings.api import queues
+
+    await _require_queue(ctx, args.queue)
+    total = (await queues.stats(ctx, args.queue))["messages"]["total"]
+    await queues.purge(ctx, args.queue, {"resource_types": ["messages"]})
     print(f"purged {total} messages from {args.queue}")
     return 0
 
 
-async def _redrive(storage: Any, args: argparse.Namespace, settings: Settings) -> int:
+async def _redrive(ctx: Context, args: argparse.Namespace) -> int:
     from tidings.api import redrive
-    from tidings.api.context import Context, Service
 
-    project = project_of(args, settings)
-    await _require_queue(storage, project, args.dlq)
-    ctx = Context(service=Service(storage=storage, limits=settings.limits),
-                  project=project, client_id=str(uuid.uuid4()))
+    await _require_queue(ctx, args.dlq)
     result = await redrive.redrive(ctx, args.dlq, to=args.to, limit=args.limit,
                                    target_option="--to QUEUE")
     print(f"moved {result['moved']} messages from {args.dlq} to {result['to']}")
