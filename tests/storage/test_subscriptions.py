@@ -330,6 +330,19 @@ async def test_delete_is_idempotent(driver, project):
     assert await create(driver, project, "q") not in (None, subscription_id)
 
 
+async def test_purge_deletes_every_subscription_of_the_queue_only(driver, project, other):
+    for i in range(3):
+        await create(driver, project, "q", f"{HOOK}/{i}")
+    kept = await create(driver, project, "q2")
+    elsewhere = await create(driver, other, "q")
+    await driver.subscriptions.purge(project, "q")
+    assert await listed_ids(driver, project, "q") == []
+    assert await listed_ids(driver, project, "q2") == [kept]
+    assert await listed_ids(driver, other, "q") == [elsewhere]
+    await driver.subscriptions.purge(project, "q")  # nothing left: still fine
+    assert await create(driver, project, "q") is not None  # the queue takes new ones
+
+
 # --- queue deletion -------------------------------------------------------------
 
 

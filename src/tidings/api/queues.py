@@ -231,9 +231,7 @@ async def purge(ctx: Context, name: str, document: Any | None) -> None:
     if "messages" in kinds:
         await ctx.storage.queues.purge_messages(ctx.project, name)
     if "subscriptions" in kinds:
-        from tidings.api import subscriptions  # it imports this module
-
-        await subscriptions.delete_all(ctx, name)
+        await ctx.storage.subscriptions.purge(ctx.project, name)
 
 
 SHARE_KEYS = frozenset({"paths", "methods", "expires"})

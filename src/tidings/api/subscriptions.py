@@ -435,13 +435,3 @@ async def confirm(ctx: Context, queue: str, subscription_id: str, document: Any,
         # unsubscription that did not happen.
         await _request_confirmation(ctx, queue, subscription_id, subscription.ttl, base_url,
                                     unsubscribed=True)
-
-
-async def delete_all(ctx: Context, queue: str) -> None:
-    """Remove every subscription of the queue (purge of "subscriptions")."""
-    while True:
-        page = await ctx.storage.subscriptions.list(ctx.project, queue, marker=None, limit=100)
-        if not page:
-            return
-        for subscription in page:
-            await ctx.storage.subscriptions.delete(ctx.project, queue, subscription.id)

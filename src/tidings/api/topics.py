@@ -76,7 +76,7 @@ async def delete(ctx: Context, name: str) -> None:
     authorize(ctx, "topics:delete")
     check_name(ctx, name)
     shadow = topic_context(ctx)
-    await subscriptions.delete_all(shadow, name)
+    await shadow.storage.subscriptions.purge(shadow.project, name)
     await queues.delete(shadow, name)
 
 

@@ -452,6 +452,17 @@ class SubscriptionController(ABC):
     async def delete(self, project: str, queue: str, subscription_id: str) -> None:
         """Idempotent. Pending deliveries of the subscription are dropped."""
 
+    async def purge(self, project: str, queue: str) -> None:
+        """Delete every subscription of the queue (a queue purge of
+        "subscriptions"), as ``delete`` deletes one. This pages through
+        ``list``; a driver may do it in one statement."""
+        while True:
+            page = await self.list(project, queue, marker=None, limit=100)
+            if not page:
+                return
+            for subscription in page:
+                await self.delete(project, queue, subscription.id)
+
 
 class DeliveryController(ABC):
     """The notification outbox.
