@@ -25,6 +25,7 @@ from tidings.auth.authenticator import Authenticator
 from tidings.auth.trusts import Trusts
 from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings
 from tidings.metrics import Metrics, QueueSampler, instrument
+from tidings.metrics.snapshots import SharedMetrics, SnapshotWriter
 from tidings.notify import Notifier, sockets
 from tidings.notify.relay import Relay
 from tidings.storage.base import Clock, DataDriver, system_clock
@@ -36,11 +37,20 @@ log = logging.getLogger(__name__)
 
 
 class Lifespan:
-    """Falcon middleware that opens storage and runs background tasks."""
+    """Falcon middleware (lifespan only), the server's one: starts the
+    storage and the background tasks in a defined order, and stops them in
+    the reverse order (an AsyncExitStack), also when a start fails half-way.
+
+    The order: the metrics snapshots (they stop last, once nothing counts
+    any more), the storage (and the signing key kept in it), gc, the relay,
+    the delivery worker, the queue sampler (it reads the open storage).
+    """
 
     def __init__(self, storage: DataDriver, gc_interval: float,
                  auth: Authenticator | None = None, notifier: Notifier | None = None,
-                 relay: Relay | None = None, service: Service | None = None) -> None:
+                 relay: Relay | None = None, service: Service | None = None,
+                 snapshots: SnapshotWriter | None = None,
+                 sampler: QueueSampler | None = None) -> None:
         self.storage = storage
         # Gets the stored signing key when none is configured.
         self.service = service
@@ -51,31 +61,45 @@ class Lifespan:
         # Takes pushes for this process's WebSockets from any worker, whether
         # or not this process runs one.
         self.relay = relay
-        self._gc_task: asyncio.Task[None] | None = None
+        self.snapshots = snapshots
+        self.sampler = sampler
+        self._stack: contextlib.AsyncExitStack | None = None
 
     async def process_startup(self, scope: Any, event: Any) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.start()
+            stack.push_async_callback(self.snapshots.stop)
+        if self.auth is not None:
+            stack.push_async_callback(self.auth.close)  # after the storage closed
         await self.storage.open()
+        stack.push_async_callback(self.storage.close)
         if self.service is not None:
             await load_signing_key(self.storage, self.service, self.auth)
         if self.gc_interval > 0:
-            self._gc_task = asyncio.create_task(self._collect_garbage())
+            stack.push_async_callback(_cancel, asyncio.create_task(self._collect_garbage()))
         if self.relay is not None:
             await self.relay.start()
+            stack.push_async_callback(self.relay.stop)
         if self.notifier is not None:
             self.notifier.start()
+            stack.push_async_callback(self.notifier.stop)
+        if self.sampler is not None:
+            await self.sampler.start()
+            stack.push_async_callback(self.sampler.stop)
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
-        if self.notifier is not None:
-            await self.notifier.stop()
-        if self.relay is not None:
-            await self.relay.stop()
-        if self._gc_task is not None:
-            self._gc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc_task
-        await self.storage.close()
-        if self.auth is not None:
-            await self.auth.close()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
 
     async def _collect_garbage(self) -> None:
         while True:
@@ -89,6 +113,12 @@ class Lifespan:
                 log.warning("gc pass failed: %s", exc.description)
             except Exception:  # keep collecting; the next pass may succeed
                 log.exception("gc pass failed")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 SIGNING_KEY_NAME = "signed-urls"
@@ -147,16 +177,13 @@ def create_app(settings: Settings, clock: Clock = system_clock,
         notifier.metrics = metrics
         service.wake_notifier = notifier.wake
     observe, sampler = observability(settings, metrics, storage, service.default_project)
-    snapshots: list[Any] = []
+    snapshots = None
     if metrics is not None and metrics_dir:
-        from tidings.metrics.snapshots import SharedMetrics, SnapshotWriter
-
-        # First: it stops last, once nothing counts any more.
-        snapshots.append(SnapshotWriter(SharedMetrics(metrics, metrics_dir,
-                                                      settings.metrics.sample_top_queues)))
-    app = create_http_app(service, middleware=[*snapshots,
-                                               Lifespan(storage, settings.gc_interval, auth,
-                                                        notifier, relay, service), *sampler],
+        snapshots = SnapshotWriter(SharedMetrics(metrics, metrics_dir,
+                                                 settings.metrics.sample_top_queues))
+    lifespan = Lifespan(storage, settings.gc_interval, auth, notifier, relay, service,
+                        snapshots=snapshots, sampler=sampler)
+    app = create_http_app(service, middleware=[lifespan],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
                           request_id=observe,
                           sqs=sqs.Endpoint(service, auth, sqs.receipt_key(settings)))
@@ -165,21 +192,20 @@ def create_app(settings: Settings, clock: Clock = system_clock,
 
 
 def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver,
-                  default_project: str | None = None) -> tuple[Any, list[Any]]:
+                  default_project: str | None = None) -> tuple[Any, QueueSampler | None]:
     """The middleware that names, counts and logs each request (None when
     metrics and the access log are both off: requests are only named), and
-    the queue depth sampler (after Lifespan: the storage is open when it
-    starts)."""
+    the queue depth sampler (None when off)."""
     from tidings.transport.http.access import Observe, configure_access_log
 
     stream = configure_access_log(settings.logging)
     observe = None
     if metrics is not None or stream is not None:
         observe = Observe(metrics, stream, settings.log_format, default_project)
-    sampler: list[Any] = []
+    sampler = None
     if metrics is not None and settings.metrics.sample_interval > 0:
-        sampler.append(QueueSampler(metrics, storage, settings.metrics.sample_interval,
-                                    settings.metrics.sample_top_queues))
+        sampler = QueueSampler(metrics, storage, settings.metrics.sample_interval,
+                               settings.metrics.sample_top_queues)
     return observe, sampler
 
 

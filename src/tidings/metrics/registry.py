@@ -244,8 +244,8 @@ class Metrics:
 
 
 class QueueSampler:
-    """Falcon middleware (lifespan only): samples queue depth and age in
-    the background. Put it after the middleware that opens the storage."""
+    """Samples queue depth and age in the background, from when the server's
+    lifespan starts it (after the storage opened) until it stops it."""
 
     def __init__(self, metrics: Metrics, storage: Any, interval: float, top: int) -> None:
         self.metrics = metrics
@@ -254,11 +254,11 @@ class QueueSampler:
         self.top = max(top, 0)
         self._task: asyncio.Task[None] | None = None
 
-    async def process_startup(self, scope: Any, event: Any) -> None:
+    async def start(self) -> None:
         if self.interval > 0:
             self._task = asyncio.create_task(self._run(), name="queue-sampler")
 
-    async def process_shutdown(self, scope: Any, event: Any) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

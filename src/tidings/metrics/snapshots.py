@@ -264,21 +264,21 @@ class SharedMetrics:
 
 
 class SnapshotWriter:
-    """Falcon middleware (lifespan only): writes this worker's snapshot
-    every ``interval`` seconds and when it stops, and folds exited
-    workers' files. Put it first: it stops last, after the delivery worker
-    counted its last outcomes."""
+    """Writes this worker's snapshot every ``interval`` seconds and when it
+    stops, and folds exited workers' files. The server's lifespan starts it
+    first, so it stops last, after the delivery worker counted its last
+    outcomes."""
 
     def __init__(self, shared: SharedMetrics, interval: float = SNAPSHOT_INTERVAL) -> None:
         self.shared = shared
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 
-    async def process_startup(self, scope: Any, event: Any) -> None:
+    async def start(self) -> None:
         self.shared.write()
         self._task = asyncio.create_task(self._run(), name="metrics-snapshots")
 
-    async def process_shutdown(self, scope: Any, event: Any) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
