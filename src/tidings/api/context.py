@@ -5,19 +5,50 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tidings import errors
 from tidings.auth.identity import Identity
 from tidings.auth.policy import Policy
-from tidings.config import Limits
+from tidings.config import Limits, NotificationSettings, QuotaSettings
 from tidings.storage.base import DataDriver
+
+if TYPE_CHECKING:
+    # For the annotations only: importing them costs every command that
+    # builds a context (Keystone's client, Prometheus').
+    from tidings.auth.trusts import Trusts
+    from tidings.metrics.registry import Metrics
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # The form nearly every client sends; uuid.UUID() (which also takes braces,
 # a urn: prefix or no hyphens) costs five times as much.
 _CANONICAL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class Stages(Protocol):
+    """The pipeline (api/pipeline.py's Pipeline) as an operation runs it;
+    a protocol, since the pipeline's stages take the Context defined here."""
+
+    def wants(self, resource: str, operation: str) -> bool: ...
+
+    async def before(self, resource: str, operation: str, ctx: Context,
+                     arguments: dict[str, Any]) -> None: ...
+
+    async def after(self, resource: str, operation: str, ctx: Context, result: Any,
+                    arguments: dict[str, Any]) -> None: ...
+
+
+class Limiter(Protocol):
+    """The quotas and rate limiter (api/quotas.py's Quotas) as the
+    operations and transports use them."""
+
+    settings: QuotaSettings
+
+    @property
+    def rate_limited(self) -> bool: ...
+
+    def take(self, project: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -32,24 +63,23 @@ class Service:
     # Notifications, encryption and pipeline (api/subscriptions.py,
     # crypto.py, api/pipeline.py). ``notifications`` is the settings'
     # NotificationSettings; ``confirm_key`` signs confirmation URLs.
-    notifications: Any = None
+    notifications: NotificationSettings | None = None
     confirm_key: bytes | None = None
     # AES-256-GCM key of queues with _enable_encrypt_messages.
     encryption_key: bytes | None = None
-    pipeline: Any = None
+    pipeline: Stages | None = None
     # Set by the delivery worker of this process: called after each post.
     wake_notifier: Callable[[], None] | None = None
     # Per-project quotas and the rate limiter (tidings.api.quotas.Quotas);
     # None: unlimited.
-    quotas: Any = None
-    # Prometheus metrics of this process (tidings.metrics.Metrics); None: off.
-    metrics: Any = None
+    quotas: Limiter | None = None
+    # Prometheus metrics of this process; None: off.
+    metrics: Metrics | None = None
     # Under noauth, the project of requests without X-Project-ID
     # (auth.noauth_project); None: they are refused.
     default_project: str | None = None
-    # Keystone trusts for trust+http(s) subscribers (tidings.auth.trusts.Trusts);
-    # None under noauth.
-    trusts: Any = None
+    # Keystone trusts for trust+http(s) subscribers; None under noauth.
+    trusts: Trusts | None = None
 
 
 @dataclass(slots=True)
