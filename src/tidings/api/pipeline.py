@@ -89,7 +89,8 @@ def load_stage(spec: str, service: Service | None) -> Any:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
-    return target(service) if len(params) >= 1 else target()
+    factory: Callable[..., Any] = target
+    return factory(service) if len(params) >= 1 else factory()
 
 
 class Pipeline:

@@ -136,7 +136,7 @@ async def list_queues(
                           "queues")
     filters = QueueFilters(name=name or None, metadata=tuple(sorted(metadata_filters.items())))
     records = await ctx.storage.queues.list(
-        ctx.project, marker=marker, limit=size, detailed=detailed, filters=filters
+        ctx.project, marker=marker, limit=size, detailed=bool(detailed), filters=filters
     )
     queues = []
     for record in records:

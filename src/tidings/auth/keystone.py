@@ -151,17 +151,17 @@ class TokenValidator:
             if ec2.matches(secret, credentials):
                 return identity, ""
             return None, "Credential signature mismatch"
-        identity, reason = await self._check_ec2(credentials)
-        if identity is not None:
-            secret = await self._ec2_secret(identity, access)
-            if secret is not None:
+        checked, reason = await self._check_ec2(credentials)
+        if checked is not None:
+            fetched = await self._ec2_secret(checked, access)
+            if fetched is not None:
                 until = now + self.settings.cache_time
-                if identity.expires_at is not None:
-                    until = min(until, identity.expires_at)
+                if checked.expires_at is not None:
+                    until = min(until, checked.expires_at)
                 if len(self._ec2_cache) >= MAX_CACHED:
                     self._ec2_cache = {k: v for k, v in self._ec2_cache.items() if v[2] > now}
-                self._ec2_cache[access] = (secret, identity, until)
-        return identity, reason
+                self._ec2_cache[access] = (fetched, checked, until)
+        return checked, reason
 
     async def _ec2_secret(self, identity: Identity, access: str) -> str | None:
         """The secret of an EC2 credential Keystone just accepted (None if it

@@ -101,7 +101,7 @@ async def run_phase(
 async def drive(role: str, workers: list[Worker], window: Window) -> None:
     """Run every worker's loop; cut connections that hang past the end."""
     loop_fn = ROLES[role]
-    tasks = [asyncio.create_task(loop_fn(w)) for w in workers]
+    tasks = [asyncio.ensure_future(loop_fn(w)) for w in workers]
     timeout = window.end - perf_counter() + END_GRACE
     _, pending = await asyncio.wait(tasks, timeout=max(timeout, 0.0))
     for w in workers:
@@ -111,5 +111,6 @@ async def drive(role: str, workers: list[Worker], window: Window) -> None:
         for task in pending:
             task.cancel()
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # a bug in a role loop must not be hidden
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if error is not None:
+            raise error  # a bug in a role loop must not be hidden

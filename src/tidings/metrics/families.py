@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -54,7 +55,8 @@ class _Family(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], object] = {}
+        # CounterChild or HistogramChild, as the family is.
+        self._children: dict[tuple[str, ...], Any] = {}
         if registry is not None:
             registry.register(self)
 
@@ -80,7 +82,7 @@ class Counter(_Family):
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}")
             child = self._children[values] = CounterChild()
-        return child  # type: ignore[return-value]
+        return child
 
     def inc(self, amount: float = 1) -> None:
         assert self._unlabelled is not None, "a labelled counter counts through labels()"
@@ -91,7 +93,7 @@ class Counter(_Family):
         values = [(labels, child.value) for labels, child in list(self._children.items())]
         if self._unlabelled is not None:
             values.insert(0, ((), self._unlabelled.value))
-        return values  # type: ignore[return-value]
+        return values
 
     def add_state(self, state: Iterable[tuple[Sequence[str], float]]) -> None:
         """Add counts taken by ``state()`` (of another process) to this family."""
@@ -109,7 +111,7 @@ class Counter(_Family):
         if self._unlabelled is not None:
             family.add_metric((), self._unlabelled.value)
         for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)  # type: ignore[attr-defined]
+            family.add_metric(values, child.value)
         yield family
 
 
@@ -128,11 +130,11 @@ class Histogram(_Family):
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}")
             child = self._children[values] = HistogramChild(self.bounds)
-        return child  # type: ignore[return-value]
+        return child
 
     def state(self) -> list[tuple[tuple[str, ...], list[int], float]]:
         """Each child's label values, bucket counts (not cumulative) and sum."""
-        return [(labels, list(child.counts), child.sum)  # type: ignore[attr-defined]
+        return [(labels, list(child.counts), child.sum)
                 for labels, child in list(self._children.items())]
 
     def add_state(self, state: Iterable[tuple[Sequence[str], Sequence[int], float]]) -> None:
@@ -152,10 +154,10 @@ class Histogram(_Family):
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
         for values, child in list(self._children.items()):
-            counts: list[int] = list(child.counts)  # type: ignore[attr-defined]
+            counts: list[int] = list(child.counts)
             running, buckets = 0, []
             for le, count in zip(les, counts):
                 running += count
                 buckets.append((le, running))
-            family.add_metric(list(values), buckets, child.sum)  # type: ignore[attr-defined]
+            family.add_metric(list(values), buckets, child.sum)
         yield family

@@ -241,7 +241,7 @@ class SharedMetrics:
                 seen = latest.get((depth[0], depth[1]))
                 if seen is None or seen[0] < at:
                     latest[(depth[0], depth[1])] = (at, depth)
-        total.depths = [tuple(depth) for _, depth in latest.values()]  # type: ignore[misc]
+        total.depths = [tuple(depth) for _, depth in latest.values()]
         return total
 
     def exposition(self) -> bytes:

@@ -50,7 +50,7 @@ def build_message(delivery: Delivery, doc: dict[str, Any], default_sender: str) 
     if delivery.kind is DeliveryKind.CONFIRMATION:
         subject = f"Confirm your subscription to {delivery.queue}"
     else:
-        subject = params.get("subject", subject_option)
+        subject = str(params.get("subject", subject_option))
     message = EmailMessage()
     try:
         message["To"] = ", ".join(to)

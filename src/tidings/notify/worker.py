@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -294,7 +295,7 @@ class Notifier:
             self._sending += 1
             task = loop.create_task(self._deliver(delivery, deadline, slot))
             self._in_flight.add(task)
-            task.add_done_callback(lambda t, slot=slot: self._done(t, slot))
+            task.add_done_callback(functools.partial(self._finished, slot))
         return len(batch)
 
     def _room(self) -> int:
@@ -310,7 +311,7 @@ class Notifier:
             if self._room() >= self.max_in_flight // 2:
                 self._slot.set()
 
-    def _done(self, task: asyncio.Task[None], slot: _SendSlot) -> None:
+    def _finished(self, slot: _SendSlot, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._send_over(slot)  # a task cancelled before it ran still held its slot
         if self._room() >= self.max_in_flight // 2:
@@ -336,7 +337,7 @@ class Notifier:
         raise PermanentFailure(f"unsupported subscriber scheme {scheme!r}")
 
     @contextlib.asynccontextmanager
-    async def _target_slot(self, key: str | None):  # type: ignore[no-untyped-def]
+    async def _target_slot(self, key: str | None) -> AsyncIterator[None]:
         if key is None:
             yield
             return

@@ -12,6 +12,7 @@ garbage collection has run.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -289,7 +290,8 @@ class MessageController(ABC):
         """One live message of this queue; raises MessageDoesNotExist."""
 
     @abstractmethod
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
+                       ) -> builtins.list[Message]:
         """The live messages among ``ids``; unknown ids are skipped."""
 
     @abstractmethod
@@ -312,7 +314,7 @@ class MessageController(ABC):
         under an active claim not named in ``claim_ids``."""
 
     @abstractmethod
-    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
         """Remove and return up to ``limit`` available, unclaimed messages."""
 
     # Drivers that cannot move atomically post the copies under this client id.
@@ -321,7 +323,7 @@ class MessageController(ABC):
     async def move(
         self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
         ttl: int | None = None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Move the messages of ``src`` among ``ids`` that are under the live
         claim ``claim_id`` to the tail of ``dst`` (created if needed), in the
         order of ``ids``; returns their new ids in ``dst``. Messages that are

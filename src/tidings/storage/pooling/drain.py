@@ -206,7 +206,7 @@ class Drain:
         waiting = list(moves)
         ready: list[_Move] = []
         while waiting:
-            still = []
+            still: list[_Move] = []
             for move in waiting:
                 stats = await source.queues.stats(move.project, move.queue)
                 (still if stats.claimed else ready).append(move)

@@ -29,6 +29,7 @@ name; other values are kept but not passed on.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import itertools
 import logging
 import random
@@ -445,7 +446,8 @@ class PooledMessages(_Part, base.MessageController):
         return await (await self.pooled.route(project, queue)).messages.get(
             project, queue, message_id)
 
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
+                       ) -> builtins.list[Message]:
         return await (await self.pooled.route(project, queue)).messages.bulk_get(
             project, queue, ids)
 
@@ -459,12 +461,12 @@ class PooledMessages(_Part, base.MessageController):
         await (await self.pooled.route(project, queue)).messages.bulk_delete(
             project, queue, ids, claim_ids)
 
-    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
         return await (await self.pooled.route(project, queue)).messages.pop(
             project, queue, limit)
 
     async def move(self, project: str, src: str, dst: str, ids: Sequence[str],
-                   claim_id: str, ttl: int | None = None) -> list[str]:
+                   claim_id: str, ttl: int | None = None) -> builtins.list[str]:
         """The pool's own (atomic) move when both queues live in one pool;
         across pools, the base class's post-then-delete."""
         source = await self.pooled.route(project, src)

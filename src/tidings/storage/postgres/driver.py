@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -411,7 +412,10 @@ class PostgresDriver(base.DataDriver):
                 await self.migrate()
             else:
                 await self.run(schema.check)
-            self._ids = IdCodec.from_scheme(*await self.fetchrow(q.ID_SCHEME))
+            scheme = await self.fetchrow(q.ID_SCHEME)
+            if scheme is None:
+                raise schema.SchemaOutdated("the id_scheme row is missing: run `tidings migrate`")
+            self._ids = IdCodec.from_scheme(*scheme)
         except BaseException:
             await self.close()
             raise
@@ -835,7 +839,8 @@ class PostgresMessages(base.MessageController):
             )
         return message_from_row(self.d.ids, rows[0], now)
 
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
+                       ) -> builtins.list[Message]:
         rowids = self.d.ids.parse_message_ids(ids)
         if not rowids:
             return []
@@ -896,7 +901,7 @@ class PostgresMessages(base.MessageController):
     async def move(
         self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
         ttl: int | None = None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Atomic: the copies (MESSAGE_POST, outbox included) and the deletes
         are one transaction; the moved rows stay locked until it commits."""
         rowids = self.d.ids.parse_message_ids(ids)
@@ -932,7 +937,7 @@ class PostgresMessages(base.MessageController):
             self.d._wake_watches(project, dst)
         return moved
 
-    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
         now = self.d.clock()
         rows = await self.d.fetch(q.MESSAGES_POP, project, queue, now, limit)
         return [message_from_row(self.d.ids, row, now)
@@ -1245,4 +1250,4 @@ class PostgresDeliveries(base.DeliveryController):
         return [_delivery(self.d.ids, row) for row in rows]
 
 
-__all__: Iterable[str] = ["PostgresDriver", "Subscription"]
+__all__ = ["PostgresDriver", "Subscription"]

@@ -36,7 +36,9 @@ class RedisCore(Protocol):
     socket_timeout: float
     connect_timeout: float
     where: str
-    deliveries: DueHints
+
+    @property
+    def deliveries(self) -> DueHints: ...
 
     @property
     def client(self) -> Any: ...

@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -31,6 +31,10 @@ from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import Keys
 
+if TYPE_CHECKING:
+    from tidings.storage.redis.claims import RedisClaims
+    from tidings.storage.redis.notify import RedisDeliveries
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "tidings:"
@@ -45,6 +49,9 @@ HEALTH_MAX_QUEUES = 1000
 
 
 class RedisDriver(base.DataDriver):
+    # The controllers' own types: the driver calls their Redis-only methods.
+    claims: RedisClaims
+    deliveries: RedisDeliveries
     name = "redis"
     # DURABILITY joins at open() when the server persists data.
     capabilities = frozenset(

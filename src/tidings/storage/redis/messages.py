@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -133,7 +134,8 @@ class RedisMessages(base.MessageController):
             )
         return found[0]
 
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
+                       ) -> builtins.list[Message]:
         wanted = [i for i in dict.fromkeys(ids) if is_message_id(i)]
         if not wanted:
             return []
@@ -180,7 +182,7 @@ class RedisMessages(base.MessageController):
             error, description = _DELETE_ERRORS[int(result)]
             raise error(description)
 
-    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
         if limit <= 0:
             return []
         now = self.d.clock()

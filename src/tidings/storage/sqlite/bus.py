@@ -161,10 +161,10 @@ class LocalBus:
         try:
             yield
         finally:
-            receivers = self._receivers.get(channel)
-            if receivers is not None:
-                receivers.discard(receive)
-                if not receivers:
+            left = self._receivers.get(channel)
+            if left is not None:
+                left.discard(receive)
+                if not left:
                     del self._receivers[channel]
                     if self.node is not None:
                         _unlink(self.directory / f"{self.node}@{channel}")

@@ -11,6 +11,7 @@ counts) go to a worker thread so they can't stall the loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import secrets
@@ -157,6 +158,15 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     raise sqlite3.OperationalError("could not switch the database to WAL mode")
 
 
+def _inserted(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row the INSERT of ``cursor`` wrote (these inserts
+    always write one: the writer holds the write lock)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise sqlite3.OperationalError("an INSERT wrote no row")
+    return rowid
+
+
 def _queue_id(conn: sqlite3.Connection, project: str, name: str) -> int | None:
     row = conn.execute(q.QUEUE_ID, (project, name)).fetchone()
     return row[0] if row else None
@@ -166,7 +176,7 @@ def _ensure_queue(conn: sqlite3.Connection, project: str, name: str, now: float)
     queue_id = _queue_id(conn, project, name)
     if queue_id is None:
         # The writer holds the write lock, so the insert cannot conflict.
-        queue_id = conn.execute(q.QUEUE_INSERT, (project, name, "{}", now)).lastrowid
+        queue_id = _inserted(conn.execute(q.QUEUE_INSERT, (project, name, "{}", now)))
     return queue_id
 
 
@@ -646,7 +656,7 @@ class SqliteMessages(base.MessageController):
     ) -> tuple[list[Message], str | None]:
         now = self.d.clock()
         after = self.d.ids.marker(IdKind.MESSAGE, marker)
-        filters, args = "", []
+        filters, args = "", list[Any]()
         if not include_claimed:
             filters += q.MESSAGE_PAGE_NOT_CLAIMED
             args.append(now)
@@ -676,7 +686,8 @@ class SqliteMessages(base.MessageController):
             )
         return message_from_row(self.d.ids, row, now)
 
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]) -> list[Message]:
+    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
+                       ) -> builtins.list[Message]:
         now = self.d.clock()
         found = []
         for text in dict.fromkeys(ids):
@@ -726,7 +737,7 @@ class SqliteMessages(base.MessageController):
 
         await self.d.writer.run(job)
 
-    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
         now = self.d.clock()
 
         def job(conn: sqlite3.Connection) -> list[Message]:
@@ -753,8 +764,8 @@ def _insert_messages(
     last = 0
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start:start + INSERT_CHUNK]
-        last = conn.execute(q.message_insert(len(chunk)),
-                            [value for row in chunk for value in (queue_id, *row)]).lastrowid
+        last = _inserted(conn.execute(q.message_insert(len(chunk)),
+                            [value for row in chunk for value in (queue_id, *row)]))
     # One writer, one transaction: the ids of this batch are consecutive.
     first = last - len(rows) + 1
     # The outbox, in the same transaction: one indexed lookup, which
@@ -929,11 +940,11 @@ class SqliteSubscriptions(base.SubscriptionController):
             ).fetchone()
             if taken:
                 return None
-            rowid = conn.execute(
+            rowid = _inserted(conn.execute(
                 q.SUBSCRIPTION_INSERT,
                 (token, project, queue, subscriber, ttl, now, now + ttl, options,
                  int(subscription.confirmed)),
-            ).lastrowid
+            ))
             subscription_id = self.d.ids.public_id(IdKind.SUBSCRIPTION, rowid, token)
             if confirmation is not None:
                 # One job, so the two inserts are one: the writer undoes all
@@ -1075,10 +1086,10 @@ class SqliteDeliveries(base.DeliveryController):
             row = conn.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
             if row is None:
                 raise _no_subscription(subscription_id)
-            rowid = conn.execute(
+            rowid = _inserted(conn.execute(
                 q.DELIVERY_INSERT,
                 (token, row[0], _KIND_CODES[kind], None, None, content, now, now),
-            ).lastrowid
+            ))
             return self.d.ids.public_id(IdKind.DELIVERY, rowid, token)
 
         return await self.d.writer.run(job)
@@ -1158,4 +1169,4 @@ class SqliteDeliveries(base.DeliveryController):
         return await self.d.read_in_thread(read)
 
 
-__all__: Iterable[str] = ["SqliteDriver"]
+__all__ = ["SqliteDriver"]

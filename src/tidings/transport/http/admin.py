@@ -20,7 +20,7 @@ from tidings.transport.http.resources import SMALL_BODY, Req, Resource, Resp
 
 
 def _listing(req: Req, key: str, items: list[dict[str, Any]], marker: str | None,
-             limit: int | None, detailed: bool) -> dict[str, Any]:
+             limit: int | None, detailed: bool | None) -> dict[str, Any]:
     for item in items:
         item["href"] = f"{req.path}/{item['name']}"
     links = []

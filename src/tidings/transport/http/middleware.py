@@ -16,7 +16,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from tidings.api.quotas import Quotas
+from tidings.api.context import Limiter
 from tidings.logs import request_id
 
 HEADER = "X-Request-ID"
@@ -104,7 +104,7 @@ class RateLimit:
     bucket per request (429 with Retry-After when empty). Requests naming
     no project (the version document, ping) are not counted."""
 
-    def __init__(self, quotas: Quotas, default_project: str | None = None) -> None:
+    def __init__(self, quotas: Limiter, default_project: str | None = None) -> None:
         self.quotas = quotas
         self.default_project = default_project
 

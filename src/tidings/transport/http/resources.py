@@ -19,6 +19,7 @@ import falcon.asgi
 from tidings import errors
 from tidings.api import claims, messages, queues, redrive, system, topics
 from tidings.api.context import Service
+from tidings.config import Limits
 from tidings.transport import homedoc
 from tidings.transport.http.request import (
     bool_param,
@@ -88,7 +89,7 @@ class Resource:
         self.service = service
 
     @property
-    def limits(self):  # type: ignore[no-untyped-def]
+    def limits(self) -> Limits:
         return self.service.limits
 
 

@@ -70,7 +70,7 @@ class Endpoint:
         action = ""
         try:
             action, document = await self.respond(req, xml)
-            status, headers, error = 200, {}, None
+            status, headers, error = 200, dict[str, str](), None
         except SqsError as exc:
             error = exc
         except errors.TidingsError as exc:

@@ -152,7 +152,7 @@ async def receive_message(call: Call) -> dict[str, Any]:
     wait = attrs.receive_wait_of(metadata, wait)
     claim = {"ttl": min(max(visibility, limits.min_claim_ttl), limits.max_claim_ttl),
              "grace": limits.default_claim_grace}
-    received = []
+    received: list[tuple[Any, str]] = []
     while len(received) < count:
         # Only the first claim waits: once one message came, SQS answers
         # with what else is there now.

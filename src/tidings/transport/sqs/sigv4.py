@@ -44,7 +44,7 @@ class Signature:
 
 
 def is_signed(authorization: str | None) -> bool:
-    return bool(authorization) and authorization.startswith(ALGORITHM)
+    return authorization is not None and authorization.startswith(ALGORITHM)
 
 
 def parse(authorization: str | None) -> Signature:

@@ -18,7 +18,7 @@ that follow, until the token expires; then it must authenticate again.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 import falcon
 import falcon.asgi
@@ -117,7 +117,8 @@ class Endpoint:
         try:
             while True:
                 # Frames arrive undecoded: see use_raw_frames.
-                frame = await ws.receive_media()
+                # Frames arrive undecoded (use_raw_frames): text or bytes.
+                frame = cast("str | bytes", await ws.receive_media())
                 state.codec = JSON if isinstance(frame, str) else MSGPACK
                 reply = await self.answer(frame, state.codec, session)
                 async with state.lock:  # not in the middle of a pushed frame
