@@ -108,6 +108,7 @@ def field_comments(cls: type) -> dict[str, str]:
             comments[name] = _comment_text(block)
         elif previous is not None and previous[1] == node.lineno - 1:
             comments[name] = comments.get(previous[0], "")
+        # The type: ignore below: an assignment node always has end_lineno.
         trailing = lines[node.end_lineno - 1].split("  # ", 1)  # type: ignore[operator]
         if len(trailing) == 2 and name not in comments:
             comments[name] = trailing[1].strip()

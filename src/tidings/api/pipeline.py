@@ -88,7 +88,7 @@ def load_stage(spec: str, service: Service | None) -> Any:
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
+        params = {}  # type: ignore[assignment]  # no parameters known: the empty mapping
     factory: Callable[..., Any] = target
     return factory(service) if len(params) >= 1 else factory()
 
@@ -169,6 +169,6 @@ def stage(resource: str, operation: str) -> Callable[[F], F]:
             await pipeline.after(resource, operation, ctx, result, arguments)
             return result
 
-        return run  # type: ignore[return-value]
+        return run  # type: ignore[return-value]  # run has the signature of the function it wraps
 
     return wrap

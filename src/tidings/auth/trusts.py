@@ -115,6 +115,8 @@ class Trusts:
 
 def _error_message(response: object) -> str:
     try:
+        # The type: ignore below: any response-like object (httpx's).
         return str(response.json()["error"]["message"])  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - whatever Keystone answered
+        # The type: ignore below: any response-like object (httpx's).
         return f"HTTP {response.status_code}"  # type: ignore[attr-defined]

@@ -57,6 +57,7 @@ class _ResponseProtocol(asyncio.Protocol):
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The type: ignore below: asyncio hands the stream transport it made.
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:

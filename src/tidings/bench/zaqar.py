@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover - fallback for a bare environment
     def _decode(data: bytes) -> object:  # type: ignore[no-redef]  # stands in for msgspec's
         return json.loads(data)
 
-    def encode_json(obj: object) -> bytes:  # type: ignore[misc]
+    def encode_json(obj: object) -> bytes:  # type: ignore[misc]  # stands in for msgspec's
         return json.dumps(obj, separators=(",", ":")).encode()
 
 

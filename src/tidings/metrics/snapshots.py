@@ -252,10 +252,12 @@ class SharedMetrics:
         for name, state in total.counters.items():
             family = families.get(name)
             if family is not None:
+                # The type: ignore below: a counter's state for a counter family.
                 family.add_state(state)  # type: ignore[arg-type]
         for name, hstate in total.histograms.items():
             family = families.get(name)
             if family is not None:
+                # The type: ignore below: a histogram's state for a histogram family.
                 family.add_state(hstate)  # type: ignore[arg-type]
         if total.sampled_at is not None:
             view.set_depths(list(total.depths), self.top)

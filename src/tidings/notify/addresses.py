@@ -149,6 +149,7 @@ class AddressPolicy:
             for service in METADATA_SERVICES:
                 if (candidate.version == service.version and candidate in service
                         and not any(network.version == service.version
+                                    # The type: ignore below: same IP version, checked just before.
                                     and network.subnet_of(service)  # type: ignore[arg-type]
                                     for network in self.allow)):
                     return f"{ip} is in the refused range {service} (a cloud metadata service)"

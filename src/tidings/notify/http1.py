@@ -63,6 +63,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The type: ignore below: asyncio hands the stream transport it made.
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:

@@ -116,6 +116,7 @@ class Writer:
             while self._pending:
                 group = self._take_group()
                 if group[0][2]:
+                    # The type: ignore below: the loop is set once the writer started.
                     outcomes = await self._loop.run_in_executor(  # type: ignore[union-attr]
                         self._thread, self._commit_in_thread, group
                     )
@@ -153,6 +154,7 @@ class Writer:
                 conn.execute("ROLLBACK")
                 await self._begin(conn)
                 outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+            # The type: ignore below: the loop is set once the writer started.
             await self._loop.run_in_executor(  # type: ignore[union-attr]
                 self._thread, conn.execute, "COMMIT"
             )
@@ -167,6 +169,7 @@ class Writer:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             # Another process holds the write lock: wait for it off the loop.
+            # The type: ignore below: the loop is set once the writer started.
             await self._loop.run_in_executor(  # type: ignore[union-attr]
                 self._thread, _begin_waiting, conn
             )

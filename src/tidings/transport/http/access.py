@@ -97,6 +97,7 @@ class Observe(RequestId):
         if not lines:
             return
         try:
+            # The type: ignore below: write only runs with a stream.
             self.stream.write("".join(lines))  # type: ignore[union-attr]
         except (OSError, ValueError):  # a full disk, a closed stream: never fail a request
             pass

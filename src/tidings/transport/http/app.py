@@ -101,5 +101,5 @@ def create_http_app(service: Service, middleware: list[Any] | None = None,
         # sink, which only sees what no route of the Zaqar API matched.
         # Falcon types a sink as taking **kwargs: Any; QueueUrl names the
         # route's fields it takes.
-        app.add_sink(QueueUrl(sqs), QUEUE_URL)  # type: ignore[arg-type]
+        app.add_sink(QueueUrl(sqs), QUEUE_URL)  # type: ignore[arg-type]  # see the comment above
     return app

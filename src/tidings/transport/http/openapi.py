@@ -143,6 +143,7 @@ LOCATION = {"Location": {"description": "The path of the resource.",
 
 
 def operation(summary: str, op_id: str, responses: dict[str, Schema], *,
+              # The type: ignore below: an empty tuple, never changed, as default.
               params: list[Schema] = (), request: Schema | None = None,  # type: ignore[assignment]
               headers: bool = True, extension: bool = False, description: str = "",
               error_codes: tuple[int, ...] = (400, 401, 403, 503)) -> Operation:

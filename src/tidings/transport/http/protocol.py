@@ -157,6 +157,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- protocol interface --------------------------------------------------
 
+    # The type: ignore below: asyncio gives a stream transport here.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._sweeper.add(self)

@@ -215,7 +215,7 @@ class Endpoint:
 
 class _RawText(falcon.media.TextBaseHandlerWS):
     def serialize(self, media: object) -> str:
-        return media  # type: ignore[return-value]
+        return media  # type: ignore[return-value]  # raw frames: the media is the text itself
 
     def deserialize(self, payload: str) -> object:
         return payload
@@ -223,7 +223,7 @@ class _RawText(falcon.media.TextBaseHandlerWS):
 
 class _RawBinary(falcon.media.BinaryBaseHandlerWS):
     def serialize(self, media: object) -> bytes:
-        return media  # type: ignore[return-value]
+        return media  # type: ignore[return-value]  # raw frames: the media is the bytes themselves
 
     def deserialize(self, payload: bytes) -> object:
         return payload

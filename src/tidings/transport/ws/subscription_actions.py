@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 try:  # the delivery worker's registry of this process's sockets
     from tidings.notify import sockets as registry
 except ImportError:  # pragma: no cover - the worker is optional
-    registry = None  # type: ignore[assignment]
+    registry = None  # type: ignore[assignment]  # None: the worker is not installed
 
 
 class SocketState:
