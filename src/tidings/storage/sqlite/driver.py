@@ -49,6 +49,7 @@ from tidings.storage.base import (
     system_clock,
 )
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.metadata_cache import METADATA_CACHE_SECONDS, MetadataCache
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite.writer import Writer
@@ -57,9 +58,6 @@ log = logging.getLogger(__name__)
 
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 GC_BATCH = 5000
-# How long a queue's metadata is served from the cache (see SqliteQueues).
-METADATA_CACHE_SECONDS = 1.0
-METADATA_CACHE_SIZE = 10_000
 # After a write was refused for lack of space, the storage counts as out of
 # space until its disk has this much free: room for a few of the largest
 # posts (256 KiB) and the WAL pages and index updates they bring.
@@ -453,13 +451,13 @@ class SqliteQueues(base.QueueController):
     queue's limits), so the metadata is cached: changes made through this
     driver drop their entry once committed; changes by another process on
     the same file (``serve --workers N``) are seen within
-    ``METADATA_CACHE_SECONDS``."""
+    ``METADATA_CACHE_SECONDS`` (storage/common/metadata_cache.py)."""
 
     def __init__(self, driver: SqliteDriver) -> None:
         self.d = driver
-        # (project, name) -> (monotonic time read, metadata)
-        self._metadata: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.monotonic = time.monotonic
+        self.metadata_cache = MetadataCache(METADATA_CACHE_SECONDS,
+                                            monotonic=lambda: self.monotonic())
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         now = self.d.clock()
@@ -474,22 +472,19 @@ class SqliteQueues(base.QueueController):
             self.forget_metadata(project, name)
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        key = (project, name)
-        cached = self._metadata.get(key)
-        now = self.monotonic()
-        if cached is not None and now - cached[0] < METADATA_CACHE_SECONDS:
-            return dict(cached[1])
+        cached = self.metadata_cache.get(project, name)
+        if cached is not None:
+            return cached
+        ticket = self.metadata_cache.ticket()
         row = self.d.read(lambda c: c.execute(q.QUEUE_METADATA, (project, name)).fetchone())
         if row is None:
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
         metadata = _decode(row[0])
-        if len(self._metadata) >= METADATA_CACHE_SIZE:
-            del self._metadata[next(iter(self._metadata))]
-        self._metadata[key] = (now, metadata)
-        return dict(metadata)
+        self.metadata_cache.put(project, name, metadata, ticket)
+        return metadata
 
     def forget_metadata(self, project: str, name: str) -> None:
-        self._metadata.pop((project, name), None)
+        self.metadata_cache.forget(project, name)
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
         text = _encode(metadata).decode()
