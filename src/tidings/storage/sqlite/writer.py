@@ -78,6 +78,9 @@ class Writer:
         self._flushing: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # What the jobs of the open transaction tell each other (the claims'
+        # scan floors, see SqliteClaims.create); emptied at every BEGIN.
+        self.notes: dict[Any, Any] = {}
         # Set by a write refused for lack of space; the driver clears it
         # when the disk has room again (a small write succeeding proves
         # little: a nearly full disk takes small writes and refuses posts).
@@ -161,6 +164,7 @@ class Writer:
         return outcomes
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
+        self.notes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -175,6 +179,7 @@ class Writer:
                           ) -> list[Outcome]:
         conn = self._conn
         assert conn is not None
+        self.notes.clear()
         try:
             _begin_waiting(conn)
             outcomes = [_run_job(conn, job, future) for job, future, _ in group]
