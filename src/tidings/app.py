@@ -232,6 +232,20 @@ def signing_notice(settings: Settings) -> str | None:
             "random key that lasts until the process stops (and differs between workers)")
 
 
+def workers_notice(settings: Settings) -> str | None:
+    """What an operator of ``serve --workers N`` on SQLite should know:
+    logged once at start, as the signing notice. The processes share the
+    file's one write lock (their group commits take turns) and, on the
+    2-core machine of BENCHMARKS.md, two posted less than one."""
+    if (settings.workers <= 1 or settings.pooling.enabled
+            or not settings.storage.startswith("sqlite")):
+        return None
+    return (f"--workers {settings.workers} on SQLite: the processes take turns at the "
+            "database's one write lock, and in BENCHMARKS.md two processes served fewer "
+            "writes than one process does; one process is recommended "
+            "(docs/deployment.md)")
+
+
 # CPython collects its youngest generation every 700 new container objects
 # by default. A server with dozens of requests in flight then collects every
 # few requests and walks the live objects of all of them: 8 % of a one-message

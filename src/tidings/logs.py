@@ -85,6 +85,12 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # tidings.access writes the access line; uvicorn's would repeat it.
+    # ``serve`` starts uvicorn with access_log=False, but a worker of
+    # ``serve --workers N`` calls this after uvicorn set that up, and so
+    # wrote every request twice (logging's emit was among the top frames
+    # of a worker's py-spy profile).
+    logging.getLogger("uvicorn.access").propagate = False
 
 
 def access_text(rid: str, fields: str, now: float) -> str:

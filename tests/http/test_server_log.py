@@ -44,6 +44,8 @@ def test_a_normal_start_logs_one_format_and_says_what_runs(tmp_path: Path) -> No
         redis.cleanup()
     lines = log.read_text().splitlines()
     assert any("[log-line-1]: method=PUT" in line for line in lines)
+    # One access line per request: uvicorn's own stays off in the workers.
+    assert sum("[log-line-1]" in line for line in lines) == 1, lines
     for line in lines:
         assert TEXT_LINE.fullmatch(line), line
         assert "Warning" not in line, line
@@ -52,5 +54,6 @@ def test_a_normal_start_logs_one_format_and_says_what_runs(tmp_path: Path) -> No
     assert f"storage redis at {url}" in started[0]
     assert f"config file {config}" in started[0] and "2 workers" in started[0]
     assert sum("signing_secret is not set" in line for line in lines) == 1
+    assert not any("one process" in line for line in lines)  # SQLite's notice only
     # Both workers started, in the same format.
     assert sum("Started server process" in line for line in lines) >= 2

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Sequence
+
+import pytest
 
 from tidings.storage.base import ClaimResult, DataDriver, DeadLetterPolicy, Message, NewMessage
 
@@ -178,3 +182,27 @@ async def list_deliveries(
         limit=limit,
         subscription_id=subscription_id,
     )
+
+
+@asynccontextmanager
+async def second_process(driver: DataDriver) -> AsyncIterator[DataDriver]:
+    """Another driver on the same storage, as a second server process
+    (``serve --workers 2``, or a second server) opens it. Skips drivers
+    that keep no per-process state to compare (PostgreSQL reads every
+    time; the pooled driver routes to SQLite, tested as such)."""
+    from tidings.storage.redis.driver import RedisDriver
+    from tidings.storage.sqlite.driver import SqliteDriver
+
+    other: DataDriver
+    if isinstance(driver, SqliteDriver):
+        other = SqliteDriver(driver.path, sync=driver.sync, clock=driver.clock)
+    elif isinstance(driver, RedisDriver):
+        other = RedisDriver(driver.client_url, cluster=driver.cluster, prefix=driver.keys.prefix,
+                            unreliable=True, clock=driver.clock)
+    else:
+        pytest.skip(f"the {driver.name} driver keeps no per-process metadata")
+    await other.open()
+    try:
+        yield other
+    finally:
+        await other.close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.storage.helpers import claim, list_ids, post
+from tests.storage.helpers import claim, list_ids, post, second_process
 from tidings import errors
 from tidings.storage.base import QueueFilters
+from tidings.storage.common.metadata_cache import METADATA_CACHE_SECONDS
 
 
 async def names(driver, project, **kwargs) -> list[str]:
@@ -34,6 +35,38 @@ async def test_get_metadata_returns_what_create_stored(driver, project):
     metadata = {"_default_message_ttl": 60, "nested": {"x": [1, "two", None]}, "u": "h\u00e9"}
     await driver.queues.create(project, "q", metadata)
     assert await driver.queues.get_metadata(project, "q") == metadata
+
+
+async def test_another_process_sees_changed_metadata_within_the_bound(driver, project):
+    """Drivers may cache metadata per process: a change made by one
+    process reaches another within METADATA_CACHE_SECONDS at worst (the
+    other's cache clock is advanced by hand: no timing in the test)."""
+    await driver.queues.create(project, "q", {"v": 1})
+    async with second_process(driver) as other:
+        now = [0.0]
+        cache = getattr(other.queues, "metadata_cache", None)
+        if cache is not None:
+            cache.monotonic = lambda: now[0]
+        assert await other.queues.get_metadata(project, "q") == {"v": 1}
+        await driver.queues.set_metadata(project, "q", {"v": 2})
+        now[0] += METADATA_CACHE_SECONDS
+        assert await other.queues.get_metadata(project, "q") == {"v": 2}
+        await driver.queues.delete(project, "q")
+        now[0] += METADATA_CACHE_SECONDS
+        with pytest.raises(errors.QueueDoesNotExist):
+            await other.queues.get_metadata(project, "q")
+
+
+async def test_own_metadata_changes_are_seen_at_once(driver, project):
+    await driver.queues.create(project, "q", {"v": 1})
+    assert await driver.queues.get_metadata(project, "q") == {"v": 1}
+    await driver.queues.set_metadata(project, "q", {"v": 2})
+    assert await driver.queues.get_metadata(project, "q") == {"v": 2}
+    await driver.queues.delete(project, "q")
+    with pytest.raises(errors.QueueDoesNotExist):
+        await driver.queues.get_metadata(project, "q")
+    await driver.queues.create(project, "q", {"v": 3})
+    assert await driver.queues.get_metadata(project, "q") == {"v": 3}
 
 
 async def test_get_metadata_of_missing_queue_raises(driver, project):

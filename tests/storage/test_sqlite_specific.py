@@ -3,6 +3,7 @@ metadata cache, exact within one driver and bounded across processes."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -98,5 +99,30 @@ async def test_ids_issued_before_opaque_ids_keep_working(tmp_path: Path) -> None
         await driver.messages.delete("p", "q", old, None)
         with pytest.raises(errors.MessageDoesNotExist):
             await driver.messages.get("p", "q", old)
+    finally:
+        await driver.close()
+
+
+async def test_claims_sharing_a_transaction_take_the_next_messages_and_see_releases(
+        tmp_path: Path) -> None:
+    """Claims queued together run in one transaction, each starting after
+    the rows the one before took; a release in between is claimable again."""
+    driver = driver_from_url(f"sqlite:///{tmp_path}/a.db", sync="normal", clock=FakeClock())
+    await driver.open()
+    try:
+        ids = await driver.messages.post(
+            "p", "q", [NewMessage(body=i, ttl=300, delay=0) for i in range(6)], "c")
+        first, second = await asyncio.gather(*(
+            driver.claims.create("p", "q", ttl=60, grace=60, limit=2, dead_letter=None)
+            for _ in range(2)))
+        assert [m.id for m in first.messages] == ids[0:2]
+        assert [m.id for m in second.messages] == ids[2:4]
+        assert first.claim_id is not None
+        third, _, fourth = await asyncio.gather(
+            driver.claims.create("p", "q", ttl=60, grace=60, limit=2, dead_letter=None),
+            driver.claims.delete("p", "q", first.claim_id),
+            driver.claims.create("p", "q", ttl=60, grace=60, limit=2, dead_letter=None))
+        assert [m.id for m in third.messages] == ids[4:6]
+        assert [m.id for m in fourth.messages] == ids[0:2]
     finally:
         await driver.close()

@@ -44,10 +44,13 @@ def _dead_letter_policy(metadata: dict[str, Any]) -> DeadLetterPolicy | None:
 
 @stage("claim", "create")
 async def create(
-    ctx: Context, queue: str, document: Any | None, limit: int | None, wait: Any = None
+    ctx: Context, queue: str, document: Any | None, limit: int | None, wait: Any = None,
+    receive_counts: bool = False,
 ) -> dict[str, Any] | None:
     """Claim messages; None when there was nothing to claim (after waiting
-    up to ``wait`` seconds for a post: long polling)."""
+    up to ``wait`` seconds for a post: long polling). Zaqar's claimed
+    messages carry no ``claim_count``; ``receive_counts`` adds it, for the
+    SQS API's ApproximateReceiveCount."""
     authorize(ctx, "claims:create")
     ctx.require_client_id()
     limits = ctx.limits
@@ -80,10 +83,14 @@ async def create(
         return None
     if metrics is not None:
         metrics.claimed(len(claimed))
+    messages = [format_message(queue, m, claim_id, ctx) for m in claimed]
+    if receive_counts:
+        for formatted, message in zip(messages, claimed, strict=True):
+            formatted["claim_count"] = message.claim_count
     return {
         "claim_id": claim_id,
         "href": f"{claims_path(queue, ctx.href_root)}/{claim_id}",
-        "messages": [format_message(queue, m, claim_id, ctx) for m in claimed],
+        "messages": messages,
     }
 
 

@@ -110,7 +110,7 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from tidings.app import create_app, settle_gc, signing_notice
+    from tidings.app import create_app, settle_gc, signing_notice, workers_notice
     from tidings.logs import configure_logging
     from tidings.startup_errors import describe_start
     from tidings.transport.http import protocol
@@ -123,9 +123,9 @@ def serve(args: argparse.Namespace) -> int:
     protocol.configure(settings.http)
     log = logging.getLogger("tidings")
     log.info("%s", describe_start(settings, sources or Sources(), __version__))
-    notice = signing_notice(settings)
-    if notice:
-        log.info("%s", notice)  # once per start, not once per worker
+    for notice in (signing_notice(settings), workers_notice(settings)):
+        if notice:
+            log.info("%s", notice)  # once per start, not once per worker
     extra: dict[str, Any] = {}
     if settings.workers > 1:
         # uvicorn starts each worker from an import string, so the settings

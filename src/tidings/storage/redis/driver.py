@@ -8,6 +8,7 @@ is atomic and needs no lock, on a single server and on Redis Cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +35,7 @@ from tidings.storage.redis.keys import Keys
 if TYPE_CHECKING:
     from tidings.storage.redis.claims import RedisClaims
     from tidings.storage.redis.notify import RedisDeliveries
+    from tidings.storage.redis.queues import RedisQueues
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class RedisDriver(base.DataDriver):
     # The controllers' own types: the driver calls their Redis-only methods.
     claims: RedisClaims
     deliveries: RedisDeliveries
+    queues: RedisQueues
     name = "redis"
     # DURABILITY joins at open() when the server persists data.
     capabilities = frozenset(
@@ -91,6 +94,8 @@ class RedisDriver(base.DataDriver):
         self.replicas = replicas
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
+        # The bus subscription that keeps the metadata cache fresh.
+        self._listening = contextlib.AsyncExitStack()
         parts = urlsplit(client_url)
         # For messages and health: never the password.
         self.where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
@@ -265,6 +270,20 @@ class RedisDriver(base.DataDriver):
         else:
             log.warning("Redis at %s does not persist data; running unreliable", self.where)
         self._client = client
+        await self._hear_metadata_changes()
+
+    async def _hear_metadata_changes(self) -> None:
+        """Subscribe the queues' metadata cache to the other processes'
+        changes. Without it (Redis refused the subscription) the cache
+        still bounds staleness by time, so the driver opens anyway."""
+        from tidings.storage.redis.queues import METADATA_CHANNEL
+
+        try:
+            await self._listening.enter_async_context(
+                self.listen(METADATA_CHANNEL, self.queues.heard_change))
+        except errors.ServiceUnavailable:
+            log.warning("Redis at %s: no subscription to metadata changes; other "
+                        "processes' changes are seen within the cache's bound", self.where)
 
     async def _check_persistence(self, client: Any) -> dict[str, Any]:
         """Whether every (primary) server persists: AOF on, or RDB saves."""
@@ -295,6 +314,7 @@ class RedisDriver(base.DataDriver):
         return {"persistent": persistent, "detail": "; ".join(details)}
 
     async def close(self) -> None:
+        await self._listening.aclose()
         await self.watches.close()
         client, self._client = self._client, None
         if client is not None:

@@ -10,6 +10,7 @@ import msgspec
 from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import MessageStat, QueueFilters, QueueRecord, QueueStats
+from tidings.storage.common.metadata_cache import MetadataCache
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import MESSAGE_SUFFIXES, QUEUE_SUFFIXES, SEQUENCE_GRACE
 from tidings.storage.redis.messages import decode_record, new_salt
@@ -46,9 +47,36 @@ def _matches(name: str, metadata: dict[str, Any] | None, filters: QueueFilters) 
     return True
 
 
+# The bus channel on which every change of a queue's metadata is announced
+# (payload: the queue's member, project/name), so the other processes drop
+# their cached copy at once instead of after METADATA_CACHE_SECONDS.
+METADATA_CHANNEL = "queue-metadata"
+
+
 class RedisQueues(base.QueueController):
+    """Queues. A post or claim would spend a round trip reading its queue's
+    metadata, so the metadata is cached per process (the rule of
+    storage/common/metadata_cache.py); a change made by any process is
+    announced on the bus and forgotten everywhere."""
+
     def __init__(self, driver: RedisCore) -> None:
         self.d = driver
+        self.metadata_cache = MetadataCache()
+
+    def heard_change(self, message: bytes) -> None:
+        """A bus message on METADATA_CHANNEL: forget that queue's entry."""
+        project, name = self.d.keys.names_of_member(message.decode())
+        self.metadata_cache.forget(project, name)
+
+    async def _changed(self, project: str, name: str) -> None:
+        """Forget here, and tell the other processes. A lost announcement
+        only delays them, to METADATA_CACHE_SECONDS: not worth failing the
+        change that was already made."""
+        self.metadata_cache.forget(project, name)
+        try:
+            await self.d.publish(METADATA_CHANNEL, self.d.keys.member(project, name).encode())
+        except errors.ServiceUnavailable:
+            pass  # logged by the driver's guard
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_base = self.d.keys.queue(project, name)
@@ -58,19 +86,31 @@ class RedisQueues(base.QueueController):
         )
         # Also when it existed: repairs an index write a crash cut off.
         await self.d.index_queue(project, name)
+        if created == 1:
+            await self._changed(project, name)
         return created == 1
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
+        cached = self.metadata_cache.get(project, name)
+        if cached is not None:
+            return cached
+        ticket = self.metadata_cache.ticket()
         async with self.d.bounded():
             raw = await self.d.client.hget(self.d.keys.queue(project, name) + ":q", "meta")
         if raw is None:
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
-        return _decode(raw)
+        metadata = _decode(raw)
+        self.metadata_cache.put(project, name, metadata, ticket)
+        return metadata
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
         queue_base = self.d.keys.queue(project, name)
-        if not await self.d.run(scripts.set_metadata, [queue_base], [_encode(metadata)]):
-            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+        try:
+            if not await self.d.run(scripts.set_metadata, [queue_base], [_encode(metadata)]):
+                raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+        finally:
+            # Also after a failure: the write may have been made all the same.
+            await self._changed(project, name)
 
     async def delete(self, project: str, name: str) -> None:
         """With its subscriptions and their deliveries (the outbox hint and
@@ -81,10 +121,13 @@ class RedisQueues(base.QueueController):
                 pipe.zrem(self.d.keys.project_index(project), name)
                 pipe.srem(self.d.keys.all_queues, self.d.keys.member(project, name))
                 await pipe.execute()
-        await self.d.run(
-            scripts.delete_queue, [self.d.keys.queue(project, name)],
-            [SEQUENCE_GRACE, 1, *QUEUE_SUFFIXES],
-        )
+        try:
+            await self.d.run(
+                scripts.delete_queue, [self.d.keys.queue(project, name)],
+                [SEQUENCE_GRACE, 1, *QUEUE_SUFFIXES],
+            )
+        finally:
+            await self._changed(project, name)
 
     async def _names(self, project: str, marker: str | None, limit: int) -> list[str]:
         low = b"(" + marker.encode() if marker else b"-"

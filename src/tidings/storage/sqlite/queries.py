@@ -67,6 +67,12 @@ MESSAGES_CLAIMABLE = (
     "WHERE queue_id = ? AND claim_expires <= ? AND available <= ? AND expires > ? "
     "ORDER BY id LIMIT ?"
 )
+# The same after a floor: the rows up to it are known to be taken.
+MESSAGES_CLAIMABLE_AFTER = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+    "WHERE queue_id = ? AND id > ? AND claim_expires <= ? AND available <= ? AND expires > ? "
+    "ORDER BY id LIMIT ?"
+)
 MESSAGE_CLAIM = (
     "UPDATE messages SET claim_id = ?, claim_expires = ?, claim_count = claim_count + 1, "
     "expires = max(expires, ?) WHERE id = ?"

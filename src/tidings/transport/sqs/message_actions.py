@@ -157,15 +157,23 @@ async def receive_message(call: Call) -> dict[str, Any]:
         # Only the first claim waits: once one message came, SQS answers
         # with what else is there now.
         result = await claims.create(call.ctx, name, claim, 1,
-                                     wait=wait if not received and wait else None)
+                                     wait=wait if not received and wait else None,
+                                     receive_counts=True)
         if result is None:
             break
         received += [(m, result["claim_id"]) for m in result["messages"]]
         if not result["messages"]:
             break
     now = time.time()
-    shown = [_received(call, name, m, claim_id, system_names, attribute_names, now)
-             for m, claim_id in received]
+    try:
+        shown = [_received(call, name, m, claim_id, system_names, attribute_names, now)
+                 for m, claim_id in received]
+    except Exception:
+        # A message that cannot be answered must not stay invisible for the
+        # whole visibility timeout: release what was claimed, then fail.
+        for _, claim_id in received:
+            await claims.delete(call.ctx, name, claim_id)
+        raise
     if visibility == 0:
         for _, claim_id in received:
             await claims.delete(call.ctx, name, claim_id)

@@ -1,0 +1,71 @@
+"""The per-process cache of queue metadata, one rule for every driver.
+
+Every post and claim reads its queue's metadata (for the queue's limits
+and dead-letter policy): a read from the storage each time costs SQLite a
+query and Redis a round trip. So a driver keeps what it read for
+``METADATA_CACHE_SECONDS``. Its own changes drop the entry once committed;
+another process's changes (``serve --workers N``, or several servers on one
+Redis) are seen within ``METADATA_CACHE_SECONDS`` at worst — sooner where
+the driver hears of them over its bus (Redis publishes each change).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+# The documented bound on how stale another process's metadata may be.
+METADATA_CACHE_SECONDS = 1.0
+# Entries kept at most; the oldest goes first.
+METADATA_CACHE_SIZE = 10_000
+
+
+class MetadataCache:
+    """(project, queue) -> metadata, each entry kept for ``seconds``.
+
+    A read that started before a ``forget`` of the same queue must not put
+    back what it read (it may be the value the change replaced), so a
+    reader takes a ``ticket`` before it reads and ``put`` drops a value
+    whose ticket a forget has overtaken.
+    """
+
+    def __init__(self, seconds: float = METADATA_CACHE_SECONDS,
+                 size: int = METADATA_CACHE_SIZE,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.size = size
+        self.monotonic = monotonic
+        # (project, name) -> (monotonic time read, metadata)
+        self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._forgets = 0
+
+    def get(self, project: str, name: str) -> dict[str, Any] | None:
+        """A copy of the cached metadata (callers may change it), or None."""
+        cached = self._entries.get((project, name))
+        if cached is None:
+            return None
+        if self.monotonic() - cached[0] >= self.seconds:
+            del self._entries[(project, name)]
+            return None
+        return dict(cached[1])
+
+    def ticket(self) -> int:
+        """Taken before reading the storage; handed back to ``put``."""
+        return self._forgets
+
+    def put(self, project: str, name: str, metadata: dict[str, Any], ticket: int) -> None:
+        if ticket != self._forgets:
+            return  # a change was heard while this was read: it may predate it
+        if len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(project, name)] = (self.monotonic(), dict(metadata))
+
+    def forget(self, project: str, name: str) -> None:
+        self._forgets += 1
+        self._entries.pop((project, name), None)
+
+    def clear(self) -> None:
+        """Forget everything: when changes may have gone unheard."""
+        self._forgets += 1
+        self._entries.clear()
