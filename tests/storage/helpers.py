@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Sequence
 
-import pytest
-
 from tidings.storage.base import ClaimResult, DataDriver, DeadLetterPolicy, Message, NewMessage
 
 CLIENT = "11111111-1111-4111-8111-111111111111"
@@ -184,12 +182,25 @@ async def list_deliveries(
     )
 
 
+def metadata_caches(driver: DataDriver) -> list[Any]:
+    """The per-process metadata caches a driver reads through (none for
+    PostgreSQL, which reads every time; the pooled driver's are those of the
+    pools it has opened), so a test can age them by hand."""
+    from tidings.storage.pooling.driver import PooledDriver
+
+    if isinstance(driver, PooledDriver):
+        return [cache for pool in driver._drivers.values()  # the pools opened so far
+                for cache in metadata_caches(pool)]
+    cache = getattr(driver.queues, "metadata_cache", None)
+    return [] if cache is None else [cache]
+
+
 @asynccontextmanager
 async def second_process(driver: DataDriver) -> AsyncIterator[DataDriver]:
     """Another driver on the same storage, as a second server process
-    (``serve --workers 2``, or a second server) opens it. Skips drivers
-    that keep no per-process state to compare (PostgreSQL reads every
-    time; the pooled driver routes to SQLite, tested as such)."""
+    (``serve --workers 2``, or a second server) opens it."""
+    from tidings.storage.pooling.control import SqliteControlDriver
+    from tidings.storage.pooling.driver import PooledDriver
     from tidings.storage.redis.driver import RedisDriver
     from tidings.storage.sqlite.driver import SqliteDriver
 
@@ -199,8 +210,13 @@ async def second_process(driver: DataDriver) -> AsyncIterator[DataDriver]:
     elif isinstance(driver, RedisDriver):
         other = RedisDriver(driver.client_url, cluster=driver.cluster, prefix=driver.keys.prefix,
                             unreliable=True, clock=driver.clock)
+    elif isinstance(driver, PooledDriver):
+        # The same control store: the same pools, opened anew.
+        other = PooledDriver(SqliteControlDriver(driver.control.path), sync="normal",
+                             clock=driver.clock)
     else:
-        pytest.skip(f"the {driver.name} driver keeps no per-process metadata")
+        # PostgreSQL: another pool of connections to the same database.
+        other = type(driver)(driver.dsn, clock=driver.clock)  # type: ignore[call-arg, attr-defined]
     await other.open()
     try:
         yield other
