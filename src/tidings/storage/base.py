@@ -547,6 +547,26 @@ def interface_methods(controller: str) -> list[str]:
     return sorted(CONTROLLERS[controller].__abstractmethods__)
 
 
+@dataclass(slots=True, frozen=True)
+class SchemaStatus:
+    """A backend's stored schema version against the one this code needs;
+    both None for a backend that keeps no schema."""
+
+    found: int | None
+    needed: int | None
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the stored schema and what to do, in one
+        sentence; None when it is the version this code needs."""
+        if self.found == self.needed or self.found is None or self.needed is None:
+            return None
+        if self.found < self.needed:
+            return (f"the schema is version {self.found}, outdated: this Tidings needs "
+                    f"{self.needed}; run `tidings migrate`")
+        return f"the schema is version {self.found}, newer than this Tidings ({self.needed})"
+
+
 class DataDriver(ABC):
     """One backend: its controllers plus life-cycle and health."""
 
@@ -572,6 +592,18 @@ class DataDriver(ABC):
     @abstractmethod
     async def close(self) -> None:
         ...
+
+    @abstractmethod
+    async def migrate(self) -> int:
+        """Create or upgrade the schema to this code's version (idempotent,
+        safe from several processes at once); returns the version found
+        before. Works before ``open()``, which may need the schema."""
+
+    @abstractmethod
+    async def schema_status(self) -> SchemaStatus:
+        """The stored schema's version, read without changing anything.
+        Works before ``open()``, which may upgrade the schema (SQLite) or
+        refuse an old one (PostgreSQL with ``migrate=false``)."""
 
     @abstractmethod
     async def is_alive(self) -> bool:

@@ -147,6 +147,15 @@ class PooledDriver(DataDriver):
     async def open(self) -> None:
         await self.control.open()
 
+    # The pooled driver has no schema of its own: the control store makes
+    # its tables when it opens, and each pool's driver upgrades its schema
+    # when driver_for() opens it (with migrate_on_open, the default).
+    async def migrate(self) -> int:
+        return 0
+
+    async def schema_status(self) -> base.SchemaStatus:
+        return base.SchemaStatus(None, None)
+
     async def close(self) -> None:
         drivers, self._drivers = list(self._drivers.values()), {}
         for driver in drivers:

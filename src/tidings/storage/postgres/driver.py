@@ -313,10 +313,27 @@ class PostgresDriver(base.DataDriver):
             raise
 
     async def migrate(self) -> int:
-        """Create or upgrade the schema (idempotent, safe to run from several
-        processes at once); returns the version found before."""
         now = self.clock()
-        return await self.run(lambda conn: schema.upgrade(conn, now))
+        return await self._on_connection(lambda conn: schema.upgrade(conn, now))
+
+    async def schema_status(self) -> base.SchemaStatus:
+        return base.SchemaStatus(await self._on_connection(schema.stored_version),
+                                 schema.VERSION)
+
+    async def _on_connection(self, job: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``job`` on the pool once open; before, on a connection of its
+        own, closed after (migrate and schema_status work before open)."""
+        if self._pool is not None:
+            return await self.run(job)
+        try:
+            async with asyncio.timeout(self.deadline):
+                conn = await asyncpg.connect(self.dsn, **self._connect_kwargs())
+                try:
+                    return await job(conn)
+                finally:
+                    await conn.close()
+        except BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from exc
 
     async def close(self) -> None:
         self._watch_subscription = None

@@ -42,11 +42,16 @@ async def upgrade(conn: asyncpg.Connection, now: float) -> int:
     return found
 
 
+async def stored_version(conn: asyncpg.Connection) -> int:
+    """The schema version the database holds (0 before the first upgrade)."""
+    if await conn.fetchval(q.SCHEMA_VERSION_EXISTS):
+        return await conn.fetchval(q.SCHEMA_VERSION)
+    return 0
+
+
 async def check(conn: asyncpg.Connection) -> int:
     """The schema version, refusing one this code cannot use (migrate=false)."""
-    found = 0
-    if await conn.fetchval(q.SCHEMA_VERSION_EXISTS):
-        found = await conn.fetchval(q.SCHEMA_VERSION)
+    found = await stored_version(conn)
     if found > VERSION:
         raise SchemaTooNew(
             f"the database schema is version {found}, newer than this Tidings ({VERSION})"

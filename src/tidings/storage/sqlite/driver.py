@@ -268,10 +268,15 @@ class SqliteDriver(base.DataDriver):
 
     # --- life cycle -------------------------------------------------------
 
-    async def open(self) -> None:
+    def _make_directory(self) -> None:
         directory = Path(self.path).parent
         if str(directory) not in ("", "."):
             os.makedirs(directory, exist_ok=True)
+
+    async def open(self) -> None:
+        # The schema is upgraded whatever migrate_on_open says: the file is
+        # this process's to shape, and the upgrade is local and quick.
+        self._make_directory()
         conn = self._connect()
         try:
             schema.upgrade(conn)
@@ -280,6 +285,29 @@ class SqliteDriver(base.DataDriver):
             conn.close()
         self._reader = self._connect()
         self.writer.start()
+
+    async def migrate(self) -> int:
+        self._make_directory()
+        conn = self._connect()
+        try:
+            return schema.upgrade(conn)
+        finally:
+            conn.close()
+
+    async def schema_status(self) -> base.SchemaStatus:
+        if self.path == ":memory:" or not Path(self.path).exists():
+            return base.SchemaStatus(0, schema.VERSION)
+        try:
+            # Read-only: a check neither creates the file nor switches it to WAL.
+            conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+            try:
+                found = schema.stored_version(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise errors.ServiceUnavailable(
+                f"cannot read the SQLite database {self.path}: {exc}") from None
+        return base.SchemaStatus(found, schema.VERSION)
 
     async def close(self) -> None:
         if self._hearing_posts is not None:
