@@ -163,7 +163,7 @@ async def open_storage(settings: Any, sources: Sources | None = None, *,
     ``must_exist``: a missing SQLite file is an error, not a new database.
     ``migrate``: overrides the URL's migrate option (``migrate_on_open``);
     True migrates with the driver's ``migrate()`` before opening."""
-    from tidings.storage.pooling import build_storage
+    from tidings.storage.build import build_storage
 
     how = sources.how_to_set(STORAGE) if sources is not None else "--storage"
     if must_exist:

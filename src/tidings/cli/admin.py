@@ -102,7 +102,7 @@ def _sqlite_file(url: str) -> None:
 async def _check(settings: Settings) -> list[str]:
     from tidings.startup_errors import hide_password, storage_failure
     from tidings.storage.base import Capability
-    from tidings.storage.pooling import build_storage
+    from tidings.storage.build import build_storage
 
     report = [f"config: valid (storage {hide_password(settings.storage)})"]
     pooled = getattr(settings, "pooling", None) is not None and settings.pooling.enabled
