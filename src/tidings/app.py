@@ -29,7 +29,7 @@ from tidings.metrics.snapshots import SharedMetrics, SnapshotWriter
 from tidings.notify import Notifier, sockets
 from tidings.notify.relay import Relay
 from tidings.storage.base import Clock, DataDriver, system_clock
-from tidings.storage.pooling import build_storage
+from tidings.storage.build import build_storage
 from tidings.transport import sqs, ws
 from tidings.transport.http.app import create_http_app
 

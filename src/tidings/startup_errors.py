@@ -161,8 +161,9 @@ async def open_storage(settings: Any, sources: Sources | None = None, *,
                        must_exist: bool = False, migrate: bool | None = None) -> Any:
     """The settings' storage, opened; every failure is a ``CannotStart``.
     ``must_exist``: a missing SQLite file is an error, not a new database.
-    ``migrate``: overrides the URL's migrate option (``migrate_on_open``)."""
-    from tidings.storage.pooling import build_storage
+    ``migrate``: overrides the URL's migrate option (``migrate_on_open``);
+    True migrates with the driver's ``migrate()`` before opening."""
+    from tidings.storage.build import build_storage
 
     how = sources.how_to_set(STORAGE) if sources is not None else "--storage"
     if must_exist:
@@ -176,8 +177,11 @@ async def open_storage(settings: Any, sources: Sources | None = None, *,
         raise CannotStart(f"invalid storage URL {hide_password(settings.storage)}: "
                           f"{_describe(exc)}; fix {how}") from None
     if migrate is not None:
-        storage.migrate_on_open = migrate
+        # Once migrate() has run there is nothing left for open() to upgrade.
+        storage.migrate_on_open = False
     try:
+        if migrate:
+            await storage.migrate()
         await storage.open()
     except Exception as exc:  # noqa: BLE001 - every failure to open is explained
         url = settings.pooling.control_storage if settings.pooling.enabled else settings.storage

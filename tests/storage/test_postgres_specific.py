@@ -162,7 +162,7 @@ async def test_schema_newer_than_the_code_is_refused(pg_server: PostgresServer,
                                                      database: str) -> None:
     driver = open_driver(pg_server.url(database))
     await driver.open()
-    await driver.execute(q.SCHEMA_VERSION_INSERT, schema.VERSION + 1, 0.0)
+    await driver.execute(schema.SCHEMA_VERSION_INSERT, schema.VERSION + 1, 0.0)
     await driver.close()
     for options in ({}, {"migrate": "false"}):
         with pytest.raises(schema.SchemaTooNew):
@@ -174,7 +174,7 @@ async def test_ids_issued_before_opaque_ids_keep_working(pg_server: PostgresServ
     """A database at schema 3 (plain sequence ids) migrates to opaque ids:
     its message keeps its plain id, found and paged by it; new messages get
     opaque ids; a plain id past the old rows names nothing."""
-    statements = [q.SCHEMA_VERSION_TABLE, *q.MIGRATIONS[:3]]
+    statements = [schema.SCHEMA_VERSION_TABLE, *schema.MIGRATIONS[:3]]
     statements += [f"INSERT INTO schema_version VALUES ({v}, 0)" for v in (1, 2, 3)]
     statements += [
         "INSERT INTO queues (project, name, metadata, created) VALUES ('p', 'q', '{}', 0)",

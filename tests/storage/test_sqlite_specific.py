@@ -12,9 +12,9 @@ import pytest
 from tests.support.clock import FakeClock
 from tidings import errors
 from tidings.storage.base import NewMessage
+from tidings.storage.common.metadata_cache import METADATA_CACHE_SECONDS
 from tidings.storage.registry import driver_from_url
 from tidings.storage.sqlite import schema
-from tidings.storage.sqlite.driver import METADATA_CACHE_SECONDS
 
 
 async def test_metadata_changes_through_the_driver_are_seen_at_once(tmp_path: Path) -> None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tidings.config import Settings
-from tidings.startup_errors import CannotStart, unusable_directory
+from tidings.startup_errors import CannotStart, missing_sqlite_file, unusable_directory
 
 if TYPE_CHECKING:
     from tidings.api.context import Context
@@ -90,47 +88,36 @@ def _run(settings_of: Callable[[argparse.Namespace], Settings],
 # --- check --------------------------------------------------------------------------
 
 
-def _sqlite_schema(url: str) -> None:
-    """Before opening (which would upgrade it): the SQLite file exists and
-    its schema is this version's."""
-    from tidings.storage.sqlite import schema
-    from tidings.storage.sqlite.driver import SqliteDriver
-
-    path = SqliteDriver.from_url(url).path
-    if not Path(path).exists():
+def _sqlite_file(url: str) -> None:
+    """A check creates nothing: the SQLite file must exist already."""
+    path = missing_sqlite_file(url)
+    if path is not None:
         unusable = unusable_directory(path)
         if unusable is not None:
             raise CheckFailed(f"the SQLite database {path} cannot be created: {unusable}; "
                               "fix the storage setting")
         raise CheckFailed(f"the SQLite database {path} does not exist: run `tidings migrate`")
-    try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-        try:
-            found = conn.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise CheckFailed(f"cannot read the SQLite database {path}: {exc}") from None
-    if found < schema.VERSION:
-        raise CheckFailed(f"the schema is outdated (version {found}, this Tidings needs "
-                          f"{schema.VERSION}): run `tidings migrate`")
-    if found > schema.VERSION:
-        raise CheckFailed(f"the schema is version {found}, newer than this Tidings "
-                          f"({schema.VERSION})")
 
 
 async def _check(settings: Settings) -> list[str]:
     from tidings.startup_errors import hide_password, storage_failure
     from tidings.storage.base import Capability
-    from tidings.storage.pooling import build_storage
+    from tidings.storage.build import build_storage
 
     report = [f"config: valid (storage {hide_password(settings.storage)})"]
     pooled = getattr(settings, "pooling", None) is not None and settings.pooling.enabled
     scheme = urlsplit(settings.storage).scheme
     if not pooled and scheme == "sqlite":
-        _sqlite_schema(settings.storage)
+        _sqlite_file(settings.storage)
     storage = build_storage(settings)
     storage.migrate_on_open = False  # check the schema's version, change nothing
+    try:
+        # Before opening, which may upgrade the schema (SQLite) or refuse it.
+        status = await storage.schema_status()
+    except Exception as exc:  # noqa: BLE001 - every failure to read is the answer
+        raise CheckFailed(str(storage_failure(exc, settings.storage))) from None
+    if status.problem is not None:
+        raise CheckFailed(status.problem)
     try:
         await storage.open()
     except Exception as exc:  # noqa: BLE001 - every failure to open is the answer

@@ -56,6 +56,7 @@ from tidings.storage.base import (
     GcResult,
     PostWatch,
     Receive,
+    SchemaStatus,
     interface_methods,
 )
 from tidings.storage.wrapping import Method, wrap_controllers
@@ -172,6 +173,12 @@ class FaultyDriver(DataDriver):
 
     async def stored_secret(self, name: str) -> bytes:
         return await self.inner.stored_secret(name)
+
+    async def migrate(self) -> int:
+        return await self.inner.migrate()
+
+    async def schema_status(self) -> SchemaStatus:
+        return await self.inner.schema_status()
 
     @property  # the inner driver's: its open() is the one that migrates
     def migrate_on_open(self) -> bool:

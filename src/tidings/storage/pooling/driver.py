@@ -29,14 +29,12 @@ name; other values are kept but not passed on.
 from __future__ import annotations
 
 import asyncio
-import builtins
-import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings import errors
@@ -44,30 +42,24 @@ from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import (
     Capability,
-    Claim,
-    ClaimResult,
     Clock,
     DataDriver,
-    DeadLetterPolicy,
-    Delivery,
-    DeliveryKind,
-    DeliveryStatus,
-    Message,
-    NewMessage,
-    NewSubscription,
     PostWatch,
-    QueueFilters,
-    QueueRecord,
-    QueueStats,
-    Subscription,
     system_clock,
 )
 from tidings.storage.pooling.control import (
-    CLOSING,
     MOVING,
     ControlDriver,
     Placement,
     PoolRecord,
+)
+from tidings.storage.pooling.controllers import (
+    ID_SEP,
+    PooledClaims,
+    PooledDeliveries,
+    PooledMessages,
+    PooledQueues,
+    PooledSubscriptions,
 )
 from tidings.storage.registry import driver_from_url
 
@@ -80,9 +72,6 @@ MOVE_POLL_SECONDS = 0.05
 # How many times a placement retries when its chosen pool turned draining.
 PLACE_ATTEMPTS = 5
 CATALOGUE_CACHE_SIZE = 200_000
-# Delivery ids of the pooled driver: "<pool>:<the pool's own id>".
-ID_SEP = ":"
-DLQ_CLIENT = "00000000-0000-4000-8000-00000000d1a0"
 
 
 class NoPools(errors.ServiceUnavailable):
@@ -130,7 +119,7 @@ class PooledDriver(DataDriver):
         self._catalogue: dict[tuple[str, str], tuple[Placement, float]] = {}
         self._pools: list[PoolRecord] | None = None
         self._pools_at = 0.0
-        self._lease_turn = 0
+        self.lease_turn = 0
         self.queues = PooledQueues(self)
         self.messages = PooledMessages(self)
         self.claims = PooledClaims(self)
@@ -146,6 +135,15 @@ class PooledDriver(DataDriver):
 
     async def open(self) -> None:
         await self.control.open()
+
+    # The pooled driver has no schema of its own: the control store makes
+    # its tables when it opens, and each pool's driver upgrades its schema
+    # when driver_for() opens it (with migrate_on_open, the default).
+    async def migrate(self) -> int:
+        return 0
+
+    async def schema_status(self) -> base.SchemaStatus:
+        return base.SchemaStatus(None, None)
 
     async def close(self) -> None:
         drivers, self._drivers = list(self._drivers.values()), {}
@@ -365,276 +363,9 @@ class PooledDriver(DataDriver):
         raise NoPools("No pool takes new queues (every candidate is draining).")
 
     # --- delivery ids ----------------------------------------------------------------
-    @staticmethod
-    def wrap(pool: str, delivery: Delivery) -> Delivery:
-        delivery.id = f"{pool}{ID_SEP}{delivery.id}"
-        return delivery
-
     async def unwrap(self, delivery_id: str) -> tuple[DataDriver, str]:
         pool, sep, inner = delivery_id.partition(ID_SEP)
         if sep and pool and any(p.name == pool for p in await self.pools()):
             return await self.driver_for(pool), inner
         # Not one of ours: the first pool answers "no such delivery".
         return await self.fallback(), delivery_id
-
-
-class _Part:
-    def __init__(self, pooled: PooledDriver) -> None:
-        self.pooled = pooled
-
-
-class PooledQueues(_Part, base.QueueController):
-    async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
-        flavor = metadata.get("_flavor") if isinstance(metadata, dict) else None
-        driver = await self.pooled.place(project, name, flavor if isinstance(flavor, str) else None)
-        return await driver.queues.create(project, name, metadata)
-
-    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        return await (await self.pooled.route(project, name)).queues.get_metadata(project, name)
-
-    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
-        driver = await self.pooled.route(project, name)
-        await driver.queues.set_metadata(project, name, metadata)
-
-    async def delete(self, project: str, name: str) -> None:
-        pool = await self.pooled.lookup(project, name)
-        if pool is None:
-            await (await self.pooled.fallback()).queues.delete(project, name)
-            return
-        await (await self.pooled.driver_for(pool)).queues.delete(project, name)
-        await self.pooled.control.forget(project, name)
-        self.pooled.forget_cached(project, name)
-
-    async def list(self, project: str, *, marker: str | None, limit: int, detailed: bool,
-                   filters: QueueFilters | None = None) -> list[QueueRecord]:
-        drivers = await self.pooled.all_drivers()
-        pages = await asyncio.gather(*(
-            d.queues.list(project, marker=marker, limit=limit, detailed=detailed,
-                          filters=filters)
-            for _, d in drivers))
-        merged: dict[str, QueueRecord] = {}
-        for record in sorted(itertools.chain.from_iterable(pages), key=lambda r: r.name):
-            merged.setdefault(record.name, record)
-        return list(merged.values())[:limit]
-
-    async def count(self, project: str, filters: QueueFilters | None = None) -> int:
-        drivers = await self.pooled.all_drivers()
-        return sum(await asyncio.gather(*(d.queues.count(project, filters) for _, d in drivers)))
-
-    async def stats(self, project: str, name: str) -> QueueStats:
-        return await (await self.pooled.route(project, name)).queues.stats(project, name)
-
-    async def purge_messages(self, project: str, name: str) -> None:
-        driver = await self.pooled.route(project, name)
-        await driver.queues.purge_messages(project, name)
-
-
-class PooledMessages(_Part, base.MessageController):
-    async def post(self, project: str, queue: str, messages: Sequence[NewMessage],
-                   client_id: str) -> list[str]:
-        driver = await self.pooled.place(project, queue)
-        return await driver.messages.post(project, queue, messages, client_id)
-
-    async def list(self, project: str, queue: str, *, marker: str | None, limit: int,
-                   client_id: str | None, echo: bool, include_claimed: bool,
-                   include_delayed: bool) -> tuple[list[Message], str | None]:
-        driver = await self.pooled.route(project, queue)
-        return await driver.messages.list(
-            project, queue, marker=marker, limit=limit, client_id=client_id, echo=echo,
-            include_claimed=include_claimed, include_delayed=include_delayed)
-
-    async def get(self, project: str, queue: str, message_id: str) -> Message:
-        return await (await self.pooled.route(project, queue)).messages.get(
-            project, queue, message_id)
-
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
-                       ) -> builtins.list[Message]:
-        return await (await self.pooled.route(project, queue)).messages.bulk_get(
-            project, queue, ids)
-
-    async def delete(self, project: str, queue: str, message_id: str,
-                     claim_id: str | None) -> None:
-        await (await self.pooled.route(project, queue)).messages.delete(
-            project, queue, message_id, claim_id)
-
-    async def bulk_delete(self, project: str, queue: str, ids: Sequence[str],
-                          claim_ids: Sequence[str] | None) -> None:
-        await (await self.pooled.route(project, queue)).messages.bulk_delete(
-            project, queue, ids, claim_ids)
-
-    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
-        return await (await self.pooled.route(project, queue)).messages.pop(
-            project, queue, limit)
-
-    async def move(self, project: str, src: str, dst: str, ids: Sequence[str],
-                   claim_id: str, ttl: int | None = None) -> builtins.list[str]:
-        """The pool's own (atomic) move when both queues live in one pool;
-        across pools, the base class's post-then-delete."""
-        source = await self.pooled.route(project, src)
-        target = await self.pooled.place(project, dst)
-        if source is target:
-            return await source.messages.move(project, src, dst, ids, claim_id, ttl)
-        return await super().move(project, src, dst, ids, claim_id, ttl)
-
-
-class PooledClaims(_Part, base.ClaimController):
-    async def create(self, project: str, queue: str, *, ttl: int, grace: int, limit: int,
-                     dead_letter: DeadLetterPolicy | None) -> ClaimResult:
-        """The pool's claim, and its ``dead_lettered`` count. A dead letter
-        queue in another pool gets messages the pool first moved to a local
-        queue of that name: forwarding them is the same move finishing, not
-        a second one, so it adds nothing (nor does forwarding what an
-        earlier claim left behind)."""
-        pooled = self.pooled
-        placement = await pooled.placement(project, queue)
-        if placement is None:
-            driver = await pooled.fallback()
-            return await driver.claims.create(project, queue, ttl=ttl, grace=grace,
-                                              limit=limit, dead_letter=dead_letter)
-        if placement.state == CLOSING:
-            # A drain waits for the queue's claims to end: grant none meanwhile.
-            return ClaimResult(None)
-        pool = placement.pool
-        driver = await pooled.driver_for(pool)
-        elsewhere: str | None = None
-        if dead_letter is not None and dead_letter.queue:
-            # The pool moves dead letters to a queue of its own: place the
-            # dead letter queue beside this one when it is not placed yet.
-            dlq_pool = await pooled.place_name(project, dead_letter.queue, near=pool)
-            if dlq_pool != pool:
-                elsewhere = dlq_pool
-        result = await driver.claims.create(project, queue, ttl=ttl, grace=grace, limit=limit,
-                                            dead_letter=dead_letter)
-        if elsewhere is not None and dead_letter is not None and dead_letter.queue:
-            await self._forward_dead_letters(project, dead_letter.queue, driver,
-                                             await pooled.driver_for(elsewhere))
-        return result
-
-    @staticmethod
-    async def _forward_dead_letters(project: str, dlq: str, source: DataDriver,
-                                    target: DataDriver) -> None:
-        """The dead letter queue is on another pool: the source pool wrote the
-        dead letters to a local queue of that name; move them over (posted
-        to the target first, then deleted here: a crash between the two
-        leaves a copy behind rather than losing one)."""
-        while True:
-            page, _ = await source.messages.list(
-                project, dlq, marker=None, limit=20, client_id=None, echo=True,
-                include_claimed=True, include_delayed=True)
-            if not page:
-                break
-            await target.messages.post(
-                project, dlq, [NewMessage(body=m.body, ttl=max(m.ttl - m.age, 1))
-                               for m in page], DLQ_CLIENT)
-            await source.messages.bulk_delete(project, dlq, [m.id for m in page],
-                                              [m.claim_id for m in page if m.claim_id])
-        await source.queues.delete(project, dlq)
-
-    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
-        return await (await self.pooled.route(project, queue)).claims.get(
-            project, queue, claim_id)
-
-    async def update(self, project: str, queue: str, claim_id: str, *, ttl: int,
-                     grace: int) -> None:
-        await (await self.pooled.route(project, queue)).claims.update(
-            project, queue, claim_id, ttl=ttl, grace=grace)
-
-    async def delete(self, project: str, queue: str, claim_id: str) -> None:
-        await (await self.pooled.route(project, queue)).claims.delete(project, queue, claim_id)
-
-
-class PooledSubscriptions(_Part, base.SubscriptionController):
-    async def create(self, project: str, queue: str, subscription: NewSubscription,
-                     confirmation: Callable[[str], dict[str, Any]] | None = None
-                     ) -> str | None:
-        # Placed now: the posts that notify it must reach the same pool.
-        driver = await self.pooled.place(project, queue)
-        return await driver.subscriptions.create(project, queue, subscription, confirmation)
-
-    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
-        return await (await self.pooled.route(project, queue)).subscriptions.get(
-            project, queue, subscription_id)
-
-    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
-        return await (await self.pooled.route(project, queue)).subscriptions.find(
-            project, queue, subscriber)
-
-    async def list(self, project: str, queue: str, *, marker: str | None, limit: int
-                   ) -> list[Subscription]:
-        return await (await self.pooled.route(project, queue)).subscriptions.list(
-            project, queue, marker=marker, limit=limit)
-
-    async def update(self, project: str, queue: str, subscription_id: str, *,
-                     subscriber: str | None = None, ttl: int | None = None,
-                     options: dict[str, Any] | None = None) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.update(
-            project, queue, subscription_id, subscriber=subscriber, ttl=ttl, options=options)
-
-    async def confirm(self, project: str, queue: str, subscription_id: str,
-                      confirmed: bool) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.confirm(
-            project, queue, subscription_id, confirmed)
-
-    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.delete(
-            project, queue, subscription_id)
-
-
-class PooledDeliveries(_Part, base.DeliveryController):
-    async def enqueue(self, project: str, queue: str, subscription_id: str,
-                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
-        pooled = self.pooled
-        pool = await pooled.lookup(project, queue)
-        if pool is None:
-            driver = await pooled.fallback()
-            return await driver.deliveries.enqueue(project, queue, subscription_id, kind,
-                                                   payload)
-        driver = await pooled.driver_for(pool)
-        inner = await driver.deliveries.enqueue(project, queue, subscription_id, kind, payload)
-        return f"{pool}{ID_SEP}{inner}"
-
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Each pool in turn until ``limit`` are leased, starting one pool
-        further on every call so no pool starves the others."""
-        drivers = await self.pooled.all_drivers()
-        if not drivers:
-            return []
-        turn = self.pooled._lease_turn % len(drivers)
-        self.pooled._lease_turn += 1
-        leased: list[Delivery] = []
-        for name, driver in drivers[turn:] + drivers[:turn]:
-            want = limit - len(leased)
-            if want <= 0:
-                break
-            batch = await driver.deliveries.lease(limit=want, lease_seconds=lease_seconds)
-            leased.extend(PooledDriver.wrap(name, d) for d in batch)
-        leased.sort(key=lambda d: d.created)
-        return leased
-
-    async def delivered(self, delivery_id: str) -> None:
-        driver, inner = await self.pooled.unwrap(delivery_id)
-        await driver.deliveries.delivered(inner)
-
-    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
-        driver, inner = await self.pooled.unwrap(delivery_id)
-        await driver.deliveries.retry(inner, at=at, error=error)
-
-    async def dead(self, delivery_id: str, *, error: str) -> None:
-        driver, inner = await self.pooled.unwrap(delivery_id)
-        await driver.deliveries.dead(inner, error=error)
-
-    async def list(self, project: str, queue: str, *, status: DeliveryStatus,
-                   marker: str | None, limit: int, subscription_id: str | None = None
-                   ) -> list[Delivery]:
-        pool = await self.pooled.lookup(project, queue)
-        if pool is None:
-            driver = await self.pooled.fallback()
-            return await driver.deliveries.list(project, queue, status=status, marker=marker,
-                                                limit=limit, subscription_id=subscription_id)
-        driver = await self.pooled.driver_for(pool)
-        if marker is not None:
-            prefix = f"{pool}{ID_SEP}"
-            marker = marker[len(prefix):] if marker.startswith(prefix) else marker
-        page = await driver.deliveries.list(project, queue, status=status, marker=marker,
-                                            limit=limit, subscription_id=subscription_id)
-        return [PooledDriver.wrap(pool, d) for d in page]

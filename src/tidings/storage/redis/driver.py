@@ -313,6 +313,15 @@ class RedisDriver(base.DataDriver):
             details.append(detail if node is None else f"{node.name}: {detail}")
         return {"persistent": persistent, "detail": "; ".join(details)}
 
+    # Redis keeps no schema: the scripts make each key as they first write
+    # it, in the one layout this code reads (keys.py), so there is nothing
+    # to create, upgrade or check.
+    async def migrate(self) -> int:
+        return 0
+
+    async def schema_status(self) -> base.SchemaStatus:
+        return base.SchemaStatus(None, None)
+
     async def close(self) -> None:
         await self._listening.aclose()
         await self.watches.close()

@@ -1,4 +1,7 @@
-"""The SQLite driver.
+"""The SQLite driver: life cycle, connections, watches, health and gc.
+
+The controllers (queues.py, messages.py, claims.py, subscriptions.py,
+deliveries.py) hold one method per operation, on the helpers of core.py.
 
 Writes go through the group-commit Writer; each write job runs whole,
 with no await inside, so check-then-act sequences (claims, deletes with a
@@ -11,7 +14,6 @@ counts) go to a worker thread so they can't stall the loop.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 import os
 import secrets
@@ -19,10 +21,10 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -32,33 +34,21 @@ from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import (
     Capability,
-    Claim,
-    ClaimResult,
     Clock,
-    DeadLetterPolicy,
-    Delivery,
-    DeliveryKind,
-    DeliveryStatus,
-    Message,
-    MessageStat,
-    NewMessage,
-    NewSubscription,
-    QueueFilters,
-    QueueRecord,
-    QueueStats,
-    Subscription,
     check_secret_name,
     system_clock,
 )
-from tidings.storage.common.claims import check_delete_allowed
-from tidings.storage.common.ids import IdCodec, IdKind
-from tidings.storage.common.metadata_cache import METADATA_CACHE_SECONDS, MetadataCache
-from tidings.storage.common.rows import message_from_row
+from tidings.storage.common.ids import IdCodec
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
 from tidings.storage.sqlite import keyfile, schema
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite.bus import bus_for
+from tidings.storage.sqlite.claims import SqliteClaims
+from tidings.storage.sqlite.deliveries import SqliteDeliveries
+from tidings.storage.sqlite.messages import SqliteMessages
+from tidings.storage.sqlite.queues import SqliteQueues
+from tidings.storage.sqlite.subscriptions import SqliteSubscriptions
 from tidings.storage.sqlite.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -71,62 +61,11 @@ GC_BATCH = 5000
 SPACE_MARGIN = 1024 * 1024
 NO_SPACE_LEFT = ("The storage is out of space: writes are refused until space is freed on "
                  "the disk holding the database.")
-# Rows per INSERT statement (six parameters each, far below SQLite's cap).
-INSERT_CHUNK = 500
-# How long gc keeps a dead delivery for inspection.
-_encode = msgspec.json.encode
-_decode = msgspec.json.decode
 # The bus channel telling other processes which queues a commit posted to.
 POSTED_CHANNEL = "sqlite.posted"
 _encode_posted = msgspec.msgpack.Encoder().encode
 _decode_posted = msgspec.msgpack.Decoder(list[tuple[str, str]]).decode
 
-
-def _new_token() -> int:
-    return secrets.randbits(32)
-
-
-_KIND_CODES = {DeliveryKind.MESSAGE: 0, DeliveryKind.CONFIRMATION: 1}
-_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
-_STATUS_CODES = {DeliveryStatus.PENDING: 0, DeliveryStatus.DEAD: 1}
-_STATUSES = {code: status for status, code in _STATUS_CODES.items()}
-
-
-def _subscription(ids: IdCodec, row: tuple[Any, ...], now: float) -> Subscription:
-    rowid, token, queue, subscriber, ttl, created, options, confirmed = row
-    return Subscription(
-        id=ids.public_id(IdKind.SUBSCRIPTION, rowid, token),
-        queue=queue,
-        subscriber=subscriber,
-        ttl=ttl,
-        age=int(now - created),
-        options=_decode(options),
-        confirmed=bool(confirmed),
-    )
-
-
-def _delivery(ids: IdCodec, row: tuple[Any, ...]) -> Delivery:
-    (rowid, token, kind, message, ttl, payload, attempts, created, status, last_error,
-     sub_rowid, sub_token, project, queue, subscriber, options) = row[:16]
-    if message is not None:
-        # A message delivery stores the body as posted; the rest is rebuilt.
-        content = {"id": ids.message_id(message), "body": _decode(payload), "ttl": ttl}
-    else:
-        content = _decode(payload)
-    return Delivery(
-        id=ids.public_id(IdKind.DELIVERY, rowid, token),
-        project=project,
-        queue=queue,
-        subscription_id=ids.public_id(IdKind.SUBSCRIPTION, sub_rowid, sub_token),
-        subscriber=subscriber,
-        options=_decode(options),
-        kind=_KINDS[kind],
-        payload=content,
-        attempts=attempts,
-        created=created,
-        status=_STATUSES[status],
-        last_error=last_error,
-    )
 
 
 class _Watch(EventWatch):
@@ -156,27 +95,6 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     raise sqlite3.OperationalError("could not switch the database to WAL mode")
 
 
-def _inserted(cursor: sqlite3.Cursor) -> int:
-    """The rowid of the row the INSERT of ``cursor`` wrote (these inserts
-    always write one: the writer holds the write lock)."""
-    rowid = cursor.lastrowid
-    if rowid is None:
-        raise sqlite3.OperationalError("an INSERT wrote no row")
-    return rowid
-
-
-def _queue_id(conn: sqlite3.Connection, project: str, name: str) -> int | None:
-    row = conn.execute(q.QUEUE_ID, (project, name)).fetchone()
-    return row[0] if row else None
-
-
-def _ensure_queue(conn: sqlite3.Connection, project: str, name: str, now: float) -> int:
-    queue_id = _queue_id(conn, project, name)
-    if queue_id is None:
-        # The writer holds the write lock, so the insert cannot conflict.
-        queue_id = _inserted(conn.execute(q.QUEUE_INSERT, (project, name, "{}", now)))
-    return queue_id
-
 
 class SqliteDriver(base.DataDriver):
     name = "sqlite"
@@ -196,7 +114,7 @@ class SqliteDriver(base.DataDriver):
         # Watches of this process by (project, queue), and the queues the
         # transaction being committed posted to: woken once it is durable.
         self._watches: dict[tuple[str, str], set[_Watch]] = {}
-        self._posted: set[tuple[str, str]] = set()
+        self.posted: set[tuple[str, str]] = set()
         self._hearing_posts: AsyncExitStack | None = None
         # Resolved once: the after-commit hook asks it on every post.
         self.bus = bus_for(os.path.realpath(path))
@@ -308,9 +226,9 @@ class SqliteDriver(base.DataDriver):
         waiter read again). Every post of the group is marked, even one
         made before a watch began: the watch may have begun while the
         post's COMMIT ran, after the waiter's read missed it."""
-        if not self._posted:
+        if not self.posted:
             return
-        posted, self._posted = self._posted, set()
+        posted, self.posted = self.posted, set()
         if self.bus.listeners_elsewhere(POSTED_CHANNEL):
             self.bus.publish_soon(POSTED_CHANNEL, _encode_posted(sorted(posted)))
         self._wake(posted)
@@ -350,10 +268,15 @@ class SqliteDriver(base.DataDriver):
 
     # --- life cycle -------------------------------------------------------
 
-    async def open(self) -> None:
+    def _make_directory(self) -> None:
         directory = Path(self.path).parent
         if str(directory) not in ("", "."):
             os.makedirs(directory, exist_ok=True)
+
+    async def open(self) -> None:
+        # The schema is upgraded whatever migrate_on_open says: the file is
+        # this process's to shape, and the upgrade is local and quick.
+        self._make_directory()
         conn = self._connect()
         try:
             schema.upgrade(conn)
@@ -362,6 +285,29 @@ class SqliteDriver(base.DataDriver):
             conn.close()
         self._reader = self._connect()
         self.writer.start()
+
+    async def migrate(self) -> int:
+        self._make_directory()
+        conn = self._connect()
+        try:
+            return schema.upgrade(conn)
+        finally:
+            conn.close()
+
+    async def schema_status(self) -> base.SchemaStatus:
+        if self.path == ":memory:" or not Path(self.path).exists():
+            return base.SchemaStatus(0, schema.VERSION)
+        try:
+            # Read-only: a check neither creates the file nor switches it to WAL.
+            conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+            try:
+                found = schema.stored_version(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise errors.ServiceUnavailable(
+                f"cannot read the SQLite database {self.path}: {exc}") from None
+        return base.SchemaStatus(found, schema.VERSION)
 
     async def close(self) -> None:
         if self._hearing_posts is not None:
@@ -433,756 +379,6 @@ class SqliteDriver(base.DataDriver):
             if removed.total < GC_BATCH:
                 return total
 
-
-class SqliteQueues(base.QueueController):
-    """Queues. Every post and claim reads its queue's metadata (for the
-    queue's limits), so the metadata is cached: changes made through this
-    driver drop their entry once committed; changes by another process on
-    the same file (``serve --workers N``) are seen within
-    ``METADATA_CACHE_SECONDS`` (storage/common/metadata_cache.py)."""
-
-    def __init__(self, driver: SqliteDriver) -> None:
-        self.d = driver
-        self.monotonic = time.monotonic
-        self.metadata_cache = MetadataCache(METADATA_CACHE_SECONDS,
-                                            monotonic=lambda: self.monotonic())
-
-    async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
-        now = self.d.clock()
-        text = _encode(metadata).decode()
-
-        def job(conn: sqlite3.Connection) -> bool:
-            return conn.execute(q.QUEUE_INSERT, (project, name, text, now)).rowcount == 1
-
-        try:
-            return await self.d.writer.run(job)
-        finally:
-            self.forget_metadata(project, name)
-
-    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        cached = self.metadata_cache.get(project, name)
-        if cached is not None:
-            return cached
-        ticket = self.metadata_cache.ticket()
-        row = self.d.read(lambda c: c.execute(q.QUEUE_METADATA, (project, name)).fetchone())
-        if row is None:
-            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
-        metadata = _decode(row[0])
-        self.metadata_cache.put(project, name, metadata, ticket)
-        return metadata
-
-    def forget_metadata(self, project: str, name: str) -> None:
-        self.metadata_cache.forget(project, name)
-
-    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
-        text = _encode(metadata).decode()
-
-        def job(conn: sqlite3.Connection) -> None:
-            if conn.execute(q.QUEUE_SET_METADATA, (text, project, name)).rowcount == 0:
-                raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
-
-        try:
-            await self.d.writer.run(job)
-        finally:
-            self.forget_metadata(project, name)
-
-    async def delete(self, project: str, name: str) -> None:
-        def job(conn: sqlite3.Connection) -> None:
-            queue_id = _queue_id(conn, project, name)
-            if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.QUEUE_DELETE, (queue_id,))
-            # Subscriptions hang on the name, with or without a queue row.
-            conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, (project, name))
-            conn.execute(q.SUBSCRIPTIONS_DELETE_OF_QUEUE, (project, name))
-
-        try:
-            await self.d.writer.run(job, heavy=True)
-        finally:
-            self.forget_metadata(project, name)
-
-    @staticmethod
-    def _filter_sql(filters: QueueFilters | None) -> tuple[str, list[Any]]:
-        if filters is None:
-            return "", []
-        sql, args = "", []
-        if filters.name:
-            sql += q.QUEUE_FILTER_NAME
-            args.append(filters.name)
-        for key, value in filters.metadata:
-            sql += q.QUEUE_FILTER_METADATA
-            args += [key, value]
-        return sql, args
-
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
-        where, args = self._filter_sql(filters)
-        sql = q.QUEUE_LIST.format(detail=", metadata" if detailed else "", filters=where)
-        params = (project, marker or "", *args, limit)
-        rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
-        return [
-            QueueRecord(name=row[0], metadata=_decode(row[1]) if detailed else None)
-            for row in rows
-        ]
-
-    async def count(self, project: str, filters: QueueFilters | None = None) -> int:
-        where, args = self._filter_sql(filters)
-        sql = q.QUEUE_COUNT.format(filters=where)
-        return await self.d.read_in_thread(
-            lambda c: c.execute(sql, (project, *args)).fetchone()[0]
-        )
-
-    async def stats(self, project: str, name: str) -> QueueStats:
-        now = self.d.clock()
-
-        def read(conn: sqlite3.Connection) -> QueueStats:
-            queue_id = _queue_id(conn, project, name)
-            if queue_id is None:
-                return QueueStats()
-            conn.execute("BEGIN")  # one snapshot for all three reads
-            try:
-                total, claimed = conn.execute(q.STATS_COUNTS, (now, queue_id, now)).fetchone()
-                if total == 0:
-                    return QueueStats()
-                oldest = conn.execute(q.STATS_OLDEST, (queue_id, now)).fetchone()
-                newest = conn.execute(q.STATS_NEWEST, (queue_id, now)).fetchone()
-            finally:
-                conn.execute("COMMIT")
-            return QueueStats(
-                claimed=claimed,
-                free=total - claimed,
-                oldest=_stat(self.d.ids, oldest, now),
-                newest=_stat(self.d.ids, newest, now),
-            )
-
-        return await self.d.read_in_thread(read)
-
-    async def purge_messages(self, project: str, name: str) -> None:
-        def job(conn: sqlite3.Connection) -> None:
-            queue_id = _queue_id(conn, project, name)
-            if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
-
-        await self.d.writer.run(job, heavy=True)
-
-
-def _stat(ids: IdCodec, row: tuple[int, float] | None, now: float) -> MessageStat | None:
-    if row is None:
-        return None
-    return MessageStat(id=ids.message_id(row[0]), age=int(now - row[1]), created=row[1])
-
-
-class SqliteMessages(base.MessageController):
-    def __init__(self, driver: SqliteDriver) -> None:
-        self.d = driver
-
-    async def post(
-        self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
-    ) -> list[str]:
-        now = self.d.clock()
-        # Encode outside the writer thread: it is the one serial resource.
-        rows = [
-            (_encode(m.body), now, now + m.ttl, now + m.delay, client_id) for m in messages
-        ]
-        key = (project, queue)
-        driver = self.d
-
-        def job(conn: sqlite3.Connection) -> list[str]:
-            ids = _insert_messages(driver.ids, conn, project, queue, rows,
-                                   [m.ttl for m in messages], now)
-            driver._posted.add(key)
-            return ids
-
-        return await self.d.writer.run(job)
-
-    async def move(
-        self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
-        ttl: int | None = None,
-    ) -> list[str]:
-        """Atomic: the copies and the deletes are one write job (one
-        transaction), so a crash leaves either both or neither."""
-        rowids = self.d.ids.parse_message_ids(ids)
-        now = self.d.clock()
-        driver = self.d
-
-        def job(conn: sqlite3.Connection) -> list[str]:
-            src_id = _queue_id(conn, project, src)
-            if src_id is None or not rowids:
-                return []
-            rows, ttls, moved = [], [], []
-            for rowid in rowids:
-                row = conn.execute(q.MESSAGE_FOR_MOVE, (rowid, src_id, now)).fetchone()
-                if row is None or row[4] != claim_id or row[5] <= now:
-                    continue  # gone, or not (or no longer) under this claim
-                body, created, expires, client_id = row[:4]
-                life = ttl if ttl is not None else max(1, round(expires - created))
-                rows.append((body, now, now + life, now, client_id))
-                ttls.append(life)
-                moved.append((rowid,))
-            if not rows:
-                return []
-            new_ids = _insert_messages(driver.ids, conn, project, dst, rows, ttls, now)
-            conn.executemany(q.MESSAGE_DELETE, moved)
-            driver._posted.add((project, dst))
-            return new_ids
-
-        return await self.d.writer.run(job)
-
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        marker: str | None,
-        limit: int,
-        client_id: str | None,
-        echo: bool,
-        include_claimed: bool,
-        include_delayed: bool,
-    ) -> tuple[list[Message], str | None]:
-        now = self.d.clock()
-        after = self.d.ids.marker(IdKind.MESSAGE, marker)
-        filters, args = "", list[Any]()
-        if not include_claimed:
-            filters += q.MESSAGE_PAGE_NOT_CLAIMED
-            args.append(now)
-        if not include_delayed:
-            filters += q.MESSAGE_PAGE_NOT_DELAYED
-            args.append(now)
-        if not echo and client_id is not None:
-            filters += q.MESSAGE_PAGE_NOT_OWN
-            args.append(client_id)
-        sql = q.MESSAGE_PAGE.format(filters=filters)
-        params = (project, queue, after, now, *args, limit)
-        rows = self.d.read(lambda c: c.execute(sql, params).fetchall())
-        page = [message_from_row(self.d.ids, row, now) for row in rows]
-        return page, (self.d.ids.message_id(rows[-1][0]) if rows else None)
-
-    async def get(self, project: str, queue: str, message_id_: str) -> Message:
-        rowid = self.d.ids.parse_message_id(message_id_)
-        now = self.d.clock()
-        row = None
-        if rowid is not None:
-            row = self.d.read(
-                lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
-            )
-        if row is None:
-            raise errors.MessageDoesNotExist(
-                f"Message {message_id_} does not exist in queue {queue}."
-            )
-        return message_from_row(self.d.ids, row, now)
-
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
-                       ) -> builtins.list[Message]:
-        now = self.d.clock()
-        found = []
-        for text in dict.fromkeys(ids):
-            rowid = self.d.ids.parse_message_id(text)
-            if rowid is None:
-                continue
-            row = self.d.read(
-                lambda c: c.execute(q.MESSAGE_GET, (rowid, now, project, queue)).fetchone()
-            )
-            if row is not None:
-                found.append(message_from_row(self.d.ids, row, now))
-        return found
-
-    async def delete(
-        self, project: str, queue: str, message_id_: str, claim_id: str | None
-    ) -> None:
-        await self.bulk_delete(
-            project, queue, [message_id_], None if claim_id is None else [claim_id],
-            single=True,
-        )
-
-    async def bulk_delete(
-        self,
-        project: str,
-        queue: str,
-        ids: Sequence[str],
-        claim_ids: Sequence[str] | None,
-        *,
-        single: bool = False,
-    ) -> None:
-        rowids = self.d.ids.parse_message_ids(ids)
-        allowed = set(claim_ids or ())
-        now = self.d.clock()
-
-        def job(conn: sqlite3.Connection) -> None:
-            queue_id = _queue_id(conn, project, queue)
-            if queue_id is None:
-                return
-            doomed = []
-            for rowid in rowids:
-                row = conn.execute(q.MESSAGE_CLAIM_STATE, (rowid, queue_id, now)).fetchone()
-                if row is None:
-                    continue  # deleting what is gone is not an error
-                check_delete_allowed(row[0], row[1], allowed, claim_ids is not None and single, now)
-                doomed.append((rowid,))
-            conn.executemany(q.MESSAGE_DELETE, doomed)
-
-        await self.d.writer.run(job)
-
-    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
-        now = self.d.clock()
-
-        def job(conn: sqlite3.Connection) -> list[Message]:
-            queue_id = _queue_id(conn, project, queue)
-            if queue_id is None:
-                return []
-            rows = conn.execute(q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, limit)).fetchall()
-            conn.executemany(q.MESSAGE_DELETE, [(row[0],) for row in rows])
-            return [message_from_row(self.d.ids, row, now) for row in rows]
-
-        return await self.d.writer.run(job)
-
-
-def _insert_messages(
-    ids: IdCodec,
-    conn: sqlite3.Connection, project: str, queue: str, rows: list[tuple[Any, ...]],
-    ttls: list[int], now: float,
-) -> list[str]:
-    """Append rows (body, created, expires, available, client_id) to the
-    queue, creating it if needed, with their notifications; the new ids."""
-    queue_id = _ensure_queue(conn, project, queue, now)
-    # One multi-row INSERT per chunk rather than executemany's statement
-    # per row: a third less time for a post of ten.
-    last = 0
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start:start + INSERT_CHUNK]
-        last = _inserted(conn.execute(q.message_insert(len(chunk)),
-                            [value for row in chunk for value in (queue_id, *row)]))
-    # One writer, one transaction: the ids of this batch are consecutive.
-    first = last - len(rows) + 1
-    # The outbox, in the same transaction: one indexed lookup, which
-    # finds nobody on most queues.
-    subscribers = conn.execute(q.SUBSCRIPTIONS_TO_NOTIFY, (project, queue, now)).fetchall()
-    if subscribers:
-        token = _new_token()
-        conn.executemany(
-            q.DELIVERY_INSERT,
-            [
-                (token, sub, 0, first + i, ttl, row[0], now, now)
-                for i, (ttl, row) in enumerate(zip(ttls, rows))
-                for (sub,) in subscribers
-            ],
-        )
-    return ids.message_ids(range(first, last + 1))
-
-
-class SqliteClaims(base.ClaimController):
-    def __init__(self, driver: SqliteDriver) -> None:
-        self.d = driver
-
-    async def create(
-        self,
-        project: str,
-        queue: str,
-        *,
-        ttl: int,
-        grace: int,
-        limit: int,
-        dead_letter: DeadLetterPolicy | None,
-    ) -> ClaimResult:
-        now = self.d.clock()
-        claim_id = secrets.token_hex(12)
-        claim_expires = now + ttl
-        keep_until = claim_expires + grace
-
-        def job(conn: sqlite3.Connection) -> ClaimResult:
-            queue_id = _queue_id(conn, project, queue)
-            if queue_id is None:
-                return ClaimResult(None)
-            claimed: list[tuple[Any, ...]] = []
-            # Counted inside the job: its result is handed back only once
-            # the transaction committed, so an undone move is never counted.
-            moved = 0
-            # Concurrent claims share a transaction (writer.py) and each
-            # scanned from the queue's head past the rows the ones before
-            # it had just taken: 32 claims of 10 walked ~5,000 rows with a
-            # table lookup each, on the event loop (py-spy: claim p50 4x a
-            # delete's, all of it in the writer). A claim leaves the last
-            # row it looked at as the queue's floor for the transaction; the
-            # next claim starts after it. Rows up to the floor were taken
-            # or not claimable a moment before; a claim release in the same
-            # transaction drops the floors (SqliteClaims.delete).
-            floors: dict[Any, int | None] = self.d.writer.notes.setdefault("claim_floors", {})
-            floor = floors.get(queue_id)
-            # Dead-lettered messages free their slot, so look again until
-            # the claim is full or the queue has nothing left to offer.
-            while len(claimed) < limit:
-                want = limit - len(claimed)
-                if floor is None:
-                    rows = conn.execute(
-                        q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, want)
-                    ).fetchall()
-                else:
-                    rows = conn.execute(
-                        q.MESSAGES_CLAIMABLE_AFTER, (queue_id, floor, now, now, now, want)
-                    ).fetchall()
-                if not rows:
-                    break
-                floor = rows[-1][0]
-                taken = []
-                for row in rows:
-                    if dead_letter is not None and row[6] >= dead_letter.max_claim_count:
-                        moved += _dead_letter(conn, project, row, dead_letter, now)
-                    else:
-                        taken.append(row)
-                # Mark this batch claimed now, so the next look skips it.
-                conn.executemany(
-                    q.MESSAGE_CLAIM,
-                    [(claim_id, claim_expires, keep_until, row[0]) for row in taken],
-                )
-                claimed += taken
-                if len(rows) < want:
-                    break
-            if not claimed:
-                return ClaimResult(None, dead_lettered=moved)
-            conn.execute(q.CLAIM_INSERT, (claim_id, queue_id, ttl, grace, now, claim_expires))
-            messages = []
-            for row in claimed:
-                rowid, body, created, expires, _, _, count = row
-                messages.append(
-                    Message(
-                        id=self.d.ids.message_id(rowid),
-                        ttl=round(max(expires, keep_until) - created),
-                        age=int(now - created),
-                        body=_decode(body),
-                        claim_id=claim_id,
-                        claim_count=count + 1,
-                    )
-                )
-            # Last: a job that raises is undone, and so must its floor be.
-            floors[queue_id] = floor
-            return ClaimResult(claim_id, messages, moved)
-
-        return await self.d.writer.run(job)
-
-    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
-        now = self.d.clock()
-
-        def read(conn: sqlite3.Connection) -> Claim:
-            row = conn.execute(q.CLAIM_GET, (claim_id, now, project, queue)).fetchone()
-            if row is None:
-                raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
-            rows = conn.execute(q.CLAIM_MESSAGES, (claim_id, now, now)).fetchall()
-            return Claim(
-                id=row[0],
-                ttl=row[1],
-                grace=row[2],
-                age=int(now - row[3]),
-                messages=[message_from_row(self.d.ids, r, now) for r in rows],
-            )
-
-        return self.d.read(read)
-
-    async def update(
-        self, project: str, queue: str, claim_id: str, *, ttl: int, grace: int
-    ) -> None:
-        now = self.d.clock()
-
-        def job(conn: sqlite3.Connection) -> None:
-            queue_id = _queue_id(conn, project, queue)
-            live = queue_id is not None and conn.execute(
-                q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, now)
-            ).fetchone()
-            if not live:
-                raise errors.ClaimNotFound(f"Claim {claim_id} does not exist.")
-            conn.execute(q.CLAIM_RENEW, (ttl, grace, now, now + ttl, claim_id))
-            conn.execute(q.CLAIM_RENEW_MESSAGES, (now + ttl, now + ttl + grace, claim_id, now))
-
-        await self.d.writer.run(job)
-
-    async def delete(self, project: str, queue: str, claim_id: str) -> None:
-        def job(conn: sqlite3.Connection) -> None:
-            queue_id = _queue_id(conn, project, queue)
-            if queue_id is None:
-                return
-            if conn.execute(q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, float("-inf"))).fetchone():
-                conn.execute(q.CLAIM_RELEASE_MESSAGES, (claim_id,))
-                conn.execute(q.CLAIM_DELETE, (claim_id,))
-                # Released rows may lie under a claim floor (see create).
-                self.d.writer.notes.pop("claim_floors", None)
-
-        await self.d.writer.run(job)
-
-
-def _dead_letter(
-    conn: sqlite3.Connection,
-    project: str,
-    row: tuple[Any, ...],
-    policy: DeadLetterPolicy,
-    now: float,
-) -> int:
-    """Move one message to the dead letter queue under a new id (so
-    observers paging the DLQ by marker see it), or drop it if none is set.
-    Returns how many messages were moved: 1, or 0 for a drop."""
-    rowid, _, created, expires = row[:4]
-    moved = 0
-    if policy.queue:
-        dlq_id = _ensure_queue(conn, project, policy.queue, now)
-        new_expires = now + policy.ttl if policy.ttl else expires
-        moved = conn.execute(q.MESSAGE_MOVE, (dlq_id, now, new_expires, now, rowid)).rowcount
-    conn.execute(q.MESSAGE_DELETE, (rowid,))
-    return moved
-
-
-class SqliteSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: SqliteDriver) -> None:
-        self.d = driver
-
-    async def create(self, project: str, queue: str, subscription: NewSubscription,
-                     confirmation: Callable[[str], dict[str, Any]] | None = None
-                     ) -> str | None:
-        now = self.d.clock()
-        token = _new_token()
-        options = _encode(subscription.options).decode()
-        ttl = subscription.ttl
-        subscriber = subscription.subscriber
-
-        def job(conn: sqlite3.Connection) -> str | None:
-            taken = conn.execute(
-                q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
-            ).fetchone()
-            if taken:
-                return None
-            rowid = _inserted(conn.execute(
-                q.SUBSCRIPTION_INSERT,
-                (token, project, queue, subscriber, ttl, now, now + ttl, options,
-                 int(subscription.confirmed)),
-            ))
-            subscription_id = self.d.ids.public_id(IdKind.SUBSCRIPTION, rowid, token)
-            if confirmation is not None:
-                # One job, so the two inserts are one: the writer undoes all
-                # of a failing job's writes, and no subscription is left.
-                conn.execute(
-                    q.DELIVERY_INSERT,
-                    (_new_token(), rowid, _KIND_CODES[DeliveryKind.CONFIRMATION], None, None,
-                     _encode(confirmation(subscription_id)), now, now),
-                )
-            return subscription_id
-
-        return await self.d.writer.run(job)
-
-    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
-        now = self.d.clock()
-        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-        row = None
-        if parsed is not None:
-            row = self.d.read(
-                lambda c: c.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
-            )
-        if row is None:
-            raise _no_subscription(subscription_id)
-        return _subscription(self.d.ids, row, now)
-
-    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
-        now = self.d.clock()
-        row = self.d.read(
-            lambda c: c.execute(
-                q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
-            ).fetchone()
-        )
-        return None if row is None else _subscription(self.d.ids, row, now)
-
-    async def list(
-        self, project: str, queue: str, *, marker: str | None, limit: int
-    ) -> list[Subscription]:
-        now = self.d.clock()
-        params = (project, queue, self.d.ids.marker(IdKind.SUBSCRIPTION, marker), now, limit)
-        rows = self.d.read(lambda c: c.execute(q.SUBSCRIPTION_PAGE, params).fetchall())
-        return [_subscription(self.d.ids, row, now) for row in rows]
-
-    async def update(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        *,
-        subscriber: str | None = None,
-        ttl: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        now = self.d.clock()
-        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-        if parsed is None:
-            raise _no_subscription(subscription_id)
-        fields: list[str] = []
-        args: list[Any] = []
-        if subscriber is not None:
-            fields.append(q.SUBSCRIPTION_SET_SUBSCRIBER)
-            args.append(subscriber)
-        if ttl is not None:
-            fields.append(q.SUBSCRIPTION_SET_TTL)
-            args += [ttl, now, now + ttl]
-        if options is not None:
-            fields.append(q.SUBSCRIPTION_SET_OPTIONS)
-            args.append(_encode(options).decode())
-        sql = q.SUBSCRIPTION_UPDATE.format(fields=", ".join(fields))
-
-        def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
-            if row is None:
-                raise _no_subscription(subscription_id)
-            if subscriber is not None and subscriber != row[3]:
-                taken = conn.execute(
-                    q.SUBSCRIPTION_LIVE_BY_SUBSCRIBER, (project, queue, subscriber, now)
-                ).fetchone()
-                if taken:
-                    raise errors.Conflict(
-                        f"Queue {queue} already has a subscription for {subscriber}."
-                    )
-            if fields:
-                conn.execute(sql, (*args, row[0]))
-
-        await self.d.writer.run(job)
-
-    async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
-                      ) -> None:
-        now = self.d.clock()
-        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-        if parsed is None:
-            raise _no_subscription(subscription_id)
-
-        def job(conn: sqlite3.Connection) -> None:
-            params = (int(confirmed), *parsed, project, queue, now)
-            if conn.execute(q.SUBSCRIPTION_CONFIRM, params).rowcount == 0:
-                raise _no_subscription(subscription_id)
-
-        await self.d.writer.run(job)
-
-    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
-        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-        if parsed is None:
-            return
-
-        def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(q.SUBSCRIPTION_OF_QUEUE, (*parsed, project, queue)).fetchone()
-            if row is not None:
-                conn.execute(q.DELIVERIES_DELETE_OF_SUBSCRIPTION, (row[0],))
-                conn.execute(q.SUBSCRIPTION_DELETE, (row[0],))
-
-        await self.d.writer.run(job)
-
-
-def _no_subscription(subscription_id: str) -> errors.SubscriptionDoesNotExist:
-    return errors.SubscriptionDoesNotExist(f"Subscription {subscription_id} does not exist.")
-
-
-class SqliteDeliveries(base.DeliveryController):
-    def __init__(self, driver: SqliteDriver) -> None:
-        self.d = driver
-
-    async def enqueue(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        kind: DeliveryKind,
-        payload: dict[str, Any],
-    ) -> str:
-        now = self.d.clock()
-        parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-        if parsed is None:
-            raise _no_subscription(subscription_id)
-        token = _new_token()
-        content = _encode(payload)
-
-        def job(conn: sqlite3.Connection) -> str:
-            row = conn.execute(q.SUBSCRIPTION_GET, (*parsed, project, queue, now)).fetchone()
-            if row is None:
-                raise _no_subscription(subscription_id)
-            rowid = _inserted(conn.execute(
-                q.DELIVERY_INSERT,
-                (token, row[0], _KIND_CODES[kind], None, None, content, now, now),
-            ))
-            return self.d.ids.public_id(IdKind.DELIVERY, rowid, token)
-
-        return await self.d.writer.run(job)
-
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        now = self.d.clock()
-        until = now + lease_seconds
-
-        def job(conn: sqlite3.Connection) -> list[Delivery]:
-            leased: list[Delivery] = []
-            while len(leased) < limit:
-                want = limit - len(leased)
-                rows = conn.execute(q.DELIVERIES_DUE, (now, want)).fetchall()
-                for row in rows:
-                    sub_expires = row[16]
-                    if sub_expires is None or sub_expires <= now:
-                        # Its subscription was deleted or expired: it is owed
-                        # to nobody. (Dead ones stay until gc.)
-                        conn.execute(q.DELIVERY_DELETE_BY_ROWID, (row[0],))
-                        continue
-                    conn.execute(q.DELIVERY_LEASE, (until, row[0]))
-                    leased.append(_delivery(self.d.ids, row))
-                if len(rows) < want:
-                    break
-            return leased
-
-        return await self.d.writer.run(job)
-
-    async def _update(self, delivery_id: str, sql: str, *args: Any) -> None:
-        parsed = self.d.ids.parse_public_id(IdKind.DELIVERY, delivery_id)
-        if parsed is None:
-            return  # a delivery we never issued: nothing to do
-
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(sql, (*args, *parsed))
-
-        await self.d.writer.run(job)
-
-    async def delivered(self, delivery_id: str) -> None:
-        await self._update(delivery_id, q.DELIVERY_DELETE)
-
-    async def retry(self, delivery_id: str, *, at: float, error: str) -> None:
-        await self._update(delivery_id, q.DELIVERY_RETRY, at, error)
-
-    async def dead(self, delivery_id: str, *, error: str) -> None:
-        await self._update(delivery_id, q.DELIVERY_DEAD, self.d.clock(), error)
-
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        status: DeliveryStatus,
-        marker: str | None,
-        limit: int,
-        subscription_id: str | None = None,
-    ) -> list[Delivery]:
-        now = self.d.clock()
-        params: tuple[Any, ...] = (project, queue, now, _STATUS_CODES[status],
-                                   self.d.ids.marker(IdKind.DELIVERY, marker))
-        filters = ""
-        if subscription_id is not None:
-            parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
-            if parsed is None:
-                return []
-            filters = q.DELIVERY_PAGE_OF_SUBSCRIPTION
-            params += parsed
-        sql = q.DELIVERY_PAGE.format(filters=filters)
-        params += (limit,)
-
-        def read(conn: sqlite3.Connection) -> list[Delivery]:
-            return [_delivery(self.d.ids, row) for row in conn.execute(sql, params).fetchall()]
-
-        if subscription_id is not None:
-            return self.d.read(read)  # one subscription's, by index
-        # A queue's: gathered from each subscription and sorted; off the loop.
-        return await self.d.read_in_thread(read)
 
 
 __all__ = ["SqliteDriver"]

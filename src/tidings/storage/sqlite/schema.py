@@ -115,6 +115,11 @@ MIGRATIONS: list[str] = [
 VERSION = len(MIGRATIONS)
 
 
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version the file holds (0 for a new file)."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
 def upgrade(conn: sqlite3.Connection) -> int:
     """Bring the schema to VERSION; returns the version found before.
 
@@ -123,7 +128,7 @@ def upgrade(conn: sqlite3.Connection) -> int:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        found = stored_version(conn)
         if found > VERSION:
             raise RuntimeError(
                 f"the database schema is version {found}, newer than this Tidings ({VERSION})"
