@@ -212,6 +212,14 @@ def visibility_of(metadata: dict[str, Any], requested: int | None, limits: Limit
     return value if isinstance(value, int) else limits.default_claim_ttl
 
 
+def claim_for_visibility(timeout: int, limits: Limits) -> dict[str, int]:
+    """The claim document a visibility timeout becomes: Tidings' claims last
+    from ``min_claim_ttl`` to ``max_claim_ttl``, so a shorter or longer
+    timeout is served as the nearest of those."""
+    return {"ttl": min(max(timeout, limits.min_claim_ttl), limits.max_claim_ttl),
+            "grace": limits.default_claim_grace}
+
+
 def receive_wait_of(metadata: dict[str, Any], requested: int | None) -> int:
     if requested is not None:
         return requested

@@ -150,8 +150,7 @@ async def receive_message(call: Call) -> dict[str, Any]:
     metadata = await existing(call, name)
     visibility = attrs.visibility_of(metadata, visibility, limits)
     wait = attrs.receive_wait_of(metadata, wait)
-    claim = {"ttl": min(max(visibility, limits.min_claim_ttl), limits.max_claim_ttl),
-             "grace": limits.default_claim_grace}
+    claim = attrs.claim_for_visibility(visibility, limits)
     received: list[tuple[Any, str]] = []
     while len(received) < count:
         # Only the first claim waits: once one message came, SQS answers
@@ -232,9 +231,8 @@ async def _change_visibility(call: Call, name: str, handle: Any, timeout: int | 
         if timeout == 0:
             await claims.delete(call.ctx, name, receipt.claim_id)
         else:
-            await claims.update(call.ctx, name, receipt.claim_id, {
-                "ttl": min(max(timeout, limits.min_claim_ttl), limits.max_claim_ttl),
-                "grace": limits.default_claim_grace})
+            await claims.update(call.ctx, name, receipt.claim_id,
+                                attrs.claim_for_visibility(timeout, limits))
     except errors.ClaimNotFound:
         raise SqsError("MessageNotInflight", "The message referred to isn't in flight.") from None
     return {}
