@@ -2,10 +2,12 @@
 # A/B of two source trees on one storage, interleaved: for each round, a
 # fresh server of tree A then of tree B, each measured the same way, so
 # the load other processes put on this shared machine falls on both.
-#   scripts/bench_ab.sh <src of A> <src of B> <storage: sqlite|redis> <rounds> <workers> -- <bench args>
+#   scripts/bench_ab.sh <src of A> <src of B> <storage: sqlite|redis|postgres> <rounds> <workers> -- <bench args>
 # WORKERS_B=N gives side B another number of server processes (one tree,
 # one process against two: pass the same tree twice).
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
+# postgres: a private durable cluster (initdb defaults: fsync on) on a free
+# port, as the postgres user when run as root; a fresh database per run.
 set -u
 cd "$(dirname "$0")/.." && . .venv/bin/activate
 a=$1; b=$2; storage=$3; rounds=$4; serve_workers=$5; shift 6
@@ -18,6 +20,16 @@ if [ "$storage" = redis ]; then
   redis_pid=$!
   sleep 0.5
 fi
+pg_dir=
+pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$storage" = postgres ]; then
+  pport=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  pg_dir=$(mktemp -d /tmp/tidings-ab-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+  pg initdb -D "$pg_dir/data" -A trust -U postgres --encoding=UTF8 --locale=C > "$out/pg-init.log" 2>&1
+  pg pg_ctl -D "$pg_dir/data" -l "$pg_dir/log" -w start -o "-p $pport -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories=$pg_dir -c max_connections=200 -c shared_buffers=256MB" > /dev/null
+fi
 for r in $(seq "$rounds"); do
   for side in A B; do
     src=$a; w=$serve_workers
@@ -25,6 +37,9 @@ for r in $(seq "$rounds"); do
     port=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
     if [ "$storage" = redis ]; then
       url="redis://127.0.0.1:$rport/0?prefix=ab$r$side:"
+    elif [ "$storage" = postgres ]; then
+      pg psql -q -h 127.0.0.1 -p "$pport" -U postgres -c "CREATE DATABASE ab$r$side" > /dev/null
+      url="postgres://postgres@127.0.0.1:$pport/ab$r$side"
     else
       rm -rf "$out/ab.db"*; url="sqlite:///$out/ab.db"
     fi
@@ -49,3 +64,4 @@ PY
   done
 done
 [ -n "$redis_pid" ] && kill $redis_pid
+if [ -n "$pg_dir" ]; then pg pg_ctl -D "$pg_dir/data" -m fast -w stop > /dev/null; rm -rf "$pg_dir"; fi
