@@ -4,6 +4,10 @@ out, and a read overtaken by a change never put back."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from tidings.storage.common.metadata_cache import MetadataCache
 
 
@@ -41,3 +45,44 @@ def test_the_oldest_entry_goes_first_when_full() -> None:
     assert cache.get("p", "b") == {"n": "b"} and cache.get("p", "c") == {"n": "c"}
     cache.clear()
     assert cache.get("p", "b") is None
+
+
+async def test_concurrent_misses_share_one_read_and_a_change_starts_another() -> None:
+    cache = _cache([0.0])
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def load() -> dict[str, int]:
+        started.append(1)
+        number = len(started)
+        await release.wait()
+        return {"read": number}
+
+    early = [asyncio.ensure_future(cache.read("p", "q", load)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(started) == 1
+    # A change while that read is in flight: what it returns may predate
+    # it, so a reader that comes after the change reads again.
+    cache.forget("p", "q")
+    late = asyncio.ensure_future(cache.read("p", "q", load))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(started) == 2
+    release.set()
+    assert [await reader for reader in early] == [{"read": 1}] * 3
+    assert await late == {"read": 2}
+    assert cache.get("p", "q") == {"read": 2}
+
+
+async def test_a_failed_read_reaches_every_waiter_and_is_not_kept() -> None:
+    cache = _cache([0.0])
+
+    async def load() -> dict[str, int]:
+        raise LookupError("no such queue")
+
+    readers = [asyncio.ensure_future(cache.read("p", "q", load)) for _ in range(2)]
+    for reader in readers:
+        with pytest.raises(LookupError):
+            await reader
+    assert cache.get("p", "q") is None

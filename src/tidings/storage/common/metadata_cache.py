@@ -11,8 +11,9 @@ the driver hears of them over its bus (Redis publishes each change).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 # The documented bound on how stale another process's metadata may be.
@@ -39,6 +40,8 @@ class MetadataCache:
         # (project, name) -> (monotonic time read, metadata)
         self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._forgets = 0
+        # The reads in flight (see read): one per queue however many wait.
+        self._reading: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
     def get(self, project: str, name: str) -> dict[str, Any] | None:
         """A copy of the cached metadata (callers may change it), or None."""
@@ -49,6 +52,38 @@ class MetadataCache:
             del self._entries[(project, name)]
             return None
         return dict(cached[1])
+
+    async def read(self, project: str, name: str,
+                   load: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """The cached metadata, or what ``load`` reads from the storage.
+
+        When an entry expires under load, every request of that queue
+        misses at once; they share one ``load`` instead of each spending
+        a round trip (and a pooled connection) on the same row.
+        """
+        cached = self.get(project, name)
+        if cached is not None:
+            return cached
+        key = (project, name)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._load(key, load))
+            reading.add_done_callback(lambda done: self._read_done(key, done))
+        # Shielded: one waiter going away does not cancel the others' read.
+        return dict(await asyncio.shield(reading))
+
+    async def _load(self, key: tuple[str, str],
+                    load: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        ticket = self.ticket()
+        metadata = await load()
+        self.put(key[0], key[1], metadata, ticket)
+        return metadata
+
+    def _read_done(self, key: tuple[str, str], done: asyncio.Future[dict[str, Any]]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, even when every waiter went away
 
     def ticket(self) -> int:
         """Taken before reading the storage; handed back to ``put``."""
@@ -64,8 +99,11 @@ class MetadataCache:
     def forget(self, project: str, name: str) -> None:
         self._forgets += 1
         self._entries.pop((project, name), None)
+        # A read in flight may predate the change: later readers read anew.
+        self._reading.pop((project, name), None)
 
     def clear(self) -> None:
         """Forget everything: when changes may have gone unheard."""
         self._forgets += 1
         self._entries.clear()
+        self._reading.clear()
