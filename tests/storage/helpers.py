@@ -183,9 +183,9 @@ async def list_deliveries(
 
 
 def metadata_caches(driver: DataDriver) -> list[Any]:
-    """The per-process metadata caches a driver reads through (none for
-    PostgreSQL, which reads every time; the pooled driver's are those of the
-    pools it has opened), so a test can age them by hand."""
+    """The per-process metadata caches a driver reads through (the pooled
+    driver's are those of the pools it has opened), so a test can age them
+    by hand."""
     from tidings.storage.pooling.driver import PooledDriver
 
     if isinstance(driver, PooledDriver):

@@ -48,7 +48,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Self, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -72,7 +72,7 @@ from tidings.storage.postgres.core import RETRIES, rowcount
 from tidings.storage.postgres.deliveries import PostgresDeliveries
 from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
 from tidings.storage.postgres.messages import PostgresMessages
-from tidings.storage.postgres.queues import PostgresQueues
+from tidings.storage.postgres.queues import METADATA_CHANNEL, PostgresQueues
 from tidings.storage.postgres.subscriptions import PostgresSubscriptions
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class PostgresDriver(base.DataDriver):
         self._pool: asyncpg.Pool | None = None
         self._ids: IdCodec | None = None
         self._listener: Listener | None = None
-        self.queues = PostgresQueues(self)
+        self.queues: PostgresQueues = PostgresQueues(self)
         self.messages = PostgresMessages(self)
         self.claims = PostgresClaims(self)
         self.subscriptions = PostgresSubscriptions(self)
@@ -165,6 +165,8 @@ class PostgresDriver(base.DataDriver):
         # listen(): one LISTEN connection per bus channel of this process.
         self._bus_listeners: dict[str, Listener] = {}
         self._bus_lock = asyncio.Lock()
+        # What open() listens to for the life of the driver.
+        self._listening = AsyncExitStack()
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = system_clock) -> PostgresDriver:
@@ -295,7 +297,7 @@ class PostgresDriver(base.DataDriver):
             async with asyncio.timeout(self.deadline):
                 self._pool = await asyncpg.create_pool(
                     self.dsn, min_size=self.min_size, max_size=self.max_size,
-                    **self._connect_kwargs(),
+                    reset=_keep_session, **self._connect_kwargs(),
                 )
         except BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from exc
@@ -308,6 +310,7 @@ class PostgresDriver(base.DataDriver):
             if scheme is None:
                 raise schema.SchemaOutdated("the id_scheme row is missing: run `tidings migrate`")
             self._ids = IdCodec.from_scheme(*scheme)
+            await self._hear_metadata_changes()
         except BaseException:
             await self.close()
             raise
@@ -335,7 +338,17 @@ class PostgresDriver(base.DataDriver):
         except BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
+    async def _hear_metadata_changes(self) -> None:
+        """The metadata cache hears other processes' changes (else the bound holds)."""
+        try:
+            await self._listening.enter_async_context(
+                self.listen(METADATA_CHANNEL, self.queues.heard_change))
+        except errors.ServiceUnavailable:
+            log.warning("postgres: no LISTEN for metadata changes; other processes' "
+                        "changes are seen within the cache's bound")
+
     async def close(self) -> None:
+        await self._listening.aclose()
         self._watch_subscription = None
         self.wake_watches(None, None)
         if self._listener is not None:
@@ -563,6 +576,12 @@ class PostgresWatch(EventWatch):
 
     async def __aexit__(self, *exc: object) -> None:
         self.driver._watch_stop(self)
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """No reset query at release (a round trip per operation) for session
+    state pooled connections never take: LISTEN has connections of its own,
+    no SET is used. The pool still rolls back an open transaction."""
 
 
 async def _gc_subscriptions(conn: asyncpg.Connection, now: float) -> tuple[int, int]:

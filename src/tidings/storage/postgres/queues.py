@@ -15,6 +15,7 @@ from tidings.storage.base import (
     QueueStats,
 )
 from tidings.storage.common.ids import IdCodec
+from tidings.storage.common.metadata_cache import MetadataCache
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres.core import (
     PostgresCore,
@@ -22,6 +23,12 @@ from tidings.storage.postgres.core import (
     encode_json,
     rowcount,
 )
+from tidings.storage.postgres.listener import decode_payload, encode_payload
+
+# The bus channel on which every change of a queue's metadata is announced
+# (payload: project/name), so the other processes drop their cached copy
+# at once instead of after METADATA_CACHE_SECONDS.
+METADATA_CHANNEL = "queue-metadata"
 
 
 def _filter_doc(metadata: dict[str, Any]) -> str:
@@ -63,26 +70,55 @@ def _filter_args(filters: QueueFilters | None) -> tuple[str | None, str] | None:
 
 
 class PostgresQueues(base.QueueController):
+    """Queues. Every post and claim reads its queue's metadata, a round
+    trip each, so the metadata is cached per process (the rule of
+    storage/common/metadata_cache.py); a change made by any process is
+    announced with a NOTIFY and forgotten everywhere."""
+
     def __init__(self, driver: PostgresCore) -> None:
         self.d = driver
+        self.metadata_cache = MetadataCache()
+
+    def heard_change(self, message: bytes) -> None:
+        """A bus message on METADATA_CHANNEL: forget that queue's entry."""
+        self.metadata_cache.forget(*decode_payload(message.decode()))
+
+    async def _changed(self, project: str, name: str) -> None:
+        """Forget here, and tell the other processes, after the change
+        committed. A lost announcement only delays them, to
+        METADATA_CACHE_SECONDS: not worth failing the change made."""
+        self.metadata_cache.forget(project, name)
+        try:
+            await self.d.publish(METADATA_CHANNEL, encode_payload(project, name).encode())
+        except errors.ServiceUnavailable:
+            pass  # logged by the driver
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_id = await self.d.fetchval(
             q.QUEUE_INSERT, project, name, encode_json(metadata), _filter_doc(metadata),
             self.d.clock(),
         )
+        if queue_id is not None:
+            await self._changed(project, name)
         return queue_id is not None
 
     async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        raw = await self.d.fetchval(q.QUEUE_METADATA, project, name)
-        if raw is None:
-            raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
-        return decode_json(raw)
+        async def load() -> dict[str, Any]:
+            raw = await self.d.fetchval(q.QUEUE_METADATA, project, name)
+            if raw is None:
+                raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
+            return decode_json(raw)
+
+        return await self.metadata_cache.read(project, name, load)
 
     async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
-        status = await self.d.execute(
-            q.QUEUE_SET_METADATA, project, name, encode_json(metadata), _filter_doc(metadata)
-        )
+        try:
+            status = await self.d.execute(
+                q.QUEUE_SET_METADATA, project, name, encode_json(metadata),
+                _filter_doc(metadata))
+        finally:
+            # Also after a failure: the write may have been made all the same.
+            await self._changed(project, name)
         if rowcount(status) == 0:
             raise errors.QueueDoesNotExist(f"Queue {name} does not exist.")
 
@@ -98,7 +134,10 @@ class PostgresQueues(base.QueueController):
             await conn.execute(q.SUBSCRIPTIONS_DELETE_OF_QUEUE, project, name)
             await conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, project, name)
 
-        await self.d.run(job, transaction=True)
+        try:
+            await self.d.run(job, transaction=True)
+        finally:
+            await self._changed(project, name)
 
     async def list(
         self,
