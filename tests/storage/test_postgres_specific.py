@@ -220,7 +220,7 @@ async def test_a_later_post_waits_for_an_earlier_uncommitted_one(
         transaction = slow.transaction()
         await transaction.start()
         # The first post draws its id, then stalls before committing.
-        [first] = await slow.fetch(q.MESSAGE_POST, "p", "q", driver.clock(), CLIENT,
+        [first] = await slow.fetch(q.MESSAGE_POST, "p", "q", driver.clock(), [CLIENT],
                                    [b'"first"'], [3600], [0], None, None)
         second = asyncio.create_task(post(driver, "p", "q", body="second"))
         other_queue = await post(driver, "p", "elsewhere")  # other queues do not wait
@@ -527,3 +527,97 @@ async def test_big_queue_is_read_and_claimed_through_indexes(
     }
     for name, text in plans.items():
         assert "Seq Scan on messages" not in text, f"{name}:\n{text}"
+
+
+# --- group commit and the metadata cache -----------------------------------------
+
+
+async def _transactions_of(driver: PostgresDriver, ids: list[str]) -> list[int]:
+    """The id of the transaction that wrote each message (its row's xmin)."""
+    rowids = [driver.ids.parse_message_id(message_id) for message_id in ids]
+    rows = await driver.fetch(
+        "SELECT id, xmin::text::bigint FROM messages WHERE id = ANY($1::bigint[])", rowids)
+    written = dict(rows)
+    return [written[rowid] for rowid in rowids]
+
+
+async def test_concurrent_posts_to_a_queue_share_one_transaction(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Posts that wait together share one statement (one transaction), each
+    still answered with its own ids, in order."""
+    driver, _ = two_drivers
+    answers = await asyncio.gather(*(
+        driver.messages.post("p", "q", [NewMessage(body=[i, j], ttl=60) for j in range(i + 1)],
+                             CLIENT)
+        for i in range(5)))
+    assert [len(ids) for ids in answers] == [1, 2, 3, 4, 5]
+    transactions = {xid for ids in answers for xid in await _transactions_of(driver, ids)}
+    assert len(transactions) == 1
+    page, _ = await list_messages(driver, "p", "q", limit=20)
+    assert [m.id for m in page] == [i for ids in answers for i in ids]
+    assert [m.body for m in page] == [[i, j] for i in range(5) for j in range(i + 1)]
+
+
+async def test_one_failing_post_of_a_group_leaves_the_others_posted(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """A statement fails as a whole: the group's posts then run alone, so
+    the one PostgreSQL refuses (a NUL in its client id) fails by itself."""
+    driver, _ = two_drivers
+    clients = [CLIENT, CLIENT, "bad\x00client", CLIENT, CLIENT]
+    answers = await asyncio.gather(*(
+        driver.messages.post("p", "q", [NewMessage(body=i, ttl=60)], client)
+        for i, client in enumerate(clients)), return_exceptions=True)
+    assert isinstance(answers[2], errors.ValidationFailed)
+    page, _ = await list_messages(driver, "p", "q", limit=20)
+    assert [m.body for m in page] == [0, 1, 3, 4]
+    assert [m.id for m in page] == [ids[0] for ids in answers if isinstance(ids, list)]
+
+
+async def test_a_group_posts_to_a_queue_deleted_meanwhile(
+        pg_server: PostgresServer, database: str,
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Another process deletes the queue while a group's statement waits
+    for the queue's row: the statement then finds no queue, so the writer
+    creates it and posts the group again, every post of it."""
+    import asyncpg
+
+    driver, _ = two_drivers
+    await post(driver, "p", "q", body="before")
+    deleting = await asyncpg.connect(pg_server.url(database))
+    try:
+        transaction = deleting.transaction()
+        await transaction.start()
+        queue_id = await deleting.fetchval(q.QUEUE_LOCK_FOR_DELETE, "p", "q")
+        await deleting.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
+        await deleting.execute(q.QUEUE_DELETE, queue_id)
+        posts = asyncio.gather(*(post(driver, "p", "q", body=f"w{i}") for i in range(3)))
+        await transaction.commit()
+        await posts
+    finally:
+        await deleting.close()
+    page, _ = await list_messages(driver, "p", "q", limit=20)
+    assert [m.body for m in page] == ["w0", "w1", "w2"]
+
+
+async def test_another_process_forgets_changed_metadata_when_notified(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """A change is announced (NOTIFY): the other process drops its cached
+    copy at once, not after METADATA_CACHE_SECONDS (its cache's clock is
+    stopped here, so only the announcement can make it read again)."""
+    changing, reading = two_drivers
+    await changing.queues.create("p", "q", {"v": 1})
+    assert await reading.queues.get_metadata("p", "q") == {"v": 1}
+    stopped = time.monotonic()
+    reading.queues.metadata_cache.monotonic = lambda: stopped
+    for change, expected in (
+        (changing.queues.set_metadata("p", "q", {"v": 2}), {"v": 2}),
+        (changing.queues.delete("p", "q"), None),
+    ):
+        await change
+        while reading.queues.metadata_cache.get("p", "q") is not None:
+            await asyncio.sleep(0.01)  # the NOTIFY is on its way
+        if expected is None:
+            with pytest.raises(errors.QueueDoesNotExist):
+                await reading.queues.get_metadata("p", "q")
+        else:
+            assert await reading.queues.get_metadata("p", "q") == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import itertools
 from collections.abc import Sequence
 
 import asyncpg
@@ -24,40 +23,28 @@ from tidings.storage.postgres.core import (
     encode_json,
     lock_queue,
 )
+from tidings.storage.postgres.writer import PostWriter
 
 
 class PostgresMessages(base.MessageController):
     def __init__(self, driver: PostgresCore) -> None:
         self.d = driver
+        # Concurrent posts to one queue share a statement (writer.py).
+        self.writer = PostWriter(driver)
 
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
     ) -> list[str]:
-        now = self.d.clock()
         if not messages:
-            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
+            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", self.d.clock())
             return []
-        bodies = [encode_json(m.body) for m in messages]
-        ttls = [int(m.ttl) for m in messages]
-        delays = [int(m.delay) for m in messages]
-        channel, payload = self.d.notify_args(project, queue)
-        for _ in range(10):
-            rows = await self.d.fetch(
-                q.MESSAGE_POST, project, queue, now, client_id, bodies, ttls, delays,
-                channel, payload,
-            )
-            if rows:
-                # This process's watches need not wait for the NOTIFY
-                # (nor for one at all under notify=false).
-                self.d.wake_watches(project, queue)
-                # Ids are drawn in the batch's order, so ascending ids are
-                # the messages in the order given.
-                return [self.d.ids.message_id(row[0]) for row in rows]
-            # No such queue yet: create it (lazily, as Zaqar does) and post
-            # again; the post itself stays one all-or-nothing statement.
-            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
-        raise errors.ServiceUnavailable(
-            f"Queue {queue} was deleted and created repeatedly; try again.")
+        rowids = await self.writer.post(
+            project, queue, client_id, [encode_json(m.body) for m in messages],
+            [int(m.ttl) for m in messages], [int(m.delay) for m in messages])
+        # This process's watches need not wait for the NOTIFY (nor for one
+        # at all under notify=false).
+        self.d.wake_watches(project, queue)
+        return [self.d.ids.message_id(rowid) for rowid in rowids]
 
     async def list(
         self,
@@ -172,17 +159,14 @@ class PostgresMessages(base.MessageController):
             if not chosen:
                 return []
             await lock_queue(conn, project, dst, now)
-            new_ids: list[str] = []
-            # One MESSAGE_POST per run of one client id: each keeps its own.
-            for client_id, run in itertools.groupby(chosen, key=lambda row: row[4]):
-                batch = list(run)
-                ttls = [ttl if ttl is not None else max(1, round(row[3] - row[2]))
-                        for row in batch]
-                posted = await conn.fetch(
-                    q.MESSAGE_POST, project, dst, now, client_id, [row[1] for row in batch],
-                    ttls, [0] * len(batch), channel, payload,
-                )
-                new_ids += [self.d.ids.message_id(row[0]) for row in posted]
+            ttls = [ttl if ttl is not None else max(1, round(row[3] - row[2]))
+                    for row in chosen]
+            # Each copy keeps its own client id.
+            posted = await conn.fetch(
+                q.MESSAGE_POST, project, dst, now, [row[4] for row in chosen],
+                [row[1] for row in chosen], ttls, [0] * len(chosen), channel, payload,
+            )
+            new_ids = [self.d.ids.message_id(row[0]) for row in posted]
             await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in chosen])
             return new_ids
 

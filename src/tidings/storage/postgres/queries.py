@@ -77,16 +77,18 @@ _MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 
 # A whole batch in one statement (all or none), behind the queue's row lock
 # (see the module docstring); no row when the queue does not exist yet.
-# pg_notify ($8 NULL: notifications off) is delivered at commit, and
-# repeats of one payload in a transaction are delivered once.
+# $4 holds each message's client id: the posts of several clients share
+# one statement (postgres/writer.py). pg_notify ($8 NULL: notifications
+# off) is delivered at commit, and repeats of one payload in a transaction
+# are delivered once.
 MESSAGE_POST = f"""
     WITH q AS (
         SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY UPDATE
     ), ins AS (
         INSERT INTO messages (queue_id, body, created, expires, available, client_id)
-        SELECT q.id, m.body, $3::float8, $3::float8 + m.ttl, $3::float8 + m.delay, $4::text
-        FROM q, unnest($5::bytea[], $6::integer[], $7::integer[])
-                WITH ORDINALITY AS m(body, ttl, delay, n)
+        SELECT q.id, m.body, $3::float8, $3::float8 + m.ttl, $3::float8 + m.delay, m.client_id
+        FROM q, unnest($4::text[], $5::bytea[], $6::integer[], $7::integer[])
+                WITH ORDINALITY AS m(client_id, body, ttl, delay, n)
         ORDER BY m.n
         RETURNING id, body, round(expires - created)::integer AS ttl
     ), subs AS MATERIALIZED (
