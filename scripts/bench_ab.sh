@@ -4,7 +4,8 @@
 # the load other processes put on this shared machine falls on both.
 #   scripts/bench_ab.sh <src of A> <src of B> <storage: sqlite|redis|postgres> <rounds> <workers> -- <bench args>
 # WORKERS_B=N gives side B another number of server processes (one tree,
-# one process against two: pass the same tree twice).
+# one process against two: pass the same tree twice). STORAGE_B=<storage>
+# gives side B another storage (one tree on two drivers).
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
 # postgres: a private durable cluster (initdb defaults: fsync on) on a free
 # port, as the postgres user when run as root; a fresh database per run.
@@ -12,8 +13,10 @@ set -u
 cd "$(dirname "$0")/.." && . .venv/bin/activate
 a=$1; b=$2; storage=$3; rounds=$4; serve_workers=$5; shift 6
 out=${OUT:-/tmp/tidings-ab}; mkdir -p "$out"
+storage_b=${STORAGE_B:-$storage}
+uses() { [ "$storage" = "$1" ] || [ "$storage_b" = "$1" ]; }
 redis_pid=
-if [ "$storage" = redis ]; then
+if uses redis; then
   rport=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --dir "$out" --save '' \
     --daemonize no > "$out/redis.log" 2>&1 &
@@ -22,7 +25,7 @@ if [ "$storage" = redis ]; then
 fi
 pg_dir=
 pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ "$storage" = postgres ]; then
+if uses postgres; then
   pport=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   pg_dir=$(mktemp -d /tmp/tidings-ab-pg.XXXXXX)
   [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
@@ -32,14 +35,14 @@ if [ "$storage" = postgres ]; then
 fi
 for r in $(seq "$rounds"); do
   for side in A B; do
-    src=$a; w=$serve_workers
-    [ $side = B ] && src=$b && w=${WORKERS_B:-$serve_workers}
+    src=$a; w=$serve_workers; st=$storage
+    [ $side = B ] && src=$b && w=${WORKERS_B:-$serve_workers} && st=$storage_b
     port=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-    if [ "$storage" = redis ]; then
+    if [ "$st" = redis ]; then
       url="redis://127.0.0.1:$rport/0?prefix=ab$r$side:"
-    elif [ "$storage" = postgres ]; then
-      pg psql -q -h 127.0.0.1 -p "$pport" -U postgres -c "CREATE DATABASE ab$r$side" > /dev/null
-      url="postgres://postgres@127.0.0.1:$pport/ab$r$side"
+    elif [ "$st" = postgres ]; then
+      pg psql -q -h 127.0.0.1 -p "$pport" -U postgres -c "CREATE DATABASE ab_${r}_${side,,}" > /dev/null
+      url="postgres://postgres@127.0.0.1:$pport/ab_${r}_${side,,}"
     else
       rm -rf "$out/ab.db"*; url="sqlite:///$out/ab.db"
     fi
