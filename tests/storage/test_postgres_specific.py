@@ -573,6 +573,34 @@ async def test_one_failing_post_of_a_group_leaves_the_others_posted(
     assert [m.id for m in page] == [ids[0] for ids in answers if isinstance(ids, list)]
 
 
+async def test_concurrent_deletes_share_a_statement_and_each_gets_its_answer(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Single deletes of one queue go together; a message the group's
+    statement may not delete (claimed, or claimed by another claim) is
+    refused alone, and the others are gone."""
+    driver, _ = two_drivers
+    free = await post(driver, "p", "q", 2)
+    claim_id, claimed = await claim(driver, "p", "q", limit=1)
+    assert claim_id is not None
+    claimed_ids = [m.id for m in claimed]
+    free = [i for i in free if i not in claimed_ids]
+    more = await post(driver, "p", "q", 2)
+    outcomes = await asyncio.gather(
+        driver.messages.delete("p", "q", free[0], None),
+        driver.messages.delete("p", "q", claimed_ids[0], None),  # claimed: refused
+        driver.messages.delete("p", "q", more[0], None),
+        driver.messages.delete("p", "q", more[1], "0" * 24),  # not claimed: refused
+        driver.messages.delete("p", "q", "0000000000000003", None),  # never was: no error
+        return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
+    assert isinstance(outcomes[1], errors.MessageIsClaimed)
+    assert isinstance(outcomes[3], errors.MessageNotClaimed)
+    assert await list_ids(driver, "p", "q", echo=True, include_claimed=True) == [
+        claimed_ids[0], more[1]]
+    await driver.messages.delete("p", "q", claimed_ids[0], claim_id)
+    assert await list_ids(driver, "p", "q", echo=True, include_claimed=True) == [more[1]]
+
+
 async def test_a_group_posts_to_a_queue_deleted_meanwhile(
         pg_server: PostgresServer, database: str,
         two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:

@@ -23,14 +23,15 @@ from tidings.storage.postgres.core import (
     encode_json,
     lock_queue,
 )
-from tidings.storage.postgres.writer import PostWriter
+from tidings.storage.postgres.writer import DeleteWriter, PostWriter
 
 
 class PostgresMessages(base.MessageController):
     def __init__(self, driver: PostgresCore) -> None:
         self.d = driver
-        # Concurrent posts to one queue share a statement (writer.py).
+        # Concurrent posts (deletes) of one queue share a statement (writer.py).
         self.writer = PostWriter(driver)
+        self.deletes = DeleteWriter(driver)
 
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
@@ -97,23 +98,24 @@ class PostgresMessages(base.MessageController):
         rowid = self.d.ids.parse_message_id(message_id_)
         if rowid is None:
             return
+        # The common case in one statement, shared with concurrent deletes
+        # (writer.py): it deletes only what may go.
+        if await self.deletes.delete(project, queue, rowid, claim_id):
+            return
         now = self.d.clock()
         allowed = set() if claim_id is None else {claim_id}
 
         async def job(conn: asyncpg.Connection) -> None:
             for _ in range(RETRIES):
-                # The common case in one statement: it deletes only what
-                # may go. When nothing went, the message's state says why.
-                deleted = await conn.fetchval(
-                    q.MESSAGE_DELETE_CHECKED, rowid, now, project, queue, claim_id
-                )
-                if deleted is not None:
-                    return
+                # When nothing went, the message's state says why.
                 row = await conn.fetchrow(q.MESSAGE_CLAIM_STATE, [rowid], now, project, queue)
                 if row is None:
                     return  # deleting what is gone is not an error
                 check_delete_allowed(row[1], row[2], allowed, claim_id is not None, now)
                 # Allowed now: its claim changed between the two statements.
+                if await conn.fetchval(q.MESSAGE_DELETE_CHECKED, [rowid], now, project, queue,
+                                       [claim_id]) is not None:
+                    return
             raise errors.ServiceUnavailable("The message kept changing; try again.")
 
         await self.d.run(job)

@@ -126,15 +126,18 @@ MESSAGES_GET = (
     "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "
     "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4)"
 )
-# A single delete in one statement when it is allowed: without a claim id
-# the message must not be under an active claim; with one, it must be under
-# exactly that claim. When no row goes, MESSAGE_CLAIM_STATE says why.
+# Deletes, in one statement, those of the messages ($1) that may go: with
+# no claim id ($5, one per message) a message must not be under an active
+# claim; with one, it must be under exactly that claim. Concurrent deletes
+# share it (postgres/writer.py). For a message not deleted,
+# MESSAGE_CLAIM_STATE says why.
 MESSAGE_DELETE_CHECKED = (
-    "DELETE FROM messages WHERE id = $1::bigint AND expires > $2::float8 "
-    "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4) "
-    "AND CASE WHEN $5::text IS NULL THEN claim_expires <= $2 "
-    "ELSE claim_id = $5 AND claim_expires > $2 END "
-    "RETURNING id"
+    "DELETE FROM messages m USING unnest($1::bigint[], $5::text[]) AS d(id, claim_id) "
+    "WHERE m.id = d.id AND m.expires > $2::float8 "
+    "AND m.queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4) "
+    "AND CASE WHEN d.claim_id IS NULL THEN m.claim_expires <= $2 "
+    "ELSE m.claim_id = d.claim_id AND m.claim_expires > $2 END "
+    "RETURNING m.id"
 )
 MESSAGE_CLAIM_STATE = (
     "SELECT id, claim_id, claim_expires FROM messages "
