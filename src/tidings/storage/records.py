@@ -132,6 +132,23 @@ class ClaimResult:
 
 
 @dataclass(slots=True, frozen=True)
+class ClaimRequest:
+    """A claim to make, as ``ClaimController.create`` hands it to a driver:
+    the caller's ttl, grace, limit and dead letter policy, with the claim's
+    id and times computed once from the clock."""
+
+    now: float
+    claim_id: str
+    ttl: int
+    grace: int
+    limit: int
+    # When the claim ends, and how long its messages live at least.
+    expires: float
+    keep_until: float
+    dead_letter: DeadLetterPolicy | None
+
+
+@dataclass(slots=True, frozen=True)
 class DeadLetterPolicy:
     """Messages claimed ``max_claim_count`` times move to ``queue``."""
 

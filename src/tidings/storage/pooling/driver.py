@@ -53,14 +53,7 @@ from tidings.storage.pooling.control import (
     Placement,
     PoolRecord,
 )
-from tidings.storage.pooling.controllers import (
-    ID_SEP,
-    PooledClaims,
-    PooledDeliveries,
-    PooledMessages,
-    PooledQueues,
-    PooledSubscriptions,
-)
+from tidings.storage.pooling.controllers import ID_SEP, attach
 from tidings.storage.registry import driver_from_url
 
 log = logging.getLogger(__name__)
@@ -120,11 +113,7 @@ class PooledDriver(DataDriver):
         self._pools: list[PoolRecord] | None = None
         self._pools_at = 0.0
         self.lease_turn = 0
-        self.queues = PooledQueues(self)
-        self.messages = PooledMessages(self)
-        self.claims = PooledClaims(self)
-        self.subscriptions = PooledSubscriptions(self)
-        self.deliveries = PooledDeliveries(self)
+        attach(self)
 
     # --- life cycle -------------------------------------------------------------
     @property

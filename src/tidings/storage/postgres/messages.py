@@ -27,8 +27,7 @@ from tidings.storage.postgres.core import (
 
 
 class PostgresMessages(base.MessageController):
-    def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+    d: PostgresCore
 
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
@@ -59,24 +58,12 @@ class PostgresMessages(base.MessageController):
         raise errors.ServiceUnavailable(
             f"Queue {queue} was deleted and created repeatedly; try again.")
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        marker: str | None,
-        limit: int,
-        client_id: str | None,
-        echo: bool,
-        include_claimed: bool,
-        include_delayed: bool,
-    ) -> tuple[list[Message], str | None]:
-        now = self.d.clock()
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int,
+                    exclude: str | None, claimed: bool, delayed: bool, now: float,
+                    ) -> tuple[list[Message], str | None]:
         after = self.d.ids.marker(IdKind.MESSAGE, marker)
-        exclude = client_id if (not echo and client_id is not None) else None
         rows = await self.d.fetch(
-            q.MESSAGE_PAGE, project, queue, after, now, include_claimed, include_delayed,
-            exclude, limit,
+            q.MESSAGE_PAGE, project, queue, after, now, claimed, delayed, exclude, limit,
         )
         page = [message_from_row(self.d.ids, row, now) for row in rows]
         return page, (page[-1].id if page else None)

@@ -63,8 +63,7 @@ def _filter_args(filters: QueueFilters | None) -> tuple[str | None, str] | None:
 
 
 class PostgresQueues(base.QueueController):
-    def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+    d: PostgresCore
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_id = await self.d.fetchval(
@@ -100,15 +99,8 @@ class PostgresQueues(base.QueueController):
 
         await self.d.run(job, transaction=True)
 
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> list[QueueRecord]:
         args = _filter_args(filters)
         if args is None:
             return []

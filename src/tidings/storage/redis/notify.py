@@ -124,8 +124,7 @@ def to_delivery(project: str, queue: str, did: Any, raw: bytes, sub_raw: bytes) 
 
 
 class RedisSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
                      confirmation: Callable[[str], dict[str, Any]] | None = None
@@ -176,11 +175,8 @@ class RedisSubscriptions(base.SubscriptionController):
             return None
         return to_subscription(queue, found[0], found[1], now)
 
-    async def list(
-        self, project: str, queue: str, *, marker: str | None, limit: int
-    ) -> list[Subscription]:
-        if limit <= 0:
-            return []
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int
+                    ) -> list[Subscription]:
         now = self.d.clock()
         flat = await self.d.run(
             scripts.sub_list,
@@ -189,16 +185,9 @@ class RedisSubscriptions(base.SubscriptionController):
         )
         return [to_subscription(queue, flat[i], flat[i + 1], now) for i in range(0, len(flat), 2)]
 
-    async def update(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        *,
-        subscriber: str | None = None,
-        ttl: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
+    async def _update(self, project: str, queue: str, subscription_id: str,
+                      subscriber: str | None, ttl: int | None,
+                      options: dict[str, Any] | None) -> None:
         result = await self.d.run(
             scripts.sub_update,
             [self.d.keys.queue(project, queue)],
@@ -236,8 +225,7 @@ class RedisSubscriptions(base.SubscriptionController):
 
 
 class RedisDeliveries(base.DeliveryController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     # --- the outbox hint (see the module doc) ------------------------------
 
@@ -275,14 +263,8 @@ class RedisDeliveries(base.DeliveryController):
 
     # --- the interface ----------------------------------------------------
 
-    async def enqueue(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        kind: DeliveryKind,
-        payload: dict[str, Any],
-    ) -> str:
+    async def enqueue(self, project: str, queue: str, subscription_id: str,
+                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
         keys = self.d.keys
         member = keys.member(project, queue)
         now = self.d.clock()
@@ -299,9 +281,7 @@ class RedisDeliveries(base.DeliveryController):
         await self.lower(member, now)
         return _text(did)
 
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        if limit <= 0:
-            return []
+    async def _lease(self, limit: int, lease_seconds: float) -> list[Delivery]:
         now = self.d.clock()
         until = now + max(lease_seconds, 0.001)
         async with self.d.bounded():
@@ -377,18 +357,8 @@ class RedisDeliveries(base.DeliveryController):
         if found and (head is None or head is False):
             await self.settle(member, head)
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        status: DeliveryStatus,
-        marker: str | None,
-        limit: int,
-        subscription_id: str | None = None,
-    ) -> list[Delivery]:
-        if limit <= 0:
-            return []
+    async def _list(self, project: str, queue: str, status: DeliveryStatus, marker: str | None,
+                    limit: int, subscription_id: str | None) -> list[Delivery]:
         flat = await self.d.run(
             scripts.delivery_list,
             [self.d.keys.queue(project, queue)],

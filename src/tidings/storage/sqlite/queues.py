@@ -32,8 +32,10 @@ class SqliteQueues(base.QueueController):
     the same file (``serve --workers N``) are seen within
     ``METADATA_CACHE_SECONDS`` (storage/common/metadata_cache.py)."""
 
+    d: SqliteCore
+
     def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+        super().__init__(driver)
         self.monotonic = time.monotonic
         self.metadata_cache = MetadataCache(METADATA_CACHE_SECONDS,
                                             monotonic=lambda: self.monotonic())
@@ -106,15 +108,8 @@ class SqliteQueues(base.QueueController):
             args += [key, value]
         return sql, args
 
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> list[QueueRecord]:
         where, args = self._filter_sql(filters)
         sql = q.QUEUE_LIST.format(detail=", metadata" if detailed else "", filters=where)
         params = (project, marker or "", *args, limit)
