@@ -25,6 +25,9 @@ from tidings.storage.sqlite.core import (
 
 
 class SqliteClaims(base.ClaimController):
+    """Each claim is one write job; the claims that share a transaction
+    share a floor per queue (see ``_create``)."""
+
     d: SqliteCore
 
     async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:

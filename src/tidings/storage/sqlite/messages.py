@@ -30,6 +30,9 @@ INSERT_CHUNK = 500
 
 
 class SqliteMessages(base.MessageController):
+    """Writes are jobs of the group commit writer (writer.py); reads run on
+    the reader connection, in the event loop."""
+
     d: SqliteCore
 
     async def post(

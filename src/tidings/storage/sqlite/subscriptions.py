@@ -41,6 +41,9 @@ def _subscription(ids: IdCodec, row: tuple[Any, ...], now: float) -> Subscriptio
 
 
 class SqliteSubscriptions(base.SubscriptionController):
+    """Each change is one write job: a subscription and its confirmation
+    request are written together or not at all."""
+
     d: SqliteCore
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
