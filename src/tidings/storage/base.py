@@ -17,7 +17,6 @@ import secrets
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from tidings.storage.records import (
@@ -37,6 +36,7 @@ from tidings.storage.records import (
     QueueFilters,
     QueueRecord,
     QueueStats,
+    SchemaStatus,
     Subscription,
 )
 
@@ -53,10 +53,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def operation(method: F) -> F:
-    """Marks a public method that does the shared work of an operation and
-    then calls the driver's hook (``list`` calls ``_list``): an operation
-    of the interface like the abstract methods, which the wrappers
-    (storage/wrapping.py) wrap."""
+    """Marks a public method that does an operation's shared work, then
+    calls the driver's hook: wrapped (wrapping.py) like an abstract one."""
     setattr(method, "__operation__", True)
     return method
 
@@ -70,12 +68,9 @@ class PostWatch(Protocol):
 class Controller(ABC):
     """What the controllers of a driver share: ``d``, the driver they call
     back into (each driver narrows its type), whose clock the shared work
-    reads.
-
-    A public method with shared work (limits, claim ids, times) does it
-    once here and calls a small hook of the driver, as dramatiq's brokers
-    do: ``list`` checks the limit, ``_list`` reads the backend.
-    """
+    reads. A public method with shared work (limits, claim ids, times) does
+    it here and calls the driver's hook: ``list`` checks the limit,
+    ``_list`` reads the backend."""
 
     d: Any
 
@@ -486,26 +481,6 @@ def interface_methods(controller: str) -> list[str]:
         name in cls.__abstractmethods__ or getattr(getattr(cls, name), "__operation__", False)))
 
 
-@dataclass(slots=True, frozen=True)
-class SchemaStatus:
-    """A backend's stored schema version against the one this code needs;
-    both None for a backend that keeps no schema."""
-
-    found: int | None
-    needed: int | None
-
-    @property
-    def problem(self) -> str | None:
-        """What is wrong with the stored schema and what to do, in one
-        sentence; None when it is the version this code needs."""
-        if self.found == self.needed or self.found is None or self.needed is None:
-            return None
-        if self.found < self.needed:
-            return (f"the schema is version {self.found}, outdated: this Tidings needs "
-                    f"{self.needed}; run `tidings migrate`")
-        return f"the schema is version {self.found}, newer than this Tidings ({self.needed})"
-
-
 class DataDriver(ABC):
     """One backend: its controllers plus life-cycle and health."""
 
@@ -614,20 +589,8 @@ class DataDriver(ABC):
 
 # The records (storage/records.py) are part of the interface: importable from here.
 __all__ = [
-    "Capability",
-    "Claim",
-    "ClaimResult",
-    "DeadLetterPolicy",
-    "Delivery",
-    "DeliveryKind",
-    "DeliveryStatus",
-    "GcResult",
-    "Message",
-    "MessageStat",
-    "NewMessage",
-    "NewSubscription",
-    "QueueFilters",
-    "QueueRecord",
-    "QueueStats",
+    "Capability", "Claim", "ClaimRequest", "ClaimResult", "DeadLetterPolicy", "Delivery",
+    "DeliveryKind", "DeliveryStatus", "GcResult", "Message", "MessageStat", "NewMessage",
+    "NewSubscription", "QueueFilters", "QueueRecord", "QueueStats", "SchemaStatus",
     "Subscription",
 ]

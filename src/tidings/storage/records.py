@@ -209,3 +209,23 @@ class Delivery:
     created: float
     status: DeliveryStatus = DeliveryStatus.PENDING
     last_error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SchemaStatus:
+    """A backend's stored schema version against the one this code needs;
+    both None for a backend that keeps no schema."""
+
+    found: int | None
+    needed: int | None
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the stored schema and what to do, in one
+        sentence; None when it is the version this code needs."""
+        if self.found == self.needed or self.found is None or self.needed is None:
+            return None
+        if self.found < self.needed:
+            return (f"the schema is version {self.found}, outdated: this Tidings needs "
+                    f"{self.needed}; run `tidings migrate`")
+        return f"the schema is version {self.found}, newer than this Tidings ({self.needed})"

@@ -10,9 +10,9 @@ from tidings import errors
 T = TypeVar("T")
 
 
-def opened(value: T | None) -> T:
+def opened(value: T | None, what: str = "storage") -> T:
     """``value`` once ``open()`` has set it; ServiceUnavailable while it is
     None (before ``open()``, after ``close()``)."""
     if value is None:
-        raise errors.ServiceUnavailable("The storage is not open.")
+        raise errors.ServiceUnavailable(f"The {what} is not open.")
     return value

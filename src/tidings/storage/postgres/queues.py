@@ -89,8 +89,7 @@ class PostgresQueues(base.QueueController):
         async def job(conn: asyncpg.Connection) -> None:
             queue_id = await conn.fetchval(q.QUEUE_LOCK_FOR_DELETE, project, name)
             if queue_id is not None:
-                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
-                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+                await _empty(conn, queue_id)
                 await conn.execute(q.QUEUE_DELETE, queue_id)
             # Its subscriptions too (they may exist without the queue's
             # row), then their deliveries: see queries.SUBSCRIPTION_DELETE.
@@ -133,10 +132,15 @@ class PostgresQueues(base.QueueController):
             # The row lock keeps posts out while the queue empties.
             queue_id = await conn.fetchval(q.QUEUE_LOCK, project, name)
             if queue_id is not None:
-                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
-                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+                await _empty(conn, queue_id)
 
         await self.d.run(job, transaction=True)
+
+
+async def _empty(conn: asyncpg.Connection, queue_id: int) -> None:
+    """Delete the queue's messages and claims (its row locked by the caller)."""
+    await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
+    await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
 
 
 def _stat(ids: IdCodec, rowid: int | None, created: float | None, now: float

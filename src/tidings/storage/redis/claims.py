@@ -50,8 +50,7 @@ class RedisClaims(base.ClaimController):
             scripts.claim,
             keys,
             [repr(now), claim_id, claim.ttl, claim.grace, claim.limit, max_count, mode, dlq_name,
-             dlq_ttl,
-             sequence_seed(now), new_salt()],
+             dlq_ttl, sequence_seed(now), new_salt()],
         )
         if dlq_created:
             await self.d.index_queue(project, dlq_name)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 decode_record = msgspec.msgpack.Decoder(list).decode
-_HEX = frozenset("0123456789abcdef")
+# The digits of the hex parts of ids.
+HEX = frozenset("0123456789abcdef")
 SALT_LENGTH = 8
 
 # Delete script results (scripts.DELETE).
@@ -41,7 +42,7 @@ def message_id(seq: int, salt: str) -> str:
 
 def is_message_id(text: str) -> bool:
     """Whether we could have issued ``text``: anything else is not found."""
-    return len(text) == 16 + SALT_LENGTH and _HEX.issuperset(text)
+    return len(text) == 16 + SALT_LENGTH and HEX.issuperset(text)
 
 
 def new_salt() -> str:

@@ -56,15 +56,13 @@ from tidings.storage.base import (
 )
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import Keys, member_of_tag, member_tag
-from tidings.storage.redis.messages import sequence_seed
+from tidings.storage.redis.messages import HEX, decode_record, sequence_seed
 
 if TYPE_CHECKING:
     from tidings.storage.redis.core import RedisCore
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-_unpack = msgspec.msgpack.Decoder(list).decode
-_HEX = frozenset("0123456789abcdef")
 ID_SALT_LENGTH = 8
 # lease() reads at most this many due queues per call.
 LEASE_QUEUES = 16
@@ -86,13 +84,13 @@ def _sequence_of(identifier: str | None) -> int:
     for anything else, so a marker we never issued pages from the start."""
     if identifier and len(identifier) >= 16 + ID_SALT_LENGTH:
         head = identifier[:16]
-        if _HEX.issuperset(head):
+        if HEX.issuperset(head):
             return int(head, 16)
     return 0
 
 
 def to_subscription(queue: str, sid: Any, raw: bytes, now: float) -> Subscription:
-    created, _expires, ttl, confirmed, subscriber, options, _seq = _unpack(raw)
+    created, _expires, ttl, confirmed, subscriber, options, _seq = decode_record(raw)
     return Subscription(
         id=_text(sid),
         queue=queue,
@@ -105,8 +103,8 @@ def to_subscription(queue: str, sid: Any, raw: bytes, now: float) -> Subscriptio
 
 
 def to_delivery(project: str, queue: str, did: Any, raw: bytes, sub_raw: bytes) -> Delivery:
-    sub_id, kind, payload, attempts, created, status, error, _seq, _died = _unpack(raw)
-    sub = _unpack(sub_raw)
+    sub_id, kind, payload, attempts, created, status, error, _seq, _died = decode_record(raw)
+    sub = decode_record(sub_raw)
     return Delivery(
         id=_text(did),
         project=project,
@@ -254,7 +252,7 @@ class RedisDeliveries(base.DeliveryController):
     def _locate(self, delivery_id: str) -> tuple[str, str] | None:
         """(member, queue key base) of a delivery id; None if it names none."""
         head, dot, tag = delivery_id.partition(".")
-        if not dot or len(head) != 16 + ID_SALT_LENGTH or not _HEX.issuperset(head):
+        if not dot or len(head) != 16 + ID_SALT_LENGTH or not HEX.issuperset(head):
             return None
         member = member_of_tag(tag)
         if member is None:

@@ -83,8 +83,7 @@ class SqliteQueues(base.QueueController):
         def job(conn: sqlite3.Connection) -> None:
             queue_id = find_queue(conn, project, name)
             if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+                _empty(conn, queue_id)
                 conn.execute(q.QUEUE_DELETE, (queue_id,))
             # Subscriptions hang on the name, with or without a queue row.
             conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, (project, name))
@@ -155,10 +154,15 @@ class SqliteQueues(base.QueueController):
         def job(conn: sqlite3.Connection) -> None:
             queue_id = find_queue(conn, project, name)
             if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+                _empty(conn, queue_id)
 
         await self.d.writer.run(job, heavy=True)
+
+
+def _empty(conn: sqlite3.Connection, queue_id: int) -> None:
+    """Delete the queue's messages and claims."""
+    conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
+    conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
 
 
 def _stat(ids: IdCodec, row: tuple[int, float] | None, now: float) -> MessageStat | None:
