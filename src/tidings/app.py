@@ -167,8 +167,8 @@ def create_app(settings: Settings, clock: Clock = system_clock,
                   ack_timeout=settings.notifications.socket_ack_timeout)
     notifier = None
     if settings.notifications.worker_in_server:
-        notifier = Notifier.from_settings(storage, settings, relay=relay, trusts=trusts)
-        notifier.metrics = metrics
+        notifier = Notifier.from_settings(storage, settings, relay=relay, trusts=trusts,
+                                          metrics=metrics)
     service = build_service(settings, storage, auth, metrics=metrics, trusts=trusts,
                             wake_notifier=notifier.wake if notifier is not None else None)
     observe, sampler = observability(settings, metrics, storage, service.default_project)
