@@ -117,8 +117,7 @@ class PooledDriver(DataDriver):
 
     # --- life cycle -------------------------------------------------------------
     @property
-    # The type: ignore below: computed from the pools, not a class attribute.
-    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
+    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]  # computed from the pools, not a class attribute
         opened = [d.capabilities for d in self._drivers.values()]
         return frozenset.intersection(*opened) if opened else frozenset()
 
