@@ -27,14 +27,13 @@ from typing import Any
 import jsonschema
 
 from tidings import errors
-from tidings.api.context import Context, Service
+from tidings.api.context import Context
 
 METADATA_KEY = "json_schema"
 
 
 class JsonSchemaStage:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self) -> None:
         # Compiled validators by schema text: most queues share few schemas.
         self._validators: dict[str, Any] = {}
 

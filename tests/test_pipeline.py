@@ -3,8 +3,9 @@ worked example, examples/json_schema_stage.py, on a real server."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -20,10 +21,7 @@ CALLS: list[tuple[str, Any]] = []
 
 
 class Recorder:
-    """A stage (made with the service) that records what it sees."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    """A stage that records what it sees."""
 
     async def before_post(self, ctx: Context, queue: str, document: Any, **_: Any) -> None:
         CALLS.append(("before_post", queue))
@@ -58,10 +56,11 @@ class FakeStorage:
         return [str(i) for i in range(len(batch))]
 
 
-def make_ctx(settings: Settings, wakes: list[int]) -> Context:
-    service = Service(storage=FakeStorage(), limits=Limits())  # type: ignore[arg-type]
-    service.pipeline = Pipeline.from_settings(settings, service)
-    service.wake_notifier = lambda: wakes.append(1)
+def make_ctx(settings: Settings, wakes: list[int],
+             wake: Callable[[], None] | None = None) -> Context:
+    service = Service(storage=FakeStorage(), limits=Limits(),  # type: ignore[arg-type]
+                      pipeline=Pipeline.from_settings(settings),
+                      wake_notifier=wake or (lambda: wakes.append(1)))
     return Context(service=service, project="p", client_id=str(uuid.uuid4()))
 
 
@@ -76,14 +75,31 @@ def test_names() -> None:
     assert names(["a:B", " "]) == ["a:B"]
 
 
+class WantsTheService:
+    """A stage written for the interface before the service was frozen."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+
 def test_load_stage() -> None:
-    assert isinstance(load_stage("tests.test_pipeline:NoArgs", None), NoArgs)
-    assert isinstance(load_stage("tests.test_pipeline.NoArgs", None), NoArgs)
-    made = load_stage("tests.test_pipeline:Recorder", "service")  # type: ignore[arg-type]
-    assert made.service == "service"
+    assert isinstance(load_stage("tests.test_pipeline:NoArgs"), NoArgs)
+    assert isinstance(load_stage("tests.test_pipeline.NoArgs"), NoArgs)
     for bad in ("nomodule_xyz:Thing", "tests.test_pipeline:Missing", "nocolon"):
         with pytest.raises(ValueError):
-            load_stage(bad, None)
+            load_stage(bad)
+
+
+def test_a_stage_that_requires_arguments_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="requires service; a hook reaches the service"):
+        load_stage("tests.test_pipeline:WantsTheService")
+
+
+def test_the_service_cannot_be_changed_once_built() -> None:
+    # Every request shares it: a later change would reach some and not others.
+    ctx = make_ctx(Settings(), [])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.service.wake_notifier = None  # type: ignore[misc]
 
 
 async def test_hooks_run_around_the_operation_in_order() -> None:
@@ -117,12 +133,10 @@ async def test_no_stages_no_cost() -> None:
 
 
 async def test_a_failing_wake_up_does_not_fail_the_post() -> None:
-    ctx = make_ctx(Settings(), [])
-
     def broken() -> None:
         raise RuntimeError("boom")
 
-    ctx.service.wake_notifier = broken
+    ctx = make_ctx(Settings(), [], wake=broken)
     await messages.post(ctx, "jobs", {"messages": [{"body": 1}]}, 10)
 
 

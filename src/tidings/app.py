@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 import falcon.asgi
 import msgspec
@@ -22,6 +22,7 @@ from tidings.api.context import Service
 from tidings.api.quotas import Quotas
 from tidings.auth import Policy, PolicyError
 from tidings.auth.authenticator import Authenticator
+from tidings.auth.signed import SigningKey
 from tidings.auth.trusts import Trusts
 from tidings.config import WORKER_METRICS_ENV, WORKER_SETTINGS_ENV, Settings
 from tidings.metrics import Metrics, QueueSampler, instrument
@@ -41,19 +42,27 @@ class Lifespan:
     storage and the background tasks in a defined order, and stops them in
     the reverse order (an AsyncExitStack), also when a start fails half-way.
 
-    The order: the metrics snapshots (they stop last, once nothing counts
-    any more), the storage (and the signing key kept in it), gc, the relay,
-    the delivery worker, the queue sampler (it reads the open storage).
+    The order of the start (the stop is its reverse):
+
+    1. the metrics snapshots: they stop last, once nothing counts any more;
+    2. the authenticator: nothing to start; its Keystone client closes
+       after the storage, once no request can need a token checked;
+    3. the storage, then the signing key it keeps (load_signing_key);
+    4. gc, which needs the open storage;
+    5. the relay, which takes pushes for this process's WebSockets;
+    6. the delivery worker, which sends through the relay and the storage:
+       it stops before both, its sends in flight given their grace;
+    7. the queue sampler, which reads the open storage.
     """
 
     def __init__(self, storage: DataDriver, gc_interval: float,
                  auth: Authenticator | None = None, notifier: Notifier | None = None,
-                 relay: Relay | None = None, service: Service | None = None,
+                 relay: Relay | None = None, signing_key: SigningKey | None = None,
                  snapshots: SnapshotWriter | None = None,
                  sampler: QueueSampler | None = None) -> None:
         self.storage = storage
         # Gets the stored signing key when none is configured.
-        self.service = service
+        self.signing_key = signing_key
         self.gc_interval = gc_interval
         self.auth = auth
         # The delivery worker (notifications.worker_in_server).
@@ -75,15 +84,16 @@ class Lifespan:
         self._stack = stack
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        # The order is the class docstring's.
         if self.snapshots is not None:
             await self.snapshots.start()
             stack.push_async_callback(self.snapshots.stop)
         if self.auth is not None:
-            stack.push_async_callback(self.auth.close)  # after the storage closed
+            stack.push_async_callback(self.auth.close)
         await self.storage.open()
         stack.push_async_callback(self.storage.close)
-        if self.service is not None:
-            await load_signing_key(self.storage, self.service, self.auth)
+        if self.signing_key is not None:
+            await load_signing_key(self.storage, self.signing_key)
         if self.gc_interval > 0:
             stack.push_async_callback(_cancel, asyncio.create_task(self._collect_garbage()))
         if self.relay is not None:
@@ -124,14 +134,13 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 SIGNING_KEY_NAME = "signed-urls"
 
 
-async def load_signing_key(storage: DataDriver, service: Service,
-                           auth: Authenticator | None) -> None:
+async def load_signing_key(storage: DataDriver, signing_key: SigningKey) -> None:
     """Without ``auth.secret_key``, pre-signed URLs are signed with a key
     generated once and kept with the data (DataDriver.stored_secret), so
     ``POST .../share`` works out of the box, as Zaqar's does, and every
     worker and node of the deployment signs and verifies alike. A
     configured key always wins."""
-    if service.signing_key is not None:
+    if signing_key.value is not None:
         return
     try:
         key = await storage.stored_secret(SIGNING_KEY_NAME)
@@ -139,9 +148,7 @@ async def load_signing_key(storage: DataDriver, service: Service,
         log.warning("pre-signed URLs are off: no auth.secret_key, and the storage could "
                     "not keep a generated one (%s)", exc)
         return
-    service.signing_key = key
-    if auth is not None:
-        auth.signing_key = key
+    signing_key.set(key)
 
 
 def create_app(settings: Settings, clock: Clock = system_clock,
@@ -151,44 +158,65 @@ def create_app(settings: Settings, clock: Clock = system_clock,
     /metrics reports them all (tidings.metrics.snapshots)."""
     storage = build_storage(settings, clock)
     auth = Authenticator(settings.auth)
-    try:
-        policy = Policy.load(settings.auth.policy_file)
-    except (OSError, PolicyError) as exc:
-        raise ValueError(f"invalid policy file {settings.auth.policy_file} "
-                         f"(auth.policy_file): {exc}") from None
     metrics = Metrics(settings.metrics.sample_max_queues) if settings.metrics.enabled else None
     if metrics is not None:
         instrument(storage, metrics)
-    service = Service(storage=storage, limits=settings.limits, policy=policy,
-                      signing_key=auth.signing_key, quotas=Quotas(settings.quotas),
-                      metrics=metrics)
-    if settings.auth.strategy == "noauth" and settings.auth.noauth_project:
-        service.default_project = settings.auth.noauth_project
-    if auth.keystone is not None:
-        # trust+ subscribers: trusts to the service user the validator logs in as.
-        service.trusts = Trusts(auth.keystone)
-    configure_notifications(service, settings)
+    # trust+ subscribers: trusts to the service user the validator logs in as.
+    trusts = Trusts(auth.keystone) if auth.keystone is not None else None
     relay = Relay(storage, sockets.REGISTRY,
                   ack_timeout=settings.notifications.socket_ack_timeout)
     notifier = None
     if settings.notifications.worker_in_server:
-        notifier = Notifier.from_settings(storage, settings, relay=relay,
-                                          trusts=service.trusts)
-        notifier.metrics = metrics
-        service.wake_notifier = notifier.wake
+        notifier = Notifier.from_settings(storage, settings, relay=relay, trusts=trusts,
+                                          metrics=metrics)
+    service = build_service(settings, storage, auth, metrics=metrics, trusts=trusts,
+                            wake_notifier=notifier.wake if notifier is not None else None)
     observe, sampler = observability(settings, metrics, storage, service.default_project)
     snapshots = None
     if metrics is not None and metrics_dir:
         snapshots = SnapshotWriter(SharedMetrics(metrics, metrics_dir,
                                                  settings.metrics.sample_top_queues))
-    lifespan = Lifespan(storage, settings.gc_interval, auth, notifier, relay, service,
-                        snapshots=snapshots, sampler=sampler)
+    lifespan = Lifespan(storage, settings.gc_interval, auth, notifier, relay,
+                        service.signing_key, snapshots=snapshots, sampler=sampler)
     app = create_http_app(service, middleware=[lifespan],
                           socket=ws.Endpoint(service, settings.websocket, auth), auth=auth,
                           request_id=observe,
                           sqs=sqs.Endpoint(service, auth, sqs.receipt_key(settings)))
     ws.use_raw_frames(app)
     return app
+
+
+def build_service(settings: Settings, storage: DataDriver, auth: Authenticator,
+                  metrics: Metrics | None = None, trusts: Trusts | None = None,
+                  wake_notifier: Callable[[], None] | None = None) -> Service:
+    """The server's Service, complete: the policy, the keys, the pipeline,
+    the quotas. Raises ValueError for an unreadable policy file or a
+    pipeline stage that cannot be loaded."""
+    from tidings import crypto
+    from tidings.api.pipeline import Pipeline
+
+    try:
+        policy = Policy.load(settings.auth.policy_file)
+    except (OSError, PolicyError) as exc:
+        raise ValueError(f"invalid policy file {settings.auth.policy_file} "
+                         f"(auth.policy_file): {exc}") from None
+    secret = settings.notifications.signing_secret or settings.auth.secret_key
+    noauth_project = settings.auth.noauth_project if settings.auth.strategy == "noauth" else ""
+    return Service(
+        storage=storage, limits=settings.limits, policy=policy,
+        # The authenticator's holder: what the lifespan loads into it, both see.
+        signing_key=auth.signing_key,
+        notifications=settings.notifications,
+        # Without a secret, a random key (signing_notice says so, once per start).
+        confirm_key=secret.encode() if secret else secrets.token_bytes(32),
+        encryption_key=crypto.parse_key(settings.encryption.key),
+        pipeline=Pipeline.from_settings(settings),
+        wake_notifier=wake_notifier,
+        quotas=Quotas(settings.quotas),
+        metrics=metrics,
+        default_project=noauth_project or None,
+        trusts=trusts,
+    )
 
 
 def observability(settings: Settings, metrics: Metrics | None, storage: DataDriver,
@@ -207,20 +235,6 @@ def observability(settings: Settings, metrics: Metrics | None, storage: DataDriv
         sampler = QueueSampler(metrics, storage, settings.metrics.sample_interval,
                                settings.metrics.sample_top_queues)
     return observe, sampler
-
-
-def configure_notifications(service: Service, settings: Settings) -> None:
-    """Subscriptions' settings, the confirmation URL key, the encryption key
-    and the pipeline (tidings.api.subscriptions, crypto, pipeline)."""
-    from tidings import crypto
-    from tidings.api.pipeline import Pipeline
-
-    service.notifications = settings.notifications
-    secret = settings.notifications.signing_secret or settings.auth.secret_key
-    # Without a secret, a random key (signing_notice says so, once per start).
-    service.confirm_key = secret.encode() if secret else secrets.token_bytes(32)
-    service.encryption_key = crypto.parse_key(settings.encryption.key)
-    service.pipeline = Pipeline.from_settings(settings, service)
 
 
 def signing_notice(settings: Settings) -> str | None:

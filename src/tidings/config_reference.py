@@ -108,11 +108,11 @@ def field_comments(cls: type) -> dict[str, str]:
             comments[name] = _comment_text(block)
         elif previous is not None and previous[1] == node.lineno - 1:
             comments[name] = comments.get(previous[0], "")
-        # The type: ignore below: an assignment node always has end_lineno.
-        trailing = lines[node.end_lineno - 1].split("  # ", 1)  # type: ignore[operator]
+        end = node.end_lineno or node.lineno  # typed optional, always set by ast.parse
+        trailing = lines[end - 1].split("  # ", 1)
         if len(trailing) == 2 and name not in comments:
             comments[name] = trailing[1].strip()
-        previous = (name, node.end_lineno or node.lineno)
+        previous = (name, end)
     return comments
 
 

@@ -292,7 +292,11 @@ def tempest_server_env(keystone: KeystoneServer) -> dict[str, str]:
     """Settings of the Tidings that tempest tests: Keystone auth, and
     notifications allowed to loopback, where test_trust_subscription's
     ``trust+http`` subscriber (this same server) listens."""
-    return auth_env(keystone, TIDINGS_NOTIFICATIONS__ALLOWED_NETWORKS="127.0.0.0/8")
+    # Tempest's dynamic credentials make Keystone busy (a user, project and
+    # role per test class); on a loaded 2-core machine a token check then
+    # outlasted the 5 s default and a class setup got 503.
+    return auth_env(keystone, TIDINGS_NOTIFICATIONS__ALLOWED_NETWORKS="127.0.0.0/8",
+                    TIDINGS_AUTH__KEYSTONE__TIMEOUT="30")
 
 
 # --- python-zaqarclient ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from tidings import errors
 from tidings.auth.identity import Identity
 from tidings.auth.policy import Policy
+from tidings.auth.signed import SigningKey
 from tidings.config import Limits, NotificationSettings, QuotaSettings
 from tidings.storage.base import DataDriver
 
@@ -51,15 +52,24 @@ class Limiter(Protocol):
     def take(self, project: str) -> None: ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Service:
-    """Everything an operation needs besides the request itself."""
+    """Everything an operation needs besides the request itself.
+
+    Built once, complete (app.build_service for the server; the command
+    line tools give storage and limits only) and never changed: every
+    request of every transport shares it, so a field set later would be
+    seen by some requests and not others. The one value known only once
+    the storage is open, the stored signing key, lives in a set-once
+    holder (auth.signed.SigningKey) that is itself part of the service.
+    """
 
     storage: DataDriver
     limits: Limits
     policy: Policy = field(default_factory=Policy)
-    # The HMAC key of pre-signed URLs; None disables them.
-    signing_key: bytes | None = None
+    # The HMAC key of pre-signed URLs, shared with the authenticator; its
+    # value None disables them.
+    signing_key: SigningKey = field(default_factory=SigningKey)
     # Notifications, encryption and pipeline (api/subscriptions.py,
     # crypto.py, api/pipeline.py). ``notifications`` is the settings'
     # NotificationSettings; ``confirm_key`` signs confirmation URLs.
@@ -68,7 +78,8 @@ class Service:
     # AES-256-GCM key of queues with _enable_encrypt_messages.
     encryption_key: bytes | None = None
     pipeline: Stages | None = None
-    # Set by the delivery worker of this process: called after each post.
+    # The delivery worker of this process, if it runs one: called after
+    # each post (the pipeline's notifier stage) and each redrive.
     wake_notifier: Callable[[], None] | None = None
     # Per-project quotas and the rate limiter (tidings.api.quotas.Quotas);
     # None: unlimited.

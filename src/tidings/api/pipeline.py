@@ -3,8 +3,8 @@
 A stage is a plain Python class named in the settings as ``"module:Class"``
 under Zaqar's setting names (``message_pipeline``, ``queue_pipeline``,
 ``claim_pipeline``, ``subscription_pipeline``, ``topic_pipeline``). It is
-made once at start-up, with the service as its only argument if its
-``__init__`` takes one, and may define any of these async hooks:
+made once at start-up, without arguments, and may define any of these
+async hooks:
 
 - ``before_<operation>(self, ctx, **arguments)``: runs before the operation,
   in the order the stages are listed; raising a ``tidings.errors``
@@ -18,10 +18,14 @@ transport passed them, before validation (see docs/pipeline.md for the
 table): a stage must not assume a well-formed document. Hooks should
 accept ``**_`` so that new parameters do not break them.
 
+A hook reaches the service as ``ctx.service``. Stages are not given it
+when they are made: the service holds the pipeline and is frozen once
+built (api/context.py), so the pipeline is made first.
+
 The notifier is always the first stage of ``message``: after a post it
-calls ``service.wake_notifier`` (set by the delivery worker running in this
-process), so deliveries leave at once instead of at the worker's next
-wake-up.
+calls ``ctx.service.wake_notifier`` (the delivery worker running in this
+process, if any), so deliveries leave at once instead of at the worker's
+next wake-up.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from tidings.api.context import Context, Service
+    from tidings.api.context import Context
+    from tidings.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +56,8 @@ SETTINGS_NAMES: dict[str, str] = {
 class Notifier:
     """Wakes this process's delivery worker after each message post."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
     async def after_post(self, ctx: Context, result: Any, **_: Any) -> None:
-        wake = self.service.wake_notifier
+        wake = ctx.service.wake_notifier
         if wake is not None:
             try:
                 wake()
@@ -72,7 +74,7 @@ def names(value: Iterable[str] | str | None) -> list[str]:
     return [name.strip() for name in value if name and name.strip()]
 
 
-def load_stage(spec: str, service: Service | None) -> Any:
+def load_stage(spec: str) -> Any:
     """Import ``module:Class`` (or ``module.Class``) and make the stage."""
     module_name, sep, attr = spec.partition(":")
     if not sep:
@@ -86,11 +88,18 @@ def load_stage(spec: str, service: Service | None) -> Any:
     if not inspect.isclass(target):
         return target  # an already made stage object
     try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]  # no parameters known: the empty mapping
-    factory: Callable[..., Any] = target
-    return factory(service) if len(params) >= 1 else factory()
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # a class without a readable signature
+        parameters = []
+    required = [p.name for p in parameters
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        # Stages made with the service (an argument until the service was
+        # frozen) would otherwise fail with a TypeError from deep inside.
+        raise ValueError(f"invalid pipeline stage {spec!r}: a stage is made without "
+                         f"arguments, but it requires {', '.join(required)}; a hook "
+                         "reaches the service as ctx.service")
+    return target()
 
 
 class Pipeline:
@@ -102,15 +111,14 @@ class Pipeline:
         self._wanted: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any, service: Service | None = None) -> Pipeline:
+    def from_settings(cls, settings: Settings) -> Pipeline:
         """The configured stages, the notifier first on ``message``.
         Raises ValueError for a stage that cannot be loaded."""
         stages: dict[str, list[Any]] = {}
         for resource, setting in SETTINGS_NAMES.items():
-            specs = names(getattr(settings, setting, None))
-            stages[resource] = [load_stage(spec, service) for spec in specs]
-        if service is not None:
-            stages["message"].insert(0, Notifier(service))
+            specs = names(getattr(settings, setting))
+            stages[resource] = [load_stage(spec) for spec in specs]
+        stages["message"].insert(0, Notifier())
         return cls(stages)
 
     def wants(self, resource: str, operation: str) -> bool:

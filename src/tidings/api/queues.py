@@ -256,7 +256,8 @@ async def share(ctx: Context, name: str, document: Any | None) -> dict[str, Any]
     signature, expires, paths, methods, project)."""
     authorize(ctx, "queues:share")
     validate.queue_name(name, ctx.limits)
-    if ctx.service.signing_key is None:
+    key = ctx.service.signing_key.value
+    if key is None:
         raise errors.ServiceUnavailable(
             "Pre-signed URLs are unavailable: no secret key is configured (auth.secret_key) "
             "and the storage keeps none."
@@ -271,7 +272,7 @@ async def share(ctx: Context, name: str, document: Any | None) -> dict[str, Any]
     if expires is not None and not isinstance(expires, str):
         raise errors.InvalidBody("expires must be an ISO 8601 time string.")
     try:
-        return signed.create(ctx.service.signing_key, [f"{queue_href(name)}/{p}" for p in paths],
+        return signed.create(key, [f"{queue_href(name)}/{p}" for p in paths],
                              ctx.project, methods, expires,
                              max_lifetime=timedelta(seconds=ctx.limits.max_share_lifetime))
     except ValueError as exc:

@@ -43,7 +43,8 @@ class Authenticator:
 
     def __init__(self, settings: AuthSettings, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self.signing_key = settings.secret_key.encode() or None
+        # Shared with the Service (app.create_app): the lifespan may set it.
+        self.signing_key = signed.SigningKey(settings.secret_key.encode() or None)
         self.keystone = (TokenValidator(settings.keystone, clock)
                          if settings.strategy == "keystone" else None)
 
@@ -77,9 +78,10 @@ class Authenticator:
         if token:
             return await self.keystone.validate(token)
         url_signature = header("URL-Signature")
-        if url_signature is not None and self.signing_key is not None:
+        key = self.signing_key.value
+        if url_signature is not None and key is not None:
             return signed.verify(
-                self.signing_key, method, path, project=header("X-Project-ID"),
+                key, method, path, project=header("X-Project-ID"),
                 signature_value=url_signature, expires=header("URL-Expires"),
                 methods=header("URL-Methods"), paths=header("URL-Paths"), now=self.clock(),
             )

@@ -25,6 +25,35 @@ VALID_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 DEFAULT_LIFETIME = timedelta(days=1)
 
 
+class SigningKey:
+    """The HMAC key of pre-signed URLs, one object shared by the service
+    (which signs, api/queues.share) and the authenticator (which verifies).
+
+    A holder and not a plain value because the key may only be known once
+    the storage is open: without ``auth.secret_key``, the server's lifespan
+    loads one that the storage generated and keeps (app.load_signing_key),
+    after the frozen Service was built. It is set at most once, so what
+    signs and what verifies can never disagree; ``None`` means pre-signed
+    URLs are off.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes | None = None) -> None:
+        self._value = value
+
+    @property
+    def value(self) -> bytes | None:
+        return self._value
+
+    def set(self, value: bytes) -> None:
+        """Give the key that was not known at start; a configured key is
+        never replaced."""
+        if self._value is not None:
+            raise RuntimeError("the signing key of pre-signed URLs is set already")
+        self._value = value
+
+
 def parse_expires(value: str) -> datetime:
     """An ISO 8601 time as naive UTC; one without a zone is taken as UTC."""
     parsed = datetime.fromisoformat(value.strip())

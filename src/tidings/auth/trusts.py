@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+import httpx
+
 from tidings import errors
 from tidings.auth.keystone import RENEW_MARGIN, TokenValidator, timestamp
 from tidings.config import KeystoneSettings
@@ -113,10 +115,8 @@ class Trusts:
             f"The identity service could not issue a trust token ({response.status_code}).")
 
 
-def _error_message(response: object) -> str:
+def _error_message(response: httpx.Response) -> str:
     try:
-        # The type: ignore below: any response-like object (httpx's).
-        return str(response.json()["error"]["message"])  # type: ignore[attr-defined]
+        return str(response.json()["error"]["message"])
     except Exception:  # noqa: BLE001 - whatever Keystone answered
-        # The type: ignore below: any response-like object (httpx's).
-        return f"HTTP {response.status_code}"  # type: ignore[attr-defined]
+        return f"HTTP {response.status_code}"

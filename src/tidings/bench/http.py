@@ -57,8 +57,7 @@ class _ResponseProtocol(asyncio.Protocol):
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The type: ignore below: asyncio hands the stream transport it made.
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport  # type: ignore[assignment]  # asyncio hands the stream transport it made
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -150,8 +150,7 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         # Zaqar clients keep connections open between calls; idle ones are
         # closed after this many seconds.
-        # The type: ignore below: uvicorn takes seconds as a float too.
-        timeout_keep_alive=settings.http.keep_alive_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=settings.http.keep_alive_timeout,  # type: ignore[arg-type]  # uvicorn takes seconds as a float too
         limit_concurrency=settings.http.limit_concurrency or None,
         # Rewriting client addresses from X-Forwarded-For costs every
         # request and nothing here reads them.

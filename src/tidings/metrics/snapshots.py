@@ -48,6 +48,7 @@ from typing import Any
 import msgspec
 from prometheus_client.exposition import generate_latest
 
+from tidings.metrics.families import Counter, Histogram
 from tidings.metrics.registry import Metrics
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,12 @@ class SharedMetrics:
         families = {family.name: family for family in view.families()}
         for name, state in total.counters.items():
             family = families.get(name)
-            if family is not None:
-                # The type: ignore below: a counter's state for a counter family.
-                family.add_state(state)  # type: ignore[arg-type]
+            if isinstance(family, Counter):
+                family.add_state(state)
         for name, hstate in total.histograms.items():
             family = families.get(name)
-            if family is not None:
-                # The type: ignore below: a histogram's state for a histogram family.
-                family.add_state(hstate)  # type: ignore[arg-type]
+            if isinstance(family, Histogram):
+                family.add_state(hstate)
         if total.sampled_at is not None:
             view.set_depths(list(total.depths), self.top)
             view.sample_duration.set(total.sample_seconds)

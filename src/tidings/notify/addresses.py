@@ -93,6 +93,16 @@ def _parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
+    """Whether ``inner`` lies within ``outer``; False across IP versions,
+    where the standard library's subnet_of raises a TypeError."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64)."""
     if isinstance(address, ipaddress.IPv4Address):
@@ -148,10 +158,7 @@ class AddressPolicy:
         for candidate in candidates:
             for service in METADATA_SERVICES:
                 if (candidate.version == service.version and candidate in service
-                        and not any(network.version == service.version
-                                    # The type: ignore below: same IP version, checked just before.
-                                    and network.subnet_of(service)  # type: ignore[arg-type]
-                                    for network in self.allow)):
+                        and not any(_subnet_of(network, service) for network in self.allow)):
                     return f"{ip} is in the refused range {service} (a cloud metadata service)"
         for candidate in candidates:
             for network in self.allow:

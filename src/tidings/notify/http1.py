@@ -63,8 +63,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The type: ignore below: asyncio hands the stream transport it made.
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # asyncio hands the stream transport it made
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None or self.waiter.done():

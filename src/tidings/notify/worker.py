@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tidings import errors
 from tidings.auth.trusts import Trusts
@@ -54,6 +54,11 @@ from tidings.notify.relay import Relay
 from tidings.notify.trust import TrustSender
 from tidings.notify.webhook import WebhookSender, target_key
 from tidings.storage.base import Clock, DataDriver, Delivery
+
+if TYPE_CHECKING:
+    # For the annotation only: `tidings notifier` counts nothing and need not
+    # import Prometheus' client.
+    from tidings.metrics.registry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +139,7 @@ class Notifier:
         registry: socket_registry.SocketRegistry | None = None,
         relay: Relay | None = None,
         trusts: Trusts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings = settings or NotificationSettings()
@@ -168,8 +174,8 @@ class Notifier:
         self.poll_interval = max(settings.poll_interval, MIN_POLL)
         # What happened so far: delivered, retried, dead, abandoned, errors.
         self.stats: Counter[str] = Counter()
-        # Prometheus counters (tidings.metrics.Metrics) of the server it runs in.
-        self.metrics: Any = None
+        # Prometheus counters of the server it runs in; None: not counted.
+        self.metrics = metrics
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
         self._stopping = False

@@ -13,15 +13,16 @@ garbage collection has run.
 from __future__ import annotations
 
 import builtins
+import secrets
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from tidings.storage.records import (
     Capability,
     Claim,
+    ClaimRequest,
     ClaimResult,
     DeadLetterPolicy,
     Delivery,
@@ -35,6 +36,7 @@ from tidings.storage.records import (
     QueueFilters,
     QueueRecord,
     QueueStats,
+    SchemaStatus,
     Subscription,
 )
 
@@ -47,6 +49,15 @@ def system_clock() -> float:
     return time.time()
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(method: F) -> F:
+    """Marks a public method that does an operation's shared work, then
+    calls the driver's hook: wrapped (wrapping.py) like an abstract one."""
+    setattr(method, "__operation__", True)
+    return method
+
 
 class PostWatch(Protocol):
     async def wait(self, timeout: float) -> bool:
@@ -54,7 +65,20 @@ class PostWatch(Protocol):
         one already was), False after ``timeout`` seconds without one."""
 
 
-class QueueController(ABC):
+class Controller(ABC):
+    """What the controllers of a driver share: ``d``, the driver they call
+    back into (each driver narrows its type), whose clock the shared work
+    reads. A public method with shared work (limits, claim ids, times) does
+    it here and calls the driver's hook: ``list`` checks the limit,
+    ``_list`` reads the backend."""
+
+    d: Any
+
+    def __init__(self, driver: Any) -> None:
+        self.d = driver
+
+
+class QueueController(Controller):
     @abstractmethod
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         """Create the queue; False (and no change) when it exists."""
@@ -72,7 +96,7 @@ class QueueController(ABC):
         """Delete the queue with its messages, claims, subscriptions and
         deliveries; idempotent."""
 
-    @abstractmethod
+    @operation
     async def list(
         self,
         project: str,
@@ -83,6 +107,14 @@ class QueueController(ABC):
         filters: QueueFilters | None = None,
     ) -> list[QueueRecord]:
         """Queues of the project in name order, strictly after ``marker``."""
+        if limit <= 0:
+            return []
+        return await self._list(project, marker, limit, detailed, filters)
+
+    @abstractmethod
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> builtins.list[QueueRecord]:
+        """``list`` for a limit of at least 1."""
 
     @abstractmethod
     async def count(self, project: str, filters: QueueFilters | None = None) -> int:
@@ -97,14 +129,14 @@ class QueueController(ABC):
         """Delete every message and claim of the queue, keep the queue."""
 
 
-class MessageController(ABC):
+class MessageController(Controller):
     @abstractmethod
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
     ) -> list[str]:
         """Append all messages or none; creates the queue if needed."""
 
-    @abstractmethod
+    @operation
     async def list(
         self,
         project: str,
@@ -118,6 +150,18 @@ class MessageController(ABC):
         include_delayed: bool,
     ) -> tuple[list[Message], str | None]:
         """A page of live messages after ``marker`` and the next marker."""
+        if limit <= 0:
+            return [], None
+        return await self._list(project, queue, marker, limit, None if echo else client_id,
+                                include_claimed, include_delayed, self.d.clock())
+
+    @abstractmethod
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int,
+                    exclude: str | None, claimed: bool, delayed: bool, now: float,
+                    ) -> tuple[builtins.list[Message], str | None]:
+        """``list`` for a limit of at least 1 at ``now``: without the
+        messages of client ``exclude`` (when not None), with claimed and
+        delayed ones when ``claimed`` and ``delayed``."""
 
     @abstractmethod
     async def get(self, project: str, queue: str, message_id: str) -> Message:
@@ -173,17 +217,27 @@ class MessageController(ABC):
         steps leaves the originals claimed in ``src``, to be moved again
         once the claim expires (at least once, not exactly once).
         """
-        found = [m for m in await self.bulk_get(project, src, ids) if m.claim_id == claim_id]
-        if not found:
-            return []
-        batch = [NewMessage(body=m.body, ttl=ttl or m.ttl) for m in found]
-        new_ids = await self.post(project, dst, batch, self.MOVE_CLIENT_ID)
-        await self.bulk_delete(project, src, [m.id for m in found], [claim_id])
-        return new_ids
+        return await copy_then_delete(self, self, project, src, dst, ids, claim_id, ttl)
 
 
-class ClaimController(ABC):
-    @abstractmethod
+async def copy_then_delete(
+    source: MessageController, target: MessageController, project: str, src: str, dst: str,
+    ids: Sequence[str], claim_id: str, ttl: int | None,
+) -> builtins.list[str]:
+    """``MessageController.move``'s default, from ``source``'s queue ``src``
+    to ``target``'s queue ``dst`` (one driver, or two pools'): post the
+    copies, then delete the originals with the claim."""
+    found = [m for m in await source.bulk_get(project, src, ids) if m.claim_id == claim_id]
+    if not found:
+        return []
+    batch = [NewMessage(body=m.body, ttl=ttl or m.ttl) for m in found]
+    new_ids = await target.post(project, dst, batch, MessageController.MOVE_CLIENT_ID)
+    await source.bulk_delete(project, src, [m.id for m in found], [claim_id])
+    return new_ids
+
+
+class ClaimController(Controller):
+    @operation
     async def create(
         self,
         project: str,
@@ -212,6 +266,17 @@ class ClaimController(ABC):
         another pool) counts when the claim commits to it, not again when
         it completes.
         """
+        if limit <= 0:
+            return ClaimResult(None)
+        now = self.d.clock()
+        expires = now + ttl
+        return await self._create(project, queue, ClaimRequest(
+            now, secrets.token_hex(12), ttl, grace, limit, expires, expires + grace, dead_letter))
+
+    @abstractmethod
+    async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:
+        """``create`` for a limit of at least 1, its claim id and times
+        chosen."""
 
     @abstractmethod
     async def get(self, project: str, queue: str, claim_id: str) -> Claim:
@@ -228,7 +293,7 @@ class ClaimController(ABC):
         """Release the claim's messages; idempotent."""
 
 
-class SubscriptionController(ABC):
+class SubscriptionController(Controller):
     """Subscriptions of a queue (topics are queues of a shadow project).
 
     Expired subscriptions (age >= ttl) are never returned and get no
@@ -257,14 +322,22 @@ class SubscriptionController(ABC):
     async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
         """The live subscription of ``subscriber`` on the queue, if any."""
 
-    @abstractmethod
+    @operation
     async def list(
         self, project: str, queue: str, *, marker: str | None, limit: int
     ) -> list[Subscription]:
         """Live subscriptions in creation order, strictly after ``marker``
         (a subscription id)."""
+        if limit <= 0:
+            return []
+        return await self._list(project, queue, marker, limit)
 
     @abstractmethod
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int
+                    ) -> builtins.list[Subscription]:
+        """``list`` for a limit of at least 1."""
+
+    @operation
     async def update(
         self,
         project: str,
@@ -278,6 +351,13 @@ class SubscriptionController(ABC):
         """Change the given fields; a new ttl counts from now. Raises
         SubscriptionDoesNotExist, or Conflict when another live subscription
         of the queue has the new subscriber."""
+        await self._update(project, queue, subscription_id, subscriber, ttl, options)
+
+    @abstractmethod
+    async def _update(self, project: str, queue: str, subscription_id: str,
+                      subscriber: str | None, ttl: int | None,
+                      options: dict[str, Any] | None) -> None:
+        """``update``: the fields that are not None change."""
 
     @abstractmethod
     async def confirm(self, project: str, queue: str, subscription_id: str, confirmed: bool
@@ -300,7 +380,7 @@ class SubscriptionController(ABC):
                 await self.delete(project, queue, subscription.id)
 
 
-class DeliveryController(ABC):
+class DeliveryController(Controller):
     """The notification outbox.
 
     ``MessageController.post`` writes one MESSAGE delivery per live,
@@ -322,11 +402,18 @@ class DeliveryController(ABC):
         """Add one delivery due now (e.g. a confirmation request); returns its
         id. Raises SubscriptionDoesNotExist."""
 
-    @abstractmethod
+    @operation
     async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
         """Up to ``limit`` pending deliveries that are due and not leased,
         oldest due first, leased until now + ``lease_seconds``. Deliveries of
         subscriptions that expired or were deleted are not returned."""
+        if limit <= 0:
+            return []
+        return await self._lease(limit, lease_seconds)
+
+    @abstractmethod
+    async def _lease(self, limit: int, lease_seconds: float) -> builtins.list[Delivery]:
+        """``lease`` for a limit of at least 1."""
 
     @abstractmethod
     async def delivered(self, delivery_id: str) -> None:
@@ -342,7 +429,7 @@ class DeliveryController(ABC):
         """Count a failed attempt and give up: status DEAD, kept for
         inspection until the subscription is deleted or gc removes it."""
 
-    @abstractmethod
+    @operation
     async def list(
         self,
         project: str,
@@ -354,7 +441,16 @@ class DeliveryController(ABC):
         subscription_id: str | None = None,
     ) -> list[Delivery]:
         """A queue's deliveries with the given status, oldest first, strictly
-        after ``marker`` (a delivery id)."""
+        after ``marker`` (a delivery id); only those of ``subscription_id``
+        when given."""
+        if limit <= 0:
+            return []
+        return await self._list(project, queue, status, marker, limit, subscription_id)
+
+    @abstractmethod
+    async def _list(self, project: str, queue: str, status: DeliveryStatus, marker: str | None,
+                    limit: int, subscription_id: str | None) -> builtins.list[Delivery]:
+        """``list`` for a limit of at least 1."""
 
 
 def check_secret_name(name: str) -> str:
@@ -367,7 +463,7 @@ def check_secret_name(name: str) -> str:
 
 # The controllers of a driver, by attribute name: the one list that the
 # wrappers (storage/wrapping.py) and fault plans go by.
-CONTROLLERS: dict[str, type[ABC]] = {
+CONTROLLERS: dict[str, type[Controller]] = {
     "queues": QueueController,
     "messages": MessageController,
     "claims": ClaimController,
@@ -377,28 +473,12 @@ CONTROLLERS: dict[str, type[ABC]] = {
 
 
 def interface_methods(controller: str) -> list[str]:
-    """The methods of the interface of ``controller`` (``"messages"``...)."""
-    return sorted(CONTROLLERS[controller].__abstractmethods__)
-
-
-@dataclass(slots=True, frozen=True)
-class SchemaStatus:
-    """A backend's stored schema version against the one this code needs;
-    both None for a backend that keeps no schema."""
-
-    found: int | None
-    needed: int | None
-
-    @property
-    def problem(self) -> str | None:
-        """What is wrong with the stored schema and what to do, in one
-        sentence; None when it is the version this code needs."""
-        if self.found == self.needed or self.found is None or self.needed is None:
-            return None
-        if self.found < self.needed:
-            return (f"the schema is version {self.found}, outdated: this Tidings needs "
-                    f"{self.needed}; run `tidings migrate`")
-        return f"the schema is version {self.found}, newer than this Tidings ({self.needed})"
+    """The operations of the interface of ``controller`` (``"messages"``...):
+    its public abstract methods and those marked ``@operation``; not the
+    defaults built on them (``move``, ``purge``) nor the drivers' hooks."""
+    cls = CONTROLLERS[controller]
+    return sorted(name for name in dir(cls) if not name.startswith("_") and (
+        name in cls.__abstractmethods__ or getattr(getattr(cls, name), "__operation__", False)))
 
 
 class DataDriver(ABC):
@@ -509,20 +589,8 @@ class DataDriver(ABC):
 
 # The records (storage/records.py) are part of the interface: importable from here.
 __all__ = [
-    "Capability",
-    "Claim",
-    "ClaimResult",
-    "DeadLetterPolicy",
-    "Delivery",
-    "DeliveryKind",
-    "DeliveryStatus",
-    "GcResult",
-    "Message",
-    "MessageStat",
-    "NewMessage",
-    "NewSubscription",
-    "QueueFilters",
-    "QueueRecord",
-    "QueueStats",
+    "Capability", "Claim", "ClaimRequest", "ClaimResult", "DeadLetterPolicy", "Delivery",
+    "DeliveryKind", "DeliveryStatus", "GcResult", "Message", "MessageStat", "NewMessage",
+    "NewSubscription", "QueueFilters", "QueueRecord", "QueueStats", "SchemaStatus",
     "Subscription",
 ]

@@ -46,6 +46,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -87,36 +88,37 @@ class InjectedFault(errors.ServiceUnavailable):
     backend failure a driver reports."""
 
 
+@dataclass(kw_only=True)
 class FaultPlan:
     """What to inject, where, and the RNG that decides when."""
 
-    def __init__(self, *, error_rate: float = 0.0, latency_ms: tuple[float, float] = (0.0, 0.0),
-                 ops: tuple[str, ...] = WRITE_OPS, mode: str = "before",
-                 error: str = "unavailable", seed: int = 0, hang_ms: float = 1000.0) -> None:
-        if not 0.0 <= error_rate <= 1.0:
-            raise ValueError(f"error_rate must be within 0..1, not {error_rate}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if error not in ERRORS:
-            raise ValueError(f"error must be one of {', '.join(ERRORS)}, not {error!r}")
-        low, high = latency_ms
+    error_rate: float = 0.0
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    ops: tuple[str, ...] = WRITE_OPS
+    mode: str = "before"
+    error: str = "unavailable"
+    seed: int = 0
+    hang_ms: float = 1000.0
+    rng: random.Random = field(init=False)
+    injected: Counter[str] = field(init=False, default_factory=Counter)
+    calls: Counter[str] = field(init=False, default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be within 0..1, not {self.error_rate}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.error not in ERRORS:
+            raise ValueError(f"error must be one of {', '.join(ERRORS)}, not {self.error!r}")
+        low, high = self.latency_ms
         if low < 0 or high < low:
-            raise ValueError(f"bad latency range {latency_ms}")
-        for pattern in ops:
+            raise ValueError(f"bad latency range {self.latency_ms}")
+        for pattern in self.ops:
             if not any(fnmatch.fnmatchcase(op, pattern) for op in known_ops()):
                 raise ValueError(f"{pattern!r} names no operation: use controller.method, "
                                  f"e.g. messages.post, claims.*, with a controller among "
                                  f"{', '.join(CONTROLLERS)}")
-        self.error_rate = error_rate
-        self.latency_ms = latency_ms
-        self.ops = ops
-        self.mode = mode
-        self.error = error
-        self.seed = seed
-        self.hang_ms = hang_ms
-        self.rng = random.Random(seed)
-        self.injected: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
+        self.rng = random.Random(self.seed)
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> FaultPlan:

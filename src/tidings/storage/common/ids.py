@@ -113,8 +113,7 @@ class IdCodec:
             raw = _hex(text)
             counter = int.from_bytes(raw[:8], "big") if raw is not None else 0
             if 0 < counter < self._legacy_below[kind]:
-                # The type: ignore below: raw is not None when counter > 0.
-                return counter, int.from_bytes(raw[8:], "big")  # type: ignore[index]
+                return counter, int.from_bytes(raw[8:], "big")  # type: ignore[index]  # raw is not None when counter > 0
             return None
         return self._decrypt(kind, text)
 

@@ -25,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from tidings.storage.common.opened import opened
+
 # Placement states. STABLE: served by ``pool``. CLOSING: served by ``pool``
 # but no new claims are granted (the move waits for the claims to end).
 # MOVING: frozen while its data is copied to ``target``; requests wait.
@@ -216,9 +218,7 @@ class SqliteControlDriver(ControlDriver):
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the control store is not open")
-        return self._db
+        return opened(self._db, "control store")
 
     async def open(self) -> None:
         if self._db is not None:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from tidings.storage.common.opened import opened
 from tidings.storage.pooling.control import (
     MOVING,
     ControlDriver,
@@ -80,9 +81,7 @@ class PostgresControlDriver(ControlDriver):
 
     @property
     def db(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the control store is not open")
-        return self._pool
+        return opened(self._pool, "control store")
 
     async def open(self) -> None:
         if self._pool is not None:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 
+from tidings.storage.common.opened import opened
 from tidings.storage.pooling.control import (
     MOVING,
     ControlDriver,
@@ -114,9 +115,7 @@ class RedisControlDriver(ControlDriver):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            raise RuntimeError("the control store is not open")
-        return self._client
+        return opened(self._client, "control store")
 
     async def open(self) -> None:
         if self._client is not None:

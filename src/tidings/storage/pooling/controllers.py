@@ -1,41 +1,47 @@
 """The pooled driver's controllers: each operation on a queue goes to the
-driver of the queue's pool (driver.py places and routes)."""
+driver of the queue's pool (driver.py places and routes).
+
+Most operations only pick the pool: ``attach`` gives the pooled driver
+proxies (storage/wrapping.py) that forward them to the pool's driver,
+placing the queue first for the operations in PLACING. The classes below
+hold the operations that do more: listings merged across pools, the
+queue's catalogue entry, claims with a dead letter queue in another pool,
+and delivery ids that carry their pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
 import itertools
-from collections.abc import Callable
 from typing import Any, Protocol, Sequence
 
-from tidings.storage import base
 from tidings.storage.base import (
-    Claim,
     ClaimResult,
     DataDriver,
     DeadLetterPolicy,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Message,
     NewMessage,
-    NewSubscription,
     QueueFilters,
     QueueRecord,
-    QueueStats,
-    Subscription,
+    copy_then_delete,
 )
 from tidings.storage.pooling.control import (
     CLOSING,
     ControlDriver,
     Placement,
 )
+from tidings.storage.wrapping import route_controllers
 
 # Delivery ids of the pooled driver: "<pool>:<the pool's own id>".
 ID_SEP = ":"
 # The client id of the messages a claim moves to a dead letter queue.
 DLQ_CLIENT = "00000000-0000-4000-8000-00000000d1a0"
+# The operations that place a queue not placed yet rather than send it to
+# the first pool: the posts that notify a subscription must reach its pool.
+PLACING = frozenset({"messages.post", "subscriptions.create"})
 
 
 def wrap_delivery(pool: str, delivery: Delivery) -> Delivery:
@@ -73,23 +79,35 @@ class PoolRouter(Protocol):
     async def unwrap(self, delivery_id: str) -> tuple[DataDriver, str]: ...
 
 
+def attach(pooled: PoolRouter) -> None:
+    """Set the pooled driver's controllers (see the module docstring)."""
+
+    async def driver_for(op: str, project: str, queue: str) -> DataDriver:
+        if op in PLACING:
+            return await pooled.place(project, queue)
+        return await pooled.route(project, queue)
+
+    route_controllers(pooled, {
+        "queues": PooledQueues(pooled),
+        "messages": PooledMessages(pooled),
+        "claims": PooledClaims(pooled),
+        "subscriptions": PooledSubscriptions(pooled),
+        "deliveries": PooledDeliveries(pooled),
+    }, driver_for)
+
+
 class _Part:
+    """What a pooled controller holds: the pooled driver, for routing."""
+
     def __init__(self, pooled: PoolRouter) -> None:
         self.pooled = pooled
 
 
-class PooledQueues(_Part, base.QueueController):
+class PooledQueues(_Part):
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         flavor = metadata.get("_flavor") if isinstance(metadata, dict) else None
         driver = await self.pooled.place(project, name, flavor if isinstance(flavor, str) else None)
         return await driver.queues.create(project, name, metadata)
-
-    async def get_metadata(self, project: str, name: str) -> dict[str, Any]:
-        return await (await self.pooled.route(project, name)).queues.get_metadata(project, name)
-
-    async def set_metadata(self, project: str, name: str, metadata: dict[str, Any]) -> None:
-        driver = await self.pooled.route(project, name)
-        await driver.queues.set_metadata(project, name, metadata)
 
     async def delete(self, project: str, name: str) -> None:
         pool = await self.pooled.lookup(project, name)
@@ -116,63 +134,21 @@ class PooledQueues(_Part, base.QueueController):
         drivers = await self.pooled.all_drivers()
         return sum(await asyncio.gather(*(d.queues.count(project, filters) for _, d in drivers)))
 
-    async def stats(self, project: str, name: str) -> QueueStats:
-        return await (await self.pooled.route(project, name)).queues.stats(project, name)
 
-    async def purge_messages(self, project: str, name: str) -> None:
-        driver = await self.pooled.route(project, name)
-        await driver.queues.purge_messages(project, name)
-
-
-class PooledMessages(_Part, base.MessageController):
-    async def post(self, project: str, queue: str, messages: Sequence[NewMessage],
-                   client_id: str) -> list[str]:
-        driver = await self.pooled.place(project, queue)
-        return await driver.messages.post(project, queue, messages, client_id)
-
-    async def list(self, project: str, queue: str, *, marker: str | None, limit: int,
-                   client_id: str | None, echo: bool, include_claimed: bool,
-                   include_delayed: bool) -> tuple[list[Message], str | None]:
-        driver = await self.pooled.route(project, queue)
-        return await driver.messages.list(
-            project, queue, marker=marker, limit=limit, client_id=client_id, echo=echo,
-            include_claimed=include_claimed, include_delayed=include_delayed)
-
-    async def get(self, project: str, queue: str, message_id: str) -> Message:
-        return await (await self.pooled.route(project, queue)).messages.get(
-            project, queue, message_id)
-
-    async def bulk_get(self, project: str, queue: str, ids: Sequence[str]
-                       ) -> builtins.list[Message]:
-        return await (await self.pooled.route(project, queue)).messages.bulk_get(
-            project, queue, ids)
-
-    async def delete(self, project: str, queue: str, message_id: str,
-                     claim_id: str | None) -> None:
-        await (await self.pooled.route(project, queue)).messages.delete(
-            project, queue, message_id, claim_id)
-
-    async def bulk_delete(self, project: str, queue: str, ids: Sequence[str],
-                          claim_ids: Sequence[str] | None) -> None:
-        await (await self.pooled.route(project, queue)).messages.bulk_delete(
-            project, queue, ids, claim_ids)
-
-    async def pop(self, project: str, queue: str, limit: int) -> builtins.list[Message]:
-        return await (await self.pooled.route(project, queue)).messages.pop(
-            project, queue, limit)
-
+class PooledMessages(_Part):
     async def move(self, project: str, src: str, dst: str, ids: Sequence[str],
                    claim_id: str, ttl: int | None = None) -> builtins.list[str]:
         """The pool's own (atomic) move when both queues live in one pool;
-        across pools, the base class's post-then-delete."""
+        across pools, the interface's default post-then-delete."""
         source = await self.pooled.route(project, src)
         target = await self.pooled.place(project, dst)
         if source is target:
             return await source.messages.move(project, src, dst, ids, claim_id, ttl)
-        return await super().move(project, src, dst, ids, claim_id, ttl)
+        return await copy_then_delete(source.messages, target.messages, project, src, dst, ids,
+                                      claim_id, ttl)
 
 
-class PooledClaims(_Part, base.ClaimController):
+class PooledClaims(_Part):
     async def create(self, project: str, queue: str, *, ttl: int, grace: int, limit: int,
                      dead_letter: DeadLetterPolicy | None) -> ClaimResult:
         """The pool's claim, and its ``dead_lettered`` count. A dead letter
@@ -225,57 +201,13 @@ class PooledClaims(_Part, base.ClaimController):
                                               [m.claim_id for m in page if m.claim_id])
         await source.queues.delete(project, dlq)
 
-    async def get(self, project: str, queue: str, claim_id: str) -> Claim:
-        return await (await self.pooled.route(project, queue)).claims.get(
-            project, queue, claim_id)
 
-    async def update(self, project: str, queue: str, claim_id: str, *, ttl: int,
-                     grace: int) -> None:
-        await (await self.pooled.route(project, queue)).claims.update(
-            project, queue, claim_id, ttl=ttl, grace=grace)
-
-    async def delete(self, project: str, queue: str, claim_id: str) -> None:
-        await (await self.pooled.route(project, queue)).claims.delete(project, queue, claim_id)
+class PooledSubscriptions(_Part):
+    async def purge(self, project: str, queue: str) -> None:
+        await (await self.pooled.route(project, queue)).subscriptions.purge(project, queue)
 
 
-class PooledSubscriptions(_Part, base.SubscriptionController):
-    async def create(self, project: str, queue: str, subscription: NewSubscription,
-                     confirmation: Callable[[str], dict[str, Any]] | None = None
-                     ) -> str | None:
-        # Placed now: the posts that notify it must reach the same pool.
-        driver = await self.pooled.place(project, queue)
-        return await driver.subscriptions.create(project, queue, subscription, confirmation)
-
-    async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
-        return await (await self.pooled.route(project, queue)).subscriptions.get(
-            project, queue, subscription_id)
-
-    async def find(self, project: str, queue: str, subscriber: str) -> Subscription | None:
-        return await (await self.pooled.route(project, queue)).subscriptions.find(
-            project, queue, subscriber)
-
-    async def list(self, project: str, queue: str, *, marker: str | None, limit: int
-                   ) -> list[Subscription]:
-        return await (await self.pooled.route(project, queue)).subscriptions.list(
-            project, queue, marker=marker, limit=limit)
-
-    async def update(self, project: str, queue: str, subscription_id: str, *,
-                     subscriber: str | None = None, ttl: int | None = None,
-                     options: dict[str, Any] | None = None) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.update(
-            project, queue, subscription_id, subscriber=subscriber, ttl=ttl, options=options)
-
-    async def confirm(self, project: str, queue: str, subscription_id: str,
-                      confirmed: bool) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.confirm(
-            project, queue, subscription_id, confirmed)
-
-    async def delete(self, project: str, queue: str, subscription_id: str) -> None:
-        await (await self.pooled.route(project, queue)).subscriptions.delete(
-            project, queue, subscription_id)
-
-
-class PooledDeliveries(_Part, base.DeliveryController):
+class PooledDeliveries(_Part):
     async def enqueue(self, project: str, queue: str, subscription_id: str,
                       kind: DeliveryKind, payload: dict[str, Any]) -> str:
         pooled = self.pooled

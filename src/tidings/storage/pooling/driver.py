@@ -53,14 +53,7 @@ from tidings.storage.pooling.control import (
     Placement,
     PoolRecord,
 )
-from tidings.storage.pooling.controllers import (
-    ID_SEP,
-    PooledClaims,
-    PooledDeliveries,
-    PooledMessages,
-    PooledQueues,
-    PooledSubscriptions,
-)
+from tidings.storage.pooling.controllers import ID_SEP, attach
 from tidings.storage.registry import driver_from_url
 
 log = logging.getLogger(__name__)
@@ -120,16 +113,11 @@ class PooledDriver(DataDriver):
         self._pools: list[PoolRecord] | None = None
         self._pools_at = 0.0
         self.lease_turn = 0
-        self.queues = PooledQueues(self)
-        self.messages = PooledMessages(self)
-        self.claims = PooledClaims(self)
-        self.subscriptions = PooledSubscriptions(self)
-        self.deliveries = PooledDeliveries(self)
+        attach(self)
 
     # --- life cycle -------------------------------------------------------------
     @property
-    # The type: ignore below: computed from the pools, not a class attribute.
-    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
+    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]  # computed from the pools, not a class attribute
         opened = [d.capabilities for d in self._drivers.values()]
         return frozenset.intersection(*opened) if opened else frozenset()
 

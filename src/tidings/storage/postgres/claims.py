@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 import asyncpg
 
 from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import (
     Claim,
+    ClaimRequest,
     ClaimResult,
     DeadLetterPolicy,
 )
@@ -23,25 +22,12 @@ from tidings.storage.postgres.core import (
 
 
 class PostgresClaims(base.ClaimController):
-    def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+    d: PostgresCore
 
-    async def create(
-        self,
-        project: str,
-        queue: str,
-        *,
-        ttl: int,
-        grace: int,
-        limit: int,
-        dead_letter: DeadLetterPolicy | None,
-    ) -> ClaimResult:
-        now = self.d.clock()
-        claim_id = secrets.token_hex(12)
-        claim_expires = now + ttl
-        keep_until = claim_expires + grace
-        if limit <= 0:
-            return ClaimResult(None)
+    async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:
+        now, claim_id, ttl, grace, limit = (claim.now, claim.claim_id, claim.ttl, claim.grace,
+                                            claim.limit)
+        claim_expires, keep_until, dead_letter = claim.expires, claim.keep_until, claim.dead_letter
         moved = 0
         if dead_letter is None:
             # Pick, mark and record in one statement.

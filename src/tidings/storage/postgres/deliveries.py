@@ -55,17 +55,10 @@ def _error_text(error: str) -> str:
 
 
 class PostgresDeliveries(base.DeliveryController):
-    def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+    d: PostgresCore
 
-    async def enqueue(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        kind: DeliveryKind,
-        payload: dict[str, Any],
-    ) -> str:
+    async def enqueue(self, project: str, queue: str, subscription_id: str,
+                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
         parsed = parse_seq_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         row = None
         if parsed is not None:
@@ -76,9 +69,7 @@ class PostgresDeliveries(base.DeliveryController):
             raise no_subscription(subscription_id)
         return seq_public_id(self.d.ids, IdKind.DELIVERY, row[0], row[1])
 
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        if limit <= 0:
-            return []
+    async def _lease(self, limit: int, lease_seconds: float) -> list[Delivery]:
         now = self.d.clock()
         rows = await self.d.fetch(q.DELIVERY_LEASE, now, limit, now + lease_seconds)
         rows.sort(key=lambda row: (row["next_attempt"], row["seq"]))
@@ -99,16 +90,8 @@ class PostgresDeliveries(base.DeliveryController):
         if parsed is not None:
             await self.d.execute(q.DELIVERY_DEAD, *parsed, self.d.clock(), _error_text(error))
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        status: DeliveryStatus,
-        marker: str | None,
-        limit: int,
-        subscription_id: str | None = None,
-    ) -> list[Delivery]:
+    async def _list(self, project: str, queue: str, status: DeliveryStatus, marker: str | None,
+                    limit: int, subscription_id: str | None) -> list[Delivery]:
         after = self.d.ids.marker(IdKind.DELIVERY, marker)
         if subscription_id is None:
             rows = await self.d.fetch(q.DELIVERY_LIST, project, queue, status.value, after, limit)

@@ -63,6 +63,7 @@ from tidings.storage.base import (
     system_clock,
 )
 from tidings.storage.common.ids import IdCodec
+from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
 from tidings.storage.postgres import queries as q
@@ -286,9 +287,7 @@ class PostgresDriver(base.DataDriver):
     @property
     def ids(self) -> IdCodec:
         """The database's public id codec (read from it by open())."""
-        if self._ids is None:
-            raise errors.ServiceUnavailable("The storage is not open.")
-        return self._ids
+        return opened(self._ids)
 
     # --- life cycle -------------------------------------------------------
 

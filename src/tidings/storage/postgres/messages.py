@@ -27,8 +27,10 @@ from tidings.storage.postgres.writer import DeleteWriter, PostWriter
 
 
 class PostgresMessages(base.MessageController):
+    d: PostgresCore
+
     def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+        super().__init__(driver)
         # Concurrent posts (deletes) of one queue share a statement (writer.py).
         self.writer = PostWriter(driver)
         self.deletes = DeleteWriter(driver)
@@ -47,24 +49,12 @@ class PostgresMessages(base.MessageController):
         self.d.wake_watches(project, queue)
         return [self.d.ids.message_id(rowid) for rowid in rowids]
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        marker: str | None,
-        limit: int,
-        client_id: str | None,
-        echo: bool,
-        include_claimed: bool,
-        include_delayed: bool,
-    ) -> tuple[list[Message], str | None]:
-        now = self.d.clock()
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int,
+                    exclude: str | None, claimed: bool, delayed: bool, now: float,
+                    ) -> tuple[list[Message], str | None]:
         after = self.d.ids.marker(IdKind.MESSAGE, marker)
-        exclude = client_id if (not echo and client_id is not None) else None
         rows = await self.d.fetch(
-            q.MESSAGE_PAGE, project, queue, after, now, include_claimed, include_delayed,
-            exclude, limit,
+            q.MESSAGE_PAGE, project, queue, after, now, claimed, delayed, exclude, limit,
         )
         page = [message_from_row(self.d.ids, row, now) for row in rows]
         return page, (page[-1].id if page else None)

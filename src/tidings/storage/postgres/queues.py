@@ -75,8 +75,10 @@ class PostgresQueues(base.QueueController):
     storage/common/metadata_cache.py); a change made by any process is
     announced with a NOTIFY and forgotten everywhere."""
 
+    d: PostgresCore
+
     def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+        super().__init__(driver)
         self.metadata_cache = MetadataCache()
 
     def heard_change(self, message: bytes) -> None:
@@ -126,8 +128,7 @@ class PostgresQueues(base.QueueController):
         async def job(conn: asyncpg.Connection) -> None:
             queue_id = await conn.fetchval(q.QUEUE_LOCK_FOR_DELETE, project, name)
             if queue_id is not None:
-                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
-                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+                await _empty(conn, queue_id)
                 await conn.execute(q.QUEUE_DELETE, queue_id)
             # Its subscriptions too (they may exist without the queue's
             # row), then their deliveries: see queries.SUBSCRIPTION_DELETE.
@@ -139,15 +140,8 @@ class PostgresQueues(base.QueueController):
         finally:
             await self._changed(project, name)
 
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> list[QueueRecord]:
         args = _filter_args(filters)
         if args is None:
             return []
@@ -180,10 +174,15 @@ class PostgresQueues(base.QueueController):
             # The row lock keeps posts out while the queue empties.
             queue_id = await conn.fetchval(q.QUEUE_LOCK, project, name)
             if queue_id is not None:
-                await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
-                await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
+                await _empty(conn, queue_id)
 
         await self.d.run(job, transaction=True)
+
+
+async def _empty(conn: asyncpg.Connection, queue_id: int) -> None:
+    """Delete the queue's messages and claims (its row locked by the caller)."""
+    await conn.execute(q.MESSAGES_DELETE_OF_QUEUE, queue_id)
+    await conn.execute(q.CLAIMS_DELETE_OF_QUEUE, queue_id)
 
 
 def _stat(ids: IdCodec, rowid: int | None, created: float | None, now: float

@@ -40,8 +40,7 @@ def _subscription(ids: IdCodec, row: Sequence[Any], now: float) -> base.Subscrip
 
 
 class PostgresSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: PostgresCore) -> None:
-        self.d = driver
+    d: PostgresCore
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
                      confirmation: Callable[[str], dict[str, Any]] | None = None
@@ -82,25 +81,17 @@ class PostgresSubscriptions(base.SubscriptionController):
         row = await self.d.fetchrow(q.SUBSCRIPTION_FIND, project, queue, subscriber, now)
         return None if row is None else _subscription(self.d.ids, row, now)
 
-    async def list(
-        self, project: str, queue: str, *, marker: str | None, limit: int
-    ) -> list[base.Subscription]:
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int
+                    ) -> list[base.Subscription]:
         now = self.d.clock()
         rows = await self.d.fetch(
             q.SUBSCRIPTION_LIST, project, queue, self.d.ids.marker(IdKind.SUBSCRIPTION, marker),
             now, limit)
         return [_subscription(self.d.ids, row, now) for row in rows]
 
-    async def update(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        *,
-        subscriber: str | None = None,
-        ttl: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
+    async def _update(self, project: str, queue: str, subscription_id: str,
+                      subscriber: str | None, ttl: int | None,
+                      options: dict[str, Any] | None) -> None:
         parsed = parse_seq_id(self.d.ids, IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
             raise no_subscription(subscription_id)

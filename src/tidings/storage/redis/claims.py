@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from redis.crc import key_slot
 
 from tidings import errors
 from tidings.storage import base
-from tidings.storage.base import Claim, ClaimResult, DeadLetterPolicy
+from tidings.storage.base import Claim, ClaimRequest, ClaimResult
 from tidings.storage.redis import scripts
 from tidings.storage.redis.messages import decode_record, new_salt, sequence_seed, to_messages
 
@@ -21,26 +20,13 @@ DEAD_LETTER_BATCH = 100
 
 
 class RedisClaims(base.ClaimController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     def _same_slot(self, a: str, b: str) -> bool:
         return not self.d.cluster or key_slot(a.encode()) == key_slot(b.encode())
 
-    async def create(
-        self,
-        project: str,
-        queue: str,
-        *,
-        ttl: int,
-        grace: int,
-        limit: int,
-        dead_letter: DeadLetterPolicy | None,
-    ) -> ClaimResult:
-        if limit <= 0:
-            return ClaimResult(None)
-        now = self.d.clock()
-        claim_id = secrets.token_hex(12)
+    async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:
+        now, claim_id, dead_letter = claim.now, claim.claim_id, claim.dead_letter
         queue_base = self.d.keys.queue(project, queue)
         keys = [queue_base]
         mode, max_count, dlq_name, dlq_ttl = "drop", 0, "", 0
@@ -63,8 +49,8 @@ class RedisClaims(base.ClaimController):
         dlq_created, parked, flat, moved = await self.d.run(
             scripts.claim,
             keys,
-            [repr(now), claim_id, ttl, grace, limit, max_count, mode, dlq_name, dlq_ttl,
-             sequence_seed(now), new_salt()],
+            [repr(now), claim_id, claim.ttl, claim.grace, claim.limit, max_count, mode, dlq_name,
+             dlq_ttl, sequence_seed(now), new_salt()],
         )
         if dlq_created:
             await self.d.index_queue(project, dlq_name)

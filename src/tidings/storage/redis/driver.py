@@ -28,6 +28,7 @@ from tidings import errors
 from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import Capability, Clock, system_clock
+from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import Keys
@@ -61,19 +62,10 @@ class RedisDriver(base.DataDriver):
         {Capability.FIFO, Capability.CLAIMS, Capability.AT_LEAST_ONCE, Capability.HIGH_THROUGHPUT}
     )
 
-    def __init__(
-        self,
-        client_url: str,
-        *,
-        cluster: bool = False,
-        prefix: str = DEFAULT_PREFIX,
-        unreliable: bool = False,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float | None = None,
-        clock: Clock = system_clock,
-        dead_retention: float = DEAD_RETENTION,
-        replicas: int = 0,
-    ) -> None:
+    def __init__(self, client_url: str, *, cluster: bool = False, prefix: str = DEFAULT_PREFIX,
+                 unreliable: bool = False, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+                 connect_timeout: float | None = None, clock: Clock = system_clock,
+                 dead_retention: float = DEAD_RETENTION, replicas: int = 0) -> None:
         from tidings.storage.redis.claims import RedisClaims
         from tidings.storage.redis.messages import RedisMessages
         from tidings.storage.redis.notify import RedisDeliveries, RedisSubscriptions
@@ -99,11 +91,9 @@ class RedisDriver(base.DataDriver):
         parts = urlsplit(client_url)
         # For messages and health: never the password.
         self.where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
-        self.queues = RedisQueues(self)
-        self.messages = RedisMessages(self)
-        self.claims = RedisClaims(self)
-        self.subscriptions = RedisSubscriptions(self)
-        self.deliveries = RedisDeliveries(self)
+        self.queues, self.messages, self.claims = (RedisQueues(self), RedisMessages(self),
+                                                   RedisClaims(self))
+        self.subscriptions, self.deliveries = RedisSubscriptions(self), RedisDeliveries(self)
         self.watches = WatchHub(self)
 
     @classmethod
@@ -142,9 +132,7 @@ class RedisDriver(base.DataDriver):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            raise errors.ServiceUnavailable("The storage is not open.")
-        return self._client
+        return opened(self._client)
 
     @contextmanager
     def guard(self) -> Iterator[None]:

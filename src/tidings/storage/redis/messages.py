@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 decode_record = msgspec.msgpack.Decoder(list).decode
-_HEX = frozenset("0123456789abcdef")
+# The digits of the hex parts of ids.
+HEX = frozenset("0123456789abcdef")
 SALT_LENGTH = 8
 
 # Delete script results (scripts.DELETE).
@@ -41,7 +42,7 @@ def message_id(seq: int, salt: str) -> str:
 
 def is_message_id(text: str) -> bool:
     """Whether we could have issued ``text``: anything else is not found."""
-    return len(text) == 16 + SALT_LENGTH and _HEX.issuperset(text)
+    return len(text) == 16 + SALT_LENGTH and HEX.issuperset(text)
 
 
 def new_salt() -> str:
@@ -72,8 +73,7 @@ def to_messages(flat: list[Any], now: float) -> list[Message]:
 
 
 class RedisMessages(base.MessageController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
@@ -100,28 +100,15 @@ class RedisMessages(base.MessageController):
         # One script: the sequence numbers of the batch are consecutive.
         return [message_id(first + i, salt.decode()) for i in range(len(messages))]
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        marker: str | None,
-        limit: int,
-        client_id: str | None,
-        echo: bool,
-        include_claimed: bool,
-        include_delayed: bool,
-    ) -> tuple[list[Message], str | None]:
-        if limit <= 0:
-            return [], None
-        now = self.d.clock()
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int,
+                    exclude: str | None, claimed: bool, delayed: bool, now: float,
+                    ) -> tuple[list[Message], str | None]:
         # Markers order by sequence alone: one of another queue still pages.
         after = int(marker[:16], 16) if marker and is_message_id(marker) else 0
-        hide = client_id if client_id is not None and not echo else ""
         flat = await self.d.run(
             scripts.list_messages,
             [self.d.keys.queue(project, queue)],
-            [repr(now), after, limit, int(include_claimed), int(include_delayed), hide],
+            [repr(now), after, limit, int(claimed), int(delayed), exclude or ""],
         )
         page = to_messages(flat, now)
         return page, (page[-1].id if page else None)

@@ -56,15 +56,13 @@ from tidings.storage.base import (
 )
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import Keys, member_of_tag, member_tag
-from tidings.storage.redis.messages import sequence_seed
+from tidings.storage.redis.messages import HEX, decode_record, sequence_seed
 
 if TYPE_CHECKING:
     from tidings.storage.redis.core import RedisCore
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-_unpack = msgspec.msgpack.Decoder(list).decode
-_HEX = frozenset("0123456789abcdef")
 ID_SALT_LENGTH = 8
 # lease() reads at most this many due queues per call.
 LEASE_QUEUES = 16
@@ -86,13 +84,13 @@ def _sequence_of(identifier: str | None) -> int:
     for anything else, so a marker we never issued pages from the start."""
     if identifier and len(identifier) >= 16 + ID_SALT_LENGTH:
         head = identifier[:16]
-        if _HEX.issuperset(head):
+        if HEX.issuperset(head):
             return int(head, 16)
     return 0
 
 
 def to_subscription(queue: str, sid: Any, raw: bytes, now: float) -> Subscription:
-    created, _expires, ttl, confirmed, subscriber, options, _seq = _unpack(raw)
+    created, _expires, ttl, confirmed, subscriber, options, _seq = decode_record(raw)
     return Subscription(
         id=_text(sid),
         queue=queue,
@@ -105,8 +103,8 @@ def to_subscription(queue: str, sid: Any, raw: bytes, now: float) -> Subscriptio
 
 
 def to_delivery(project: str, queue: str, did: Any, raw: bytes, sub_raw: bytes) -> Delivery:
-    sub_id, kind, payload, attempts, created, status, error, _seq, _died = _unpack(raw)
-    sub = _unpack(sub_raw)
+    sub_id, kind, payload, attempts, created, status, error, _seq, _died = decode_record(raw)
+    sub = decode_record(sub_raw)
     return Delivery(
         id=_text(did),
         project=project,
@@ -124,8 +122,7 @@ def to_delivery(project: str, queue: str, did: Any, raw: bytes, sub_raw: bytes) 
 
 
 class RedisSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
                      confirmation: Callable[[str], dict[str, Any]] | None = None
@@ -176,11 +173,8 @@ class RedisSubscriptions(base.SubscriptionController):
             return None
         return to_subscription(queue, found[0], found[1], now)
 
-    async def list(
-        self, project: str, queue: str, *, marker: str | None, limit: int
-    ) -> list[Subscription]:
-        if limit <= 0:
-            return []
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int
+                    ) -> list[Subscription]:
         now = self.d.clock()
         flat = await self.d.run(
             scripts.sub_list,
@@ -189,16 +183,9 @@ class RedisSubscriptions(base.SubscriptionController):
         )
         return [to_subscription(queue, flat[i], flat[i + 1], now) for i in range(0, len(flat), 2)]
 
-    async def update(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        *,
-        subscriber: str | None = None,
-        ttl: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
+    async def _update(self, project: str, queue: str, subscription_id: str,
+                      subscriber: str | None, ttl: int | None,
+                      options: dict[str, Any] | None) -> None:
         result = await self.d.run(
             scripts.sub_update,
             [self.d.keys.queue(project, queue)],
@@ -236,8 +223,7 @@ class RedisSubscriptions(base.SubscriptionController):
 
 
 class RedisDeliveries(base.DeliveryController):
-    def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+    d: RedisCore
 
     # --- the outbox hint (see the module doc) ------------------------------
 
@@ -266,7 +252,7 @@ class RedisDeliveries(base.DeliveryController):
     def _locate(self, delivery_id: str) -> tuple[str, str] | None:
         """(member, queue key base) of a delivery id; None if it names none."""
         head, dot, tag = delivery_id.partition(".")
-        if not dot or len(head) != 16 + ID_SALT_LENGTH or not _HEX.issuperset(head):
+        if not dot or len(head) != 16 + ID_SALT_LENGTH or not HEX.issuperset(head):
             return None
         member = member_of_tag(tag)
         if member is None:
@@ -275,14 +261,8 @@ class RedisDeliveries(base.DeliveryController):
 
     # --- the interface ----------------------------------------------------
 
-    async def enqueue(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        kind: DeliveryKind,
-        payload: dict[str, Any],
-    ) -> str:
+    async def enqueue(self, project: str, queue: str, subscription_id: str,
+                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
         keys = self.d.keys
         member = keys.member(project, queue)
         now = self.d.clock()
@@ -299,9 +279,7 @@ class RedisDeliveries(base.DeliveryController):
         await self.lower(member, now)
         return _text(did)
 
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        if limit <= 0:
-            return []
+    async def _lease(self, limit: int, lease_seconds: float) -> list[Delivery]:
         now = self.d.clock()
         until = now + max(lease_seconds, 0.001)
         async with self.d.bounded():
@@ -377,18 +355,8 @@ class RedisDeliveries(base.DeliveryController):
         if found and (head is None or head is False):
             await self.settle(member, head)
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        status: DeliveryStatus,
-        marker: str | None,
-        limit: int,
-        subscription_id: str | None = None,
-    ) -> list[Delivery]:
-        if limit <= 0:
-            return []
+    async def _list(self, project: str, queue: str, status: DeliveryStatus, marker: str | None,
+                    limit: int, subscription_id: str | None) -> list[Delivery]:
         flat = await self.d.run(
             scripts.delivery_list,
             [self.d.keys.queue(project, queue)],

@@ -59,8 +59,10 @@ class RedisQueues(base.QueueController):
     storage/common/metadata_cache.py); a change made by any process is
     announced on the bus and forgotten everywhere."""
 
+    d: RedisCore
+
     def __init__(self, driver: RedisCore) -> None:
-        self.d = driver
+        super().__init__(driver)
         self.metadata_cache = MetadataCache()
 
     def heard_change(self, message: bytes) -> None:
@@ -173,17 +175,8 @@ class RedisQueues(base.QueueController):
                 break
         return found
 
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
-        if limit <= 0:
-            return []
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> list[QueueRecord]:
         return await self._scan(project, marker, limit, filters, detailed)
 
     async def count(self, project: str, filters: QueueFilters | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from typing import Any
 
@@ -10,6 +9,7 @@ from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import (
     Claim,
+    ClaimRequest,
     ClaimResult,
     DeadLetterPolicy,
     Message,
@@ -25,23 +25,15 @@ from tidings.storage.sqlite.core import (
 
 
 class SqliteClaims(base.ClaimController):
-    def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+    """Each claim is one write job; the claims that share a transaction
+    share a floor per queue (see ``_create``)."""
 
-    async def create(
-        self,
-        project: str,
-        queue: str,
-        *,
-        ttl: int,
-        grace: int,
-        limit: int,
-        dead_letter: DeadLetterPolicy | None,
-    ) -> ClaimResult:
-        now = self.d.clock()
-        claim_id = secrets.token_hex(12)
-        claim_expires = now + ttl
-        keep_until = claim_expires + grace
+    d: SqliteCore
+
+    async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:
+        now, claim_id, ttl, grace, limit = (claim.now, claim.claim_id, claim.ttl, claim.grace,
+                                            claim.limit)
+        claim_expires, keep_until, dead_letter = claim.expires, claim.keep_until, claim.dead_letter
 
         def job(conn: sqlite3.Connection) -> ClaimResult:
             queue_id = find_queue(conn, project, queue)

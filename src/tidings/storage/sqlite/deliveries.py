@@ -54,17 +54,10 @@ def _delivery(ids: IdCodec, row: tuple[Any, ...]) -> Delivery:
 
 
 class SqliteDeliveries(base.DeliveryController):
-    def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+    d: SqliteCore
 
-    async def enqueue(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        kind: DeliveryKind,
-        payload: dict[str, Any],
-    ) -> str:
+    async def enqueue(self, project: str, queue: str, subscription_id: str,
+                      kind: DeliveryKind, payload: dict[str, Any]) -> str:
         now = self.d.clock()
         parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:
@@ -84,7 +77,7 @@ class SqliteDeliveries(base.DeliveryController):
 
         return await self.d.writer.run(job)
 
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+    async def _lease(self, limit: int, lease_seconds: float) -> list[Delivery]:
         now = self.d.clock()
         until = now + lease_seconds
 
@@ -127,16 +120,8 @@ class SqliteDeliveries(base.DeliveryController):
     async def dead(self, delivery_id: str, *, error: str) -> None:
         await self._update(delivery_id, q.DELIVERY_DEAD, self.d.clock(), error)
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        status: DeliveryStatus,
-        marker: str | None,
-        limit: int,
-        subscription_id: str | None = None,
-    ) -> list[Delivery]:
+    async def _list(self, project: str, queue: str, status: DeliveryStatus, marker: str | None,
+                    limit: int, subscription_id: str | None) -> list[Delivery]:
         now = self.d.clock()
         params: tuple[Any, ...] = (project, queue, now, _STATUS_CODES[status],
                                    self.d.ids.marker(IdKind.DELIVERY, marker))

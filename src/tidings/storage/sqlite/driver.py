@@ -39,6 +39,7 @@ from tidings.storage.base import (
     system_clock,
 )
 from tidings.storage.common.ids import IdCodec
+from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
 from tidings.storage.sqlite import keyfile, schema
@@ -122,11 +123,9 @@ class SqliteDriver(base.DataDriver):
         self._reader: sqlite3.Connection | None = None
         self._thread_conns = threading.local()
         self._ids: IdCodec | None = None
-        self.queues = SqliteQueues(self)
-        self.messages = SqliteMessages(self)
-        self.claims = SqliteClaims(self)
-        self.subscriptions = SqliteSubscriptions(self)
-        self.deliveries = SqliteDeliveries(self)
+        self.queues, self.messages, self.claims = (SqliteQueues(self), SqliteMessages(self),
+                                                   SqliteClaims(self))
+        self.subscriptions, self.deliveries = SqliteSubscriptions(self), SqliteDeliveries(self)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = system_clock) -> SqliteDriver:
@@ -162,15 +161,11 @@ class SqliteDriver(base.DataDriver):
     @property
     def ids(self) -> IdCodec:
         """The database's public id codec (read from it by open())."""
-        if self._ids is None:
-            raise errors.ServiceUnavailable("The storage is not open.")
-        return self._ids
+        return opened(self._ids)
 
     @property
     def reader(self) -> sqlite3.Connection:
-        if self._reader is None:
-            raise errors.ServiceUnavailable("The storage is not open.")
-        return self._reader
+        return opened(self._reader)
 
     def _thread_conn(self) -> sqlite3.Connection:
         conn = getattr(self._thread_conns, "conn", None)

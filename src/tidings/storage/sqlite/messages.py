@@ -30,8 +30,10 @@ INSERT_CHUNK = 500
 
 
 class SqliteMessages(base.MessageController):
-    def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+    """Writes are jobs of the group commit writer (writer.py); reads run on
+    the reader connection, in the event loop."""
+
+    d: SqliteCore
 
     async def post(
         self, project: str, queue: str, messages: Sequence[NewMessage], client_id: str
@@ -85,30 +87,20 @@ class SqliteMessages(base.MessageController):
 
         return await self.d.writer.run(job)
 
-    async def list(
-        self,
-        project: str,
-        queue: str,
-        *,
-        marker: str | None,
-        limit: int,
-        client_id: str | None,
-        echo: bool,
-        include_claimed: bool,
-        include_delayed: bool,
-    ) -> tuple[list[Message], str | None]:
-        now = self.d.clock()
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int,
+                    exclude: str | None, claimed: bool, delayed: bool, now: float,
+                    ) -> tuple[list[Message], str | None]:
         after = self.d.ids.marker(IdKind.MESSAGE, marker)
         filters, args = "", list[Any]()
-        if not include_claimed:
+        if not claimed:
             filters += q.MESSAGE_PAGE_NOT_CLAIMED
             args.append(now)
-        if not include_delayed:
+        if not delayed:
             filters += q.MESSAGE_PAGE_NOT_DELAYED
             args.append(now)
-        if not echo and client_id is not None:
+        if exclude is not None:
             filters += q.MESSAGE_PAGE_NOT_OWN
-            args.append(client_id)
+            args.append(exclude)
         sql = q.MESSAGE_PAGE.format(filters=filters)
         params = (project, queue, after, now, *args, limit)
         rows = self.d.read(lambda c: c.execute(sql, params).fetchall())

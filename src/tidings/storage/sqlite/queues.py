@@ -32,8 +32,10 @@ class SqliteQueues(base.QueueController):
     the same file (``serve --workers N``) are seen within
     ``METADATA_CACHE_SECONDS`` (storage/common/metadata_cache.py)."""
 
+    d: SqliteCore
+
     def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+        super().__init__(driver)
         self.monotonic = time.monotonic
         self.metadata_cache = MetadataCache(METADATA_CACHE_SECONDS,
                                             monotonic=lambda: self.monotonic())
@@ -81,8 +83,7 @@ class SqliteQueues(base.QueueController):
         def job(conn: sqlite3.Connection) -> None:
             queue_id = find_queue(conn, project, name)
             if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+                _empty(conn, queue_id)
                 conn.execute(q.QUEUE_DELETE, (queue_id,))
             # Subscriptions hang on the name, with or without a queue row.
             conn.execute(q.DELIVERIES_DELETE_OF_QUEUE, (project, name))
@@ -106,15 +107,8 @@ class SqliteQueues(base.QueueController):
             args += [key, value]
         return sql, args
 
-    async def list(
-        self,
-        project: str,
-        *,
-        marker: str | None,
-        limit: int,
-        detailed: bool,
-        filters: QueueFilters | None = None,
-    ) -> list[QueueRecord]:
+    async def _list(self, project: str, marker: str | None, limit: int, detailed: bool,
+                    filters: QueueFilters | None) -> list[QueueRecord]:
         where, args = self._filter_sql(filters)
         sql = q.QUEUE_LIST.format(detail=", metadata" if detailed else "", filters=where)
         params = (project, marker or "", *args, limit)
@@ -160,10 +154,15 @@ class SqliteQueues(base.QueueController):
         def job(conn: sqlite3.Connection) -> None:
             queue_id = find_queue(conn, project, name)
             if queue_id is not None:
-                conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
-                conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
+                _empty(conn, queue_id)
 
         await self.d.writer.run(job, heavy=True)
+
+
+def _empty(conn: sqlite3.Connection, queue_id: int) -> None:
+    """Delete the queue's messages and claims."""
+    conn.execute(q.MESSAGES_DELETE_OF_QUEUE, (queue_id,))
+    conn.execute(q.CLAIMS_DELETE_OF_QUEUE, (queue_id,))
 
 
 def _stat(ids: IdCodec, row: tuple[int, float] | None, now: float) -> MessageStat | None:

@@ -41,8 +41,10 @@ def _subscription(ids: IdCodec, row: tuple[Any, ...], now: float) -> Subscriptio
 
 
 class SqliteSubscriptions(base.SubscriptionController):
-    def __init__(self, driver: SqliteCore) -> None:
-        self.d = driver
+    """Each change is one write job: a subscription and its confirmation
+    request are written together or not at all."""
+
+    d: SqliteCore
 
     async def create(self, project: str, queue: str, subscription: NewSubscription,
                      confirmation: Callable[[str], dict[str, Any]] | None = None
@@ -98,24 +100,16 @@ class SqliteSubscriptions(base.SubscriptionController):
         )
         return None if row is None else _subscription(self.d.ids, row, now)
 
-    async def list(
-        self, project: str, queue: str, *, marker: str | None, limit: int
-    ) -> list[Subscription]:
+    async def _list(self, project: str, queue: str, marker: str | None, limit: int
+                    ) -> list[Subscription]:
         now = self.d.clock()
         params = (project, queue, self.d.ids.marker(IdKind.SUBSCRIPTION, marker), now, limit)
         rows = self.d.read(lambda c: c.execute(q.SUBSCRIPTION_PAGE, params).fetchall())
         return [_subscription(self.d.ids, row, now) for row in rows]
 
-    async def update(
-        self,
-        project: str,
-        queue: str,
-        subscription_id: str,
-        *,
-        subscriber: str | None = None,
-        ttl: int | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
+    async def _update(self, project: str, queue: str, subscription_id: str,
+                      subscriber: str | None, ttl: int | None,
+                      options: dict[str, Any] | None) -> None:
         now = self.d.clock()
         parsed = self.d.ids.parse_public_id(IdKind.SUBSCRIPTION, subscription_id)
         if parsed is None:

@@ -122,8 +122,7 @@ class Writer:
             while self._pending:
                 group = self._take_group()
                 if group[0][2]:
-                    # The type: ignore below: the loop is set once the writer started.
-                    outcomes = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                    outcomes = await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
                         self._thread, self._commit_in_thread, group
                     )
                 else:
@@ -160,8 +159,7 @@ class Writer:
                 conn.execute("ROLLBACK")
                 await self._begin(conn)
                 outcomes = [_run_job(conn, job, future) for job, future, _ in group]
-            # The type: ignore below: the loop is set once the writer started.
-            await self._loop.run_in_executor(  # type: ignore[union-attr]
+            await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
                 self._thread, conn.execute, "COMMIT"
             )
         except sqlite3.Error as exc:
@@ -176,8 +174,7 @@ class Writer:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             # Another process holds the write lock: wait for it off the loop.
-            # The type: ignore below: the loop is set once the writer started.
-            await self._loop.run_in_executor(  # type: ignore[union-attr]
+            await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
                 self._thread, _begin_waiting, conn
             )
 

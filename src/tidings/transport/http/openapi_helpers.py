@@ -3,6 +3,7 @@ parameter, body and response helpers, and the names the document repeats."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Schema = dict[str, Any]
@@ -125,8 +126,7 @@ LOCATION = {"Location": {"description": "The path of the resource.",
 
 
 def operation(summary: str, op_id: str, responses: dict[str, Schema], *,
-              # The type: ignore below: an empty tuple, never changed, as default.
-              params: list[Schema] = (), request: Schema | None = None,  # type: ignore[assignment]
+              params: Sequence[Schema] = (), request: Schema | None = None,
               headers: bool = True, extension: bool = False, description: str = "",
               error_codes: tuple[int, ...] = (400, 401, 403, 503)) -> Operation:
     """One operation: the identifying headers (unless ``headers`` is False),

@@ -157,8 +157,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- protocol interface --------------------------------------------------
 
-    # The type: ignore below: asyncio gives a stream transport here.
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # asyncio gives a stream transport here
         super().connection_made(transport)
         self._sweeper.add(self)
         # A new connection must start a request in time, too.
