@@ -31,6 +31,7 @@ from tidings.storage.base import Capability, Clock, system_clock
 from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
+from tidings.storage.redis.batch import ScriptBatcher
 from tidings.storage.redis.keys import Keys
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class RedisDriver(base.DataDriver):
         self.replicas = replicas
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
+        # A single server's scripts share pipelines (batch.py says when not).
+        self._batcher = (None if cluster or replicas
+                         else ScriptBatcher(lambda: self.client, socket_timeout))
         # The bus subscription that keeps the metadata cache fresh.
         self._listening = contextlib.AsyncExitStack()
         parts = urlsplit(client_url)
@@ -178,6 +182,8 @@ class RedisDriver(base.DataDriver):
 
     async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
         async with self.bounded():
+            if self._batcher is not None:
+                return await self._batcher.run(script, keys, args)
             if not self.replicas or not script.writes:
                 return await script(self.client, keys, args)
             return await self._run_replicated(script, keys, args)
@@ -313,6 +319,8 @@ class RedisDriver(base.DataDriver):
     async def close(self) -> None:
         await self._listening.aclose()
         await self.watches.close()
+        if self._batcher is not None:
+            await self._batcher.close()
         client, self._client = self._client, None
         if client is not None:
             try:
