@@ -4,14 +4,15 @@
 # the load other processes put on this shared machine falls on both.
 #   scripts/bench_ab.sh <src of A> <src of B> <storage: sqlite|redis> <rounds> <workers> -- <bench args>
 # WORKERS_B=N gives side B another number of server processes (one tree,
-# one process against two: pass the same tree twice).
+# one process against two: pass the same tree twice). STORAGE_B=sqlite|redis
+# gives side B another storage (one tree on SQLite against it on Redis).
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
 set -u
 cd "$(dirname "$0")/.." && . .venv/bin/activate
 a=$1; b=$2; storage=$3; rounds=$4; serve_workers=$5; shift 6
 out=${OUT:-/tmp/tidings-ab}; mkdir -p "$out"
 redis_pid=
-if [ "$storage" = redis ]; then
+if [ "$storage" = redis ] || [ "${STORAGE_B:-}" = redis ]; then
   rport=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --dir "$out" --save '' \
     --daemonize no > "$out/redis.log" 2>&1 &
@@ -21,9 +22,10 @@ fi
 for r in $(seq "$rounds"); do
   for side in A B; do
     src=$a; w=$serve_workers
-    [ $side = B ] && src=$b && w=${WORKERS_B:-$serve_workers}
+    st=$storage
+    [ $side = B ] && src=$b && w=${WORKERS_B:-$serve_workers} && st=${STORAGE_B:-$storage}
     port=$(python -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-    if [ "$storage" = redis ]; then
+    if [ "$st" = redis ]; then
       url="redis://127.0.0.1:$rport/0?prefix=ab$r$side:"
     else
       rm -rf "$out/ab.db"*; url="sqlite:///$out/ab.db"
