@@ -18,7 +18,7 @@ Only on a single server without ``?replicas=N`` (driver.py decides):
   the deadline and request tokens docs/storage.md describes.
 - ``?replicas=N`` WAITs after each script on the script's own connection.
 
-The deadline stays the caller's (``RedisDriver.bounded``): a request
+The deadline stays the caller's (``RedisDriver.run``): a request
 waits for its reply at most socket_timeout; the batch itself is cut at
 the same bound so a stalled server does not hold a connection longer.
 """
