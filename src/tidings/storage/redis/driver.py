@@ -31,6 +31,7 @@ from tidings.storage.base import Capability, Clock, system_clock
 from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
+from tidings.storage.redis.batch import ScriptBatcher
 from tidings.storage.redis.keys import Keys
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ GC_BATCH = 1000
 # gc and health walk the global queue set this many queues at a time.
 SCAN_BATCH = 200
 HEALTH_MAX_QUEUES = 1000
-# How long gc keeps dead deliveries (seconds), for inspection through the API.
+# What a Redis failure raises (OSError includes TimeoutError): a 503.
+FAILURES = (RedisError, OSError)
 
 
 class RedisDriver(base.DataDriver):
@@ -86,6 +88,9 @@ class RedisDriver(base.DataDriver):
         self.replicas = replicas
         self.persistence: dict[str, Any] = {}
         self._client: Any = None
+        # A single server's scripts share pipelines (batch.py says when not).
+        self._batcher = (None if cluster or replicas
+                         else ScriptBatcher(lambda: self.client, socket_timeout))
         # The bus subscription that keeps the metadata cache fresh.
         self._listening = contextlib.AsyncExitStack()
         parts = urlsplit(client_url)
@@ -146,18 +151,22 @@ class RedisDriver(base.DataDriver):
             yield
         except errors.TidingsError:
             raise
-        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
-            # The details (address, reason) go to the log, not to tenants.
-            log.warning("Redis at %s failed: %s: %s", self.where, type(exc).__name__, exc)
-            if isinstance(exc, (RedisTimeoutError, TimeoutError)):
-                reason = "it did not answer in time"
-            elif isinstance(exc, (RedisConnectionError, OSError)):
-                reason = "it cannot be reached"
-            else:
-                reason = f"it refused the command: {type(exc).__name__}"
-            raise errors.ServiceUnavailable(
-                f"The Redis storage is unavailable: {reason}. Try again later."
-            ) from exc
+        except FAILURES as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> errors.ServiceUnavailable:
+        """What a tenant is told of a Redis failure; the details (address,
+        reason) go to the log, not to tenants."""
+        log.warning("Redis at %s failed: %s: %s", self.where, type(exc).__name__, exc)
+        if isinstance(exc, (RedisTimeoutError, TimeoutError)):
+            reason = "it did not answer in time"
+        elif isinstance(exc, (RedisConnectionError, OSError)):
+            reason = "it cannot be reached"
+        else:
+            reason = f"it refused the command: {type(exc).__name__}"
+        return errors.ServiceUnavailable(
+            f"The Redis storage is unavailable: {reason}. Try again later."
+        )
 
     @asynccontextmanager
     async def bounded(self) -> AsyncIterator[None]:
@@ -177,10 +186,20 @@ class RedisDriver(base.DataDriver):
                 yield
 
     async def run(self, script: scripts.Script, keys: list[str], args: list[Any]) -> Any:
-        async with self.bounded():
-            if not self.replicas or not script.writes:
-                return await script(self.client, keys, args)
-            return await self._run_replicated(script, keys, args)
+        """``bounded``, written out: every request runs a script, and its two
+        generator-based context managers were a seventh of the driver's
+        CPU per post (scripts/bench_redis_driver.py: 69 -> 58 us)."""
+        try:
+            async with asyncio.timeout(self.socket_timeout):
+                if self._batcher is not None:
+                    return await self._batcher.run(script, keys, args)
+                if not self.replicas or not script.writes:
+                    return await script(self.client, keys, args)
+                return await self._run_replicated(script, keys, args)
+        except errors.TidingsError:
+            raise
+        except FAILURES as exc:
+            raise self._unavailable(exc) from exc
 
     async def _run_replicated(self, script: scripts.Script, keys: list[str], args: list[Any]
                               ) -> Any:
@@ -313,6 +332,8 @@ class RedisDriver(base.DataDriver):
     async def close(self) -> None:
         await self._listening.aclose()
         await self.watches.close()
+        if self._batcher is not None:
+            await self._batcher.close()
         client, self._client = self._client, None
         if client is not None:
             try:
