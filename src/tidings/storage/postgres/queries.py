@@ -96,7 +96,8 @@ MESSAGE_POST = f"""
         -- confirmed subscription and message. FOR KEY SHARE holds off a
         -- concurrent delete of the subscription until we commit, so it
         -- then deletes our deliveries too. No subscription: one index
-        -- probe that finds nothing.
+        -- probe that finds nothing, and "delivered" says so (no need to
+        -- wake the delivery worker).
         SELECT seq FROM subscriptions
         WHERE project = $1 AND queue = $2 AND confirmed AND expires > $3::float8
         FOR KEY SHARE
@@ -108,7 +109,8 @@ MESSAGE_POST = f"""
         FROM ins CROSS JOIN subs
         ORDER BY ins.id, subs.seq
     )
-    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified
+    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified,
+           EXISTS (SELECT 1 FROM subs) AS delivered
     FROM ins ORDER BY id
 """
 # $5/$6/$7: include claimed / include delayed / a client id to leave out.

@@ -139,10 +139,11 @@ class PostWriter(_Grouping[_Post]):
     """Posts messages, grouping the concurrent posts of one queue."""
 
     async def post(self, project: str, queue: str, client_id: str, bodies: list[bytes],
-                   ttls: list[int], delays: list[int]) -> list[int]:
-        """The new messages' row ids, in the order given, once committed."""
+                   ttls: list[int], delays: list[int]) -> tuple[list[int], bool]:
+        """The new messages' row ids, in the order given, once committed,
+        and whether the post wrote a delivery (the queue has subscribers)."""
         future = asyncio.get_running_loop().create_future()
-        result: list[int] = await self._submit(
+        result: tuple[list[int], bool] = await self._submit(
             (project, queue), _Post(future, client_id, bodies, ttls, delays))
         return result
 
@@ -161,10 +162,11 @@ class PostWriter(_Grouping[_Post]):
                 # Ids are drawn in the statement's order: ascending ids are
                 # the messages in the order given, post after post.
                 ids = [row[0] for row in rows]
+                delivered = bool(rows[0]["delivered"])
                 start = 0
                 for post in group:
                     end = start + len(post.bodies)
-                    _settle(post, ids[start:end])
+                    _settle(post, (ids[start:end], delivered))
                     start = end
                 return
             # No such queue yet: create it (lazily, as Zaqar does) and post
