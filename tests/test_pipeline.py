@@ -15,8 +15,8 @@ from tidings import errors
 from tidings.api import messages, queues
 from tidings.api.context import Context, Service
 from tidings.api.pipeline import Notifier, Pipeline, load_stage, names
-from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.config import Limits, Settings
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 
 CALLS: list[tuple[str, Any]] = []
 

@@ -15,9 +15,9 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdKind
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.storage.common.rows import message_from_row
 from tidings.storage.postgres import queries as q
-from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.storage.postgres.core import (
     RETRIES,
     PostgresCore,

@@ -36,8 +36,8 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from tidings import errors
+from tidings.storage.base import ClaimRequest
 from tidings.storage.postgres import queries as q
-from tidings.storage.records import ClaimRequest
 from tidings.storage.postgres.core import PostgresCore
 
 # Bounds one statement: its parameters' size, and how much one failure
