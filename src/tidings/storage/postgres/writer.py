@@ -204,10 +204,10 @@ class DeleteWriter(_Grouping[_Delete]):
 
 @dataclass
 class _Claim(_Job):
-    request: ClaimRequest | None = None
+    request: ClaimRequest
 
     def size(self) -> int:
-        return self.request.limit if self.request is not None else 1
+        return self.request.limit
 
 
 class ClaimWriter(_Grouping[_Claim]):
@@ -224,7 +224,7 @@ class ClaimWriter(_Grouping[_Claim]):
 
     async def _run(self, key: Key, group: list[_Claim]) -> None:
         project, queue = key
-        requests = [job.request for job in group if job.request is not None]
+        requests = [job.request for job in group]
         rows = await self.d.fetch(
             q.CLAIMS_CREATE, project, queue, max(r.now for r in requests),
             sum(r.limit for r in requests), [r.claim_id for r in requests],
@@ -235,7 +235,7 @@ class ClaimWriter(_Grouping[_Claim]):
         for row in rows:
             claimed.setdefault(row["claim_id"], []).append(row)
         for job in group:
-            _settle(job, claimed.get(job.request.claim_id, []) if job.request else [])
+            _settle(job, claimed.get(job.request.claim_id, []))
 
 
 def _settle(job: _Job, result: Any) -> None:
