@@ -5,7 +5,8 @@
 #   scripts/bench_ab.sh <src of A> <src of B> <storage: sqlite|redis|postgres> <rounds> <workers> -- <bench args>
 # WORKERS_B=N gives side B another number of server processes (one tree,
 # one process against two: pass the same tree twice). STORAGE_B=<storage>
-# gives side B another storage (one tree on two drivers).
+# gives side B another storage (one tree on two drivers). URL_OPTIONS_B=a=b&c=d
+# adds query options to side B's storage URL (a driver or server setting).
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
 # postgres: a private durable cluster (initdb defaults: fsync on) on a free
 # port, as the postgres user when run as root; a fresh database per run.
@@ -43,6 +44,7 @@ for r in $(seq "$rounds"); do
     elif [ "$st" = postgres ]; then
       pg psql -q -h 127.0.0.1 -p "$pport" -U postgres -c "CREATE DATABASE ab_${r}_${side,,}" > /dev/null
       url="postgres://postgres@127.0.0.1:$pport/ab_${r}_${side,,}"
+      [ $side = B ] && [ -n "${URL_OPTIONS_B:-}" ] && url="$url?$URL_OPTIONS_B"
     else
       rm -rf "$out/ab.db"*; url="sqlite:///$out/ab.db"
     fi

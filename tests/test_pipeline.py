@@ -16,6 +16,7 @@ from tidings.api import messages, queues
 from tidings.api.context import Context, Service
 from tidings.api.pipeline import Notifier, Pipeline, load_stage, names
 from tidings.config import Limits, Settings
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 
 CALLS: list[tuple[str, Any]] = []
 
@@ -130,6 +131,20 @@ async def test_no_stages_no_cost() -> None:
     assert not pipeline.wants("message", "list")
     assert pipeline.wants("message", "post")
     assert not pipeline.wants("queue", "create")
+
+
+async def test_a_post_its_driver_says_wrote_no_delivery_wakes_no_one() -> None:
+    """A driver that knows its post wrote no delivery says so (PostgreSQL):
+    no wake-up, so no lease statement for nothing. Said or not, each post's
+    answer is read once."""
+    wakes: list[int] = []
+    ctx = make_ctx(Settings(), wakes)
+    for said, woken in ((False, []), (None, [1]), (True, [1, 1])):
+        if said is not None:
+            POST_WROTE_DELIVERIES.set(said)
+        await Notifier().after_post(ctx, [])
+        assert wakes == woken
+        assert POST_WROTE_DELIVERIES.get() is None
 
 
 async def test_a_failing_wake_up_does_not_fail_the_post() -> None:

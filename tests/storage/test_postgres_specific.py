@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,11 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.helpers import CLIENT, claim, list_ids, list_messages, post
+from tests.storage.helpers import (
+    CLIENT,
+    claim,
+    lease,
+    list_ids,
+    list_messages,
+    post,
+    subscribe,
+)
 from tests.support.clock import FakeClock
 from tests.support.postgres_server import PostgresServer, new_server, shared_server
 from tidings import errors
-from tidings.storage.base import NewMessage
+from tidings.storage.base import ClaimRequest, ClaimResult, NewMessage
+from tidings.storage.common.outbox import take_post_wrote_deliveries
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
 from tidings.storage.postgres.driver import PostgresDriver, redact
@@ -521,8 +531,8 @@ async def test_big_queue_is_read_and_claimed_through_indexes(
     now = clock()
     plans = {
         "page": await plan(q.MESSAGE_PAGE, "p", "big", 0, now, False, False, None, 20),
-        "claim": await plan(q.CLAIM_CREATE, "p", "big", now, 10, "c", now + 60, now + 120,
-                            60, 60),
+        "claim": await plan(q.CLAIMS_CREATE, "p", "big", now, 20, ["c", "d"], [10, 10],
+                            [now + 60] * 2, [now + 120] * 2, [60] * 2, [60] * 2, [now] * 2),
         "pop": await plan(q.MESSAGES_POP, "p", "big", now, 10),
         "gc": await plan(q.GC_EXPIRED_MESSAGES, now, 5000),
         "get": await plan(q.MESSAGES_GET, [1, 2], now, "p", "big"),
@@ -601,6 +611,68 @@ async def test_concurrent_deletes_share_a_statement_and_each_gets_its_answer(
         claimed_ids[0], more[1]]
     await driver.messages.delete("p", "q", claimed_ids[0], claim_id)
     assert await list_ids(driver, "p", "q", echo=True, include_claimed=True) == [more[1]]
+
+
+async def test_concurrent_claims_share_a_statement_and_get_disjoint_messages(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Claims that wait together share one statement (one transaction):
+    each gets its own claim id and its own messages, at most its limit,
+    the earlier claim the older messages; one that finds nothing left
+    gets no claim."""
+    driver, _ = two_drivers
+    posted = await post(driver, "p", "q", 12)
+    limits = [5, 1, 4, 3, 2]
+    results = await asyncio.gather(*(
+        driver.claims.create("p", "q", ttl=60, grace=60, limit=limit, dead_letter=None)
+        for limit in limits))
+    got = [[m.id for m in result.messages] for result in results]
+    assert got == [posted[0:5], posted[5:6], posted[6:10], posted[10:12], []]
+    assert results[4].claim_id is None
+    claim_ids = [result.claim_id for result in results[:4]]
+    assert None not in claim_ids and len(set(claim_ids)) == 4
+    assert len(set(await _transactions_of(driver, posted))) == 1
+    for result in results[:4]:
+        assert result.claim_id is not None
+        stored = await driver.claims.get("p", "q", result.claim_id)
+        assert [m.id for m in stored.messages] == [m.id for m in result.messages]
+        assert all(m.claim_id == result.claim_id for m in result.messages)
+
+
+async def test_one_failing_claim_of_a_group_leaves_the_others_claimed(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """A group's statement fails as a whole: its claims then run alone, so
+    only the one with data PostgreSQL refuses (a ttl beyond its integer)
+    fails, and the others claim their messages."""
+    driver, _ = two_drivers
+    posted = await post(driver, "p", "q", 6)
+    now = driver.clock()
+
+    def request(ttl: int) -> ClaimRequest:
+        return ClaimRequest(now, secrets.token_hex(12), ttl, 60, 2, now + 60, now + 120, None)
+
+    outcomes = await asyncio.gather(
+        *(driver.claims._create("p", "q", request(ttl)) for ttl in (60, 2**40, 60, 60)),
+        return_exceptions=True)
+    assert isinstance(outcomes[1], errors.TidingsError)
+    claimed = [[m.id for m in outcome.messages] for outcome in outcomes
+               if isinstance(outcome, ClaimResult)]
+    assert claimed == [posted[0:2], posted[2:4], posted[4:6]]
+
+
+async def test_a_post_says_whether_it_wrote_a_delivery(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """The post statement knows whether it wrote to the outbox: without a
+    confirmed subscriber the notifier stage need not wake the worker."""
+    driver, _ = two_drivers
+    await post(driver, "p", "q")
+    assert take_post_wrote_deliveries() is False
+    await subscribe(driver, "p", "q", confirmed=False)
+    await post(driver, "p", "q")
+    assert take_post_wrote_deliveries() is False
+    await subscribe(driver, "p", "q", "http://example.com/other")
+    await post(driver, "p", "q")
+    assert take_post_wrote_deliveries() is True
+    assert len(await lease(driver)) == 1
 
 
 async def test_a_group_posts_to_a_queue_deleted_meanwhile(

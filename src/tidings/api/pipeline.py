@@ -37,6 +37,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tidings.storage.common.outbox import take_post_wrote_deliveries
+
 if TYPE_CHECKING:
     from tidings.api.context import Context
     from tidings.config import Settings
@@ -58,6 +60,9 @@ class Notifier:
 
     async def after_post(self, ctx: Context, result: Any, **_: Any) -> None:
         wake = ctx.service.wake_notifier
+        # A post its driver says wrote no delivery leaves nothing to lease.
+        if take_post_wrote_deliveries() is False:
+            return
         if wake is not None:
             try:
                 wake()

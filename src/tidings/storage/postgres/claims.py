@@ -19,22 +19,25 @@ from tidings.storage.postgres.core import (
     lock_queue,
     rowcount,
 )
+from tidings.storage.postgres.writer import ClaimWriter
 
 
 class PostgresClaims(base.ClaimController):
     d: PostgresCore
 
+    def __init__(self, driver: PostgresCore) -> None:
+        super().__init__(driver)
+        self.writer = ClaimWriter(driver)
+
     async def _create(self, project: str, queue: str, claim: ClaimRequest) -> ClaimResult:
         now, claim_id, ttl, grace, limit = (claim.now, claim.claim_id, claim.ttl, claim.grace,
                                             claim.limit)
-        claim_expires, keep_until, dead_letter = claim.expires, claim.keep_until, claim.dead_letter
+        dead_letter = claim.dead_letter
         moved = 0
         if dead_letter is None:
-            # Pick, mark and record in one statement.
-            rows = await self.d.fetch(
-                q.CLAIM_CREATE, project, queue, now, limit, claim_id, claim_expires,
-                keep_until, ttl, grace,
-            )
+            # Pick, mark and record in one statement, shared with the
+            # concurrent claims of the queue (writer.py).
+            rows = await self.writer.claim(project, queue, claim)
         else:
             # The count comes back with the rows of the attempt that
             # committed: a retried transaction starts its count afresh.

@@ -15,6 +15,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdKind
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.storage.common.rows import message_from_row
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres.core import (
@@ -41,12 +42,13 @@ class PostgresMessages(base.MessageController):
         if not messages:
             await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", self.d.clock())
             return []
-        rowids = await self.writer.post(
+        rowids, delivered = await self.writer.post(
             project, queue, client_id, [encode_json(m.body) for m in messages],
             [int(m.ttl) for m in messages], [int(m.delay) for m in messages])
         # This process's watches need not wait for the NOTIFY (nor for one
         # at all under notify=false).
         self.d.wake_watches(project, queue)
+        POST_WROTE_DELIVERIES.set(delivered)
         return [self.d.ids.message_id(rowid) for rowid in rowids]
 
     async def _list(self, project: str, queue: str, marker: str | None, limit: int,

@@ -96,7 +96,8 @@ MESSAGE_POST = f"""
         -- confirmed subscription and message. FOR KEY SHARE holds off a
         -- concurrent delete of the subscription until we commit, so it
         -- then deletes our deliveries too. No subscription: one index
-        -- probe that finds nothing.
+        -- probe that finds nothing, and "delivered" says so (no need to
+        -- wake the delivery worker).
         SELECT seq FROM subscriptions
         WHERE project = $1 AND queue = $2 AND confirmed AND expires > $3::float8
         FOR KEY SHARE
@@ -108,7 +109,8 @@ MESSAGE_POST = f"""
         FROM ins CROSS JOIN subs
         ORDER BY ins.id, subs.seq
     )
-    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified
+    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified,
+           EXISTS (SELECT 1 FROM subs) AS delivered
     FROM ins ORDER BY id
 """
 # $5/$6/$7: include claimed / include delayed / a client id to leave out.
@@ -187,26 +189,42 @@ MESSAGES_MARK_CLAIMED = f"""
     WHERE id = ANY($4::bigint[])
     RETURNING {_MESSAGE_COLUMNS}
 """
-# The whole claim in one statement, for claims without a dead-letter
-# policy: pick (SKIP LOCKED, FIFO), mark, record the claim. $1/$2 queue,
-# $3 now, $4 limit, $5 claim id, $6 claim expiry, $7 keep-alive, $8 ttl,
-# $9 grace.
-CLAIM_CREATE = """
-    WITH picked AS MATERIALIZED (
-        SELECT id, queue_id FROM messages
-        WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
-        AND claim_expires <= $3::float8 AND available <= $3::float8 AND expires > $3::float8
-        ORDER BY id LIMIT $4::integer
-        FOR UPDATE SKIP LOCKED
+# Claims without a dead-letter policy, several at once (postgres/writer.py
+# groups the concurrent claims of a queue): one statement picks (SKIP
+# LOCKED, FIFO) as many messages as the claims ask for together, deals
+# them out in request order (the first claim the oldest, each at most its
+# limit, none to two claims), records each claim that got one and marks
+# its messages. $1/$2 queue, $3 now (the latest of the claims'), $4 the
+# sum of the limits; one array element per claim: $5 claim id, $6 limit,
+# $7 claim expiry, $8 keep-alive, $9 ttl, $10 grace, $11 its own now.
+CLAIMS_CREATE = """
+    WITH req AS (
+        SELECT r.claim_id, r.expires, r.keep_until, r.ttl, r.grace, r.now,
+               sum(r.lim) OVER (ORDER BY r.n) - r.lim AS after, r.lim
+        FROM unnest($5::text[], $6::integer[], $7::float8[], $8::float8[], $9::integer[],
+                    $10::integer[], $11::float8[]) WITH ORDINALITY
+             AS r(claim_id, lim, expires, keep_until, ttl, grace, now, n)
+    ), picked AS MATERIALIZED (
+        SELECT p.id, p.queue_id, row_number() OVER (ORDER BY p.id) AS rank FROM (
+            SELECT id, queue_id FROM messages
+            WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+            AND claim_expires <= $3::float8 AND available <= $3::float8
+            AND expires > $3::float8
+            ORDER BY id LIMIT $4::integer
+            FOR UPDATE SKIP LOCKED
+        ) AS p
+    ), dealt AS MATERIALIZED (
+        SELECT picked.id, picked.queue_id, req.claim_id, req.expires, req.keep_until,
+               req.ttl, req.grace, req.now
+        FROM picked JOIN req ON picked.rank > req.after AND picked.rank <= req.after + req.lim
     ), claim AS (
         INSERT INTO claims (id, queue_id, ttl, grace, created, expires)
-        SELECT $5::text, queue_id, $8::integer, $9::integer, $3::float8, $6::float8
-        FROM picked LIMIT 1
+        SELECT DISTINCT ON (claim_id) claim_id, queue_id, ttl, grace, now, expires FROM dealt
     )
     UPDATE messages m
-    SET claim_id = $5::text, claim_expires = $6::float8, claim_count = m.claim_count + 1,
-        expires = greatest(m.expires, $7::float8)
-    FROM picked WHERE m.id = picked.id
+    SET claim_id = d.claim_id, claim_expires = d.expires, claim_count = m.claim_count + 1,
+        expires = greatest(m.expires, d.keep_until)
+    FROM dealt d WHERE m.id = d.id
     RETURNING m.id, m.body, m.created, m.expires, m.claim_id, m.claim_expires, m.claim_count
 """
 CLAIM_INSERT = (
