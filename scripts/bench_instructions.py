@@ -10,13 +10,16 @@ valgrind (scripts/bench_instructions.sh): on this shared machine a rate
 moves by ±20 % between runs, and an instruction count by about 1 %, so two
 source trees can be told apart by a few per cent. The uvicorn protocol
 layer is not included. ``url`` may hold ``{d}``, a fresh temporary
-directory (default ``sqlite:///{d}/h.db``).
+directory (default ``sqlite:///{d}/h.db``). ``GC_OFF=1``: no garbage
+collection while the requests are measured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -85,6 +88,11 @@ async def main(kind: str, requests: int, clients: int, url: str) -> None:
             await one()
 
     await asyncio.gather(*(client(max(1, 200 // clients)) for _ in range(clients)))
+    if os.environ.get("GC_OFF"):
+        # A full collection inside one run's window and not the other's
+        # would move the count by tens of thousands a request.
+        gc.collect()
+        gc.disable()
     cpu, wall = time.thread_time(), time.perf_counter()
     await asyncio.gather(*(client(requests // clients) for _ in range(clients)))
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
