@@ -40,15 +40,24 @@ _json = msgspec.json.Encoder()
 
 
 _second: list[Any] = [None, ""]
+# The last millisecond written and its text: a busy server writes several
+# access lines a millisecond, and the text costs twice the comparison.
+_milli: list[Any] = [None, ""]
 
 
 def timestamp(seconds: float) -> str:
     """``2026-12-07 00:11:18,859``, as logging's asctime writes it (local
     time). The second's text is kept: access lines come many a second."""
-    whole = int(seconds)
+    milli = int(seconds * 1000)
+    if _milli[0] == milli:
+        cached: str = _milli[1]
+        return cached
+    whole = milli // 1000
     if _second[0] != whole:
         _second[:] = [whole, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole))]
-    return f"{_second[1]},{int((seconds - whole) * 1000):03d}"
+    text = f"{_second[1]},{milli % 1000:03d}"
+    _milli[:] = [milli, text]
+    return text
 
 
 class JsonFormatter(logging.Formatter):
