@@ -142,6 +142,9 @@ def backend_for(driver: str, tmp_path: Path) -> Iterator[tuple[str, Nemesis | No
             pg.destroy()
 
 
+RESTART_SECONDS = 120.0
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_crash_history(driver: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                        history_seconds: float, history_seed: int) -> None:
@@ -149,7 +152,10 @@ def test_crash_history(driver: str, tmp_path: Path, tmp_path_factory: pytest.Tem
     with backend_for(driver, tmp_path) as (storage, backend):
         server = ServerProcess(storage=storage, log_path=tmp_path / "server.log").start()
         try:
-            nemesis = Nemesis(kill_server=server.kill, start_server=server.start)
+            # A restart waits up to RESTART_SECONDS: on a loaded machine a
+            # start took over the usual 20 s, which ended a soak's crashes.
+            nemesis = Nemesis(kill_server=server.kill,
+                              start_server=lambda: server.start(timeout=RESTART_SECONDS))
             if backend is not None:
                 nemesis.kill_backend, nemesis.start_backend = (backend.kill_backend,
                                                                backend.start_backend)
