@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from tidings import errors
+from tidings.storage import base
 
 # The documented bound on how stale another process's metadata may be.
 METADATA_CACHE_SECONDS = 1.0
 # Entries kept at most; the oldest goes first.
 METADATA_CACHE_SIZE = 10_000
+# The bus channel on which the drivers whose processes share a server
+# (Redis, PostgreSQL) announce each change of a queue's metadata, so the
+# other processes drop their copy at once instead of after
+# METADATA_CACHE_SECONDS.
+METADATA_CHANNEL = "queue-metadata"
 
 
 class MetadataCache:
@@ -107,3 +116,37 @@ class MetadataCache:
         self._forgets += 1
         self._entries.clear()
         self._reading.clear()
+
+
+class AnnouncedMetadataQueues(base.QueueController):
+    """The queue controller of a driver whose processes share a server
+    (Redis, PostgreSQL): every post and claim reads its queue's metadata,
+    a round trip each, so it is cached per process; a change made by any
+    process is announced on the driver's bus and forgotten everywhere. The
+    driver says how a queue is named in an announcement."""
+
+    def __init__(self, driver: Any) -> None:
+        super().__init__(driver)
+        self.metadata_cache = MetadataCache()
+
+    @abstractmethod
+    def announcement(self, project: str, name: str) -> str:
+        """The queue as the text of an announcement."""
+
+    @abstractmethod
+    def announced_queue(self, text: str) -> tuple[str, str]:
+        """(project, name) of an announcement's text."""
+
+    def heard_change(self, message: bytes) -> None:
+        """A bus message on METADATA_CHANNEL: forget that queue's entry."""
+        self.metadata_cache.forget(*self.announced_queue(message.decode()))
+
+    async def _changed(self, project: str, name: str) -> None:
+        """Forget here, and tell the other processes, after the change
+        committed. A lost announcement only delays them, to
+        METADATA_CACHE_SECONDS: not worth failing the change made."""
+        self.metadata_cache.forget(project, name)
+        try:
+            await self.d.publish(METADATA_CHANNEL, self.announcement(project, name).encode())
+        except errors.ServiceUnavailable:
+            pass  # logged by the driver

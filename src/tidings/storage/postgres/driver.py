@@ -63,6 +63,7 @@ from tidings.storage.base import (
     system_clock,
 )
 from tidings.storage.common.ids import IdCodec
+from tidings.storage.common.metadata_cache import METADATA_CHANNEL
 from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.common.watch import EventWatch
@@ -73,7 +74,7 @@ from tidings.storage.postgres.core import RETRIES, rowcount
 from tidings.storage.postgres.deliveries import PostgresDeliveries
 from tidings.storage.postgres.listener import Callback, Listener, Subscription, encode_payload
 from tidings.storage.postgres.messages import PostgresMessages
-from tidings.storage.postgres.queues import METADATA_CHANNEL, PostgresQueues
+from tidings.storage.postgres.queues import PostgresQueues
 from tidings.storage.postgres.subscriptions import PostgresSubscriptions
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ from typing import Any
 import asyncpg
 
 from tidings import errors
-from tidings.storage import base
 from tidings.storage.base import (
     MessageStat,
     QueueFilters,
@@ -15,7 +14,7 @@ from tidings.storage.base import (
     QueueStats,
 )
 from tidings.storage.common.ids import IdCodec
-from tidings.storage.common.metadata_cache import MetadataCache
+from tidings.storage.common.metadata_cache import AnnouncedMetadataQueues
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres.core import (
     PostgresCore,
@@ -24,11 +23,6 @@ from tidings.storage.postgres.core import (
     rowcount,
 )
 from tidings.storage.postgres.listener import decode_payload, encode_payload
-
-# The bus channel on which every change of a queue's metadata is announced
-# (payload: project/name), so the other processes drop their cached copy
-# at once instead of after METADATA_CACHE_SECONDS.
-METADATA_CHANNEL = "queue-metadata"
 
 
 def _filter_doc(metadata: dict[str, Any]) -> str:
@@ -69,31 +63,17 @@ def _filter_args(filters: QueueFilters | None) -> tuple[str | None, str] | None:
 
 
 
-class PostgresQueues(base.QueueController):
-    """Queues. Every post and claim reads its queue's metadata, a round
-    trip each, so the metadata is cached per process (the rule of
-    storage/common/metadata_cache.py); a change made by any process is
-    announced with a NOTIFY and forgotten everywhere."""
+class PostgresQueues(AnnouncedMetadataQueues):
+    """Queues; their metadata cached per process and each change announced
+    with a NOTIFY (storage/common/metadata_cache.py)."""
 
     d: PostgresCore
 
-    def __init__(self, driver: PostgresCore) -> None:
-        super().__init__(driver)
-        self.metadata_cache = MetadataCache()
+    def announcement(self, project: str, name: str) -> str:
+        return encode_payload(project, name)
 
-    def heard_change(self, message: bytes) -> None:
-        """A bus message on METADATA_CHANNEL: forget that queue's entry."""
-        self.metadata_cache.forget(*decode_payload(message.decode()))
-
-    async def _changed(self, project: str, name: str) -> None:
-        """Forget here, and tell the other processes, after the change
-        committed. A lost announcement only delays them, to
-        METADATA_CACHE_SECONDS: not worth failing the change made."""
-        self.metadata_cache.forget(project, name)
-        try:
-            await self.d.publish(METADATA_CHANNEL, encode_payload(project, name).encode())
-        except errors.ServiceUnavailable:
-            pass  # logged by the driver
+    def announced_queue(self, text: str) -> tuple[str, str]:
+        return decode_payload(text)
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_id = await self.d.fetchval(

@@ -28,6 +28,7 @@ from tidings import errors
 from tidings.config import DEAD_RETENTION
 from tidings.storage import base
 from tidings.storage.base import Capability, Clock, system_clock
+from tidings.storage.common.metadata_cache import METADATA_CHANNEL
 from tidings.storage.common.opened import opened
 from tidings.storage.common.url_options import UrlOptions
 from tidings.storage.redis import scripts
@@ -283,8 +284,6 @@ class RedisDriver(base.DataDriver):
         """Subscribe the queues' metadata cache to the other processes'
         changes. Without it (Redis refused the subscription) the cache
         still bounds staleness by time, so the driver opens anyway."""
-        from tidings.storage.redis.queues import METADATA_CHANNEL
-
         try:
             await self._listening.enter_async_context(
                 self.listen(METADATA_CHANNEL, self.queues.heard_change))

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tidings import errors
-from tidings.storage import base
 from tidings.storage.base import MessageStat, QueueFilters, QueueRecord, QueueStats
-from tidings.storage.common.metadata_cache import MetadataCache
+from tidings.storage.common.metadata_cache import AnnouncedMetadataQueues
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import MESSAGE_SUFFIXES, QUEUE_SUFFIXES, SEQUENCE_GRACE
 from tidings.storage.redis.messages import decode_record, new_salt
@@ -47,38 +46,17 @@ def _matches(name: str, metadata: dict[str, Any] | None, filters: QueueFilters) 
     return True
 
 
-# The bus channel on which every change of a queue's metadata is announced
-# (payload: the queue's member, project/name), so the other processes drop
-# their cached copy at once instead of after METADATA_CACHE_SECONDS.
-METADATA_CHANNEL = "queue-metadata"
-
-
-class RedisQueues(base.QueueController):
-    """Queues. A post or claim would spend a round trip reading its queue's
-    metadata, so the metadata is cached per process (the rule of
-    storage/common/metadata_cache.py); a change made by any process is
-    announced on the bus and forgotten everywhere."""
+class RedisQueues(AnnouncedMetadataQueues):
+    """Queues; their metadata cached per process and each change announced
+    on the bus (storage/common/metadata_cache.py)."""
 
     d: RedisCore
 
-    def __init__(self, driver: RedisCore) -> None:
-        super().__init__(driver)
-        self.metadata_cache = MetadataCache()
+    def announcement(self, project: str, name: str) -> str:
+        return self.d.keys.member(project, name)
 
-    def heard_change(self, message: bytes) -> None:
-        """A bus message on METADATA_CHANNEL: forget that queue's entry."""
-        project, name = self.d.keys.names_of_member(message.decode())
-        self.metadata_cache.forget(project, name)
-
-    async def _changed(self, project: str, name: str) -> None:
-        """Forget here, and tell the other processes. A lost announcement
-        only delays them, to METADATA_CACHE_SECONDS: not worth failing the
-        change that was already made."""
-        self.metadata_cache.forget(project, name)
-        try:
-            await self.d.publish(METADATA_CHANNEL, self.d.keys.member(project, name).encode())
-        except errors.ServiceUnavailable:
-            pass  # logged by the driver's guard
+    def announced_queue(self, text: str) -> tuple[str, str]:
+        return self.d.keys.names_of_member(text)
 
     async def create(self, project: str, name: str, metadata: dict[str, Any]) -> bool:
         queue_base = self.d.keys.queue(project, name)
