@@ -25,6 +25,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     overlap with each other and with the tests that come first, instead of
     each holding up the first test that needs it. Nothing starts for a
     run that needs none of them."""
+    if session.config.option.collectonly:
+        return
     needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if "keystone" in needed:
         prebuild_keystone_venv()
