@@ -13,9 +13,25 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.keystone import KeystoneServer, start_keystone
+from tests.support.keystone import KeystoneServer, prebuild_keystone_venv, start_keystone
 from tests.support.notify_server import nhttp, notify_log_clean, notify_server  # noqa: F401
+from tests.support.openstack_suites import prebuild_suites_venv
 from tests.support.server import ServerProcess
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the cached venvs the collected tests will need
+    (tests/support/venvs.py): on a clean checkout their pip installs then
+    overlap with each other and with the tests that come first, instead of
+    each holding up the first test that needs it. Nothing starts for a
+    run that needs none of them."""
+    if session.config.option.collectonly:
+        return
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if "keystone" in needed:
+        prebuild_keystone_venv()
+    if "suites_venv" in needed:
+        prebuild_suites_venv()
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.server import free_port
-from tests.support.venvs import CACHE, QUIET, ensure_venv, run_checked
+from tests.support.venvs import CACHE, QUIET, ensure_venv, prebuild, run_checked
 
 VENV = CACHE / "keystone-venv"
 KEYSTONE_VERSION = "30.0.0"
@@ -103,10 +103,18 @@ def _run(args: list[str], timeout: float, what: str) -> None:
     run_checked(args, timeout, what, KeystoneUnavailable)
 
 
+VENV_REQUIREMENTS = (f"keystone=={KEYSTONE_VERSION}", "gunicorn")
+VENV_CHECK = "import keystone, gunicorn"
+
+
 def ensure_keystone_venv(venv: Path = VENV) -> Path:
     """The cached venv with keystone and gunicorn, created when missing or broken."""
-    return ensure_venv(venv, [f"keystone=={KEYSTONE_VERSION}", "gunicorn"],
-                       "import keystone, gunicorn", KeystoneUnavailable)
+    return ensure_venv(venv, VENV_REQUIREMENTS, VENV_CHECK, KeystoneUnavailable)
+
+
+def prebuild_keystone_venv() -> None:
+    """Start ``ensure_keystone_venv`` in the background (tests/support/venvs.py)."""
+    prebuild(VENV, VENV_REQUIREMENTS, VENV_CHECK, KeystoneUnavailable)
 
 
 @dataclass

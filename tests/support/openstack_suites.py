@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, auth_env
-from tests.support.venvs import CACHE, QUIET, ensure_venv, keyed_path
+from tests.support.venvs import CACHE, QUIET, ensure_venv, keyed_path, prebuild
 
 TEMPEST_VERSION = "47.0.0"
 ZAQAR_TEMPEST_PLUGIN_VERSION = "4.3.0"
@@ -70,6 +70,12 @@ def suites_venv() -> Path:
     """The cached venv holding both suites (built once, ~1.5 min)."""
     return ensure_venv(keyed_path("openstack-suites-venv", REQUIREMENTS), REQUIREMENTS,
                        CHECK, SuiteUnavailable)
+
+
+def prebuild_suites_venv() -> None:
+    """Start ``suites_venv`` in the background (tests/support/venvs.py)."""
+    prebuild(keyed_path("openstack-suites-venv", REQUIREMENTS), REQUIREMENTS,
+             CHECK, SuiteUnavailable)
 
 
 def zaqarclient_sdist(venv: Path) -> Path:

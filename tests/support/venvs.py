@@ -5,6 +5,13 @@ dozens of OpenStack packages whose pins clash with nothing of ours only
 while they stay out of the project's own venv. Each gets a venv under
 ``<repo>/.cache/``, built once (a pip install takes ~1 min) and reused
 while its check still imports.
+
+A clean checkout has none of them, and building them one after the other,
+each when a test first needs it, kept minutes of pip downloads and installs
+on the suite's critical path. ``prebuild`` starts a build in a background
+thread at the start of the session (tests/conftest.py), so the builds
+overlap with each other and with the tests that need none of them;
+``ensure_venv`` then waits for that build instead of starting its own.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,10 +52,52 @@ def keyed_path(name: str, requirements: Sequence[str]) -> Path:
     return CACHE / f"{name}-{digest}"
 
 
+# venv -> its build (or check), started by prebuild() or the first ensure_venv().
+_builds: dict[Path, Future[Path]] = {}
+_builds_lock = threading.Lock()
+
+
+def _claim(venv: Path) -> tuple[Future[Path], bool]:
+    """The build of ``venv``, and whether the caller must run it."""
+    with _builds_lock:
+        if venv in _builds:
+            return _builds[venv], False
+        _builds[venv] = Future()
+        return _builds[venv], True
+
+
+def _run_build(future: Future[Path], venv: Path, requirements: Sequence[str], check: str,
+               error: type[RuntimeError]) -> None:
+    try:
+        future.set_result(_ensure_venv(venv, requirements, check, error))
+    except BaseException as exc:  # handed to whoever waits for this venv
+        future.set_exception(exc)
+
+
+def prebuild(venv: Path, requirements: Sequence[str], check: str,
+             error: type[RuntimeError] = VenvUnavailable) -> None:
+    """Start making sure of ``venv`` (as ``ensure_venv`` does) in a background
+    thread; a later ``ensure_venv`` of it waits for this and raises its error.
+    The thread is a daemon: a session that ends first does not wait for pip."""
+    future, mine = _claim(venv)
+    if mine:
+        threading.Thread(target=_run_build, args=(future, venv, requirements, check, error),
+                         name=f"prebuild {venv.name}", daemon=True).start()
+
+
 def ensure_venv(venv: Path, requirements: Sequence[str], check: str,
                 error: type[RuntimeError] = VenvUnavailable) -> Path:
     """The venv at ``venv`` with ``requirements`` installed, built when
-    missing or broken: reused when ``check`` (Python source) runs in it."""
+    missing or broken: reused when ``check`` (Python source) runs in it.
+    Made sure of once a session; a build ``prebuild`` started is waited for."""
+    future, mine = _claim(venv)
+    if mine:
+        _run_build(future, venv, requirements, check, error)
+    return future.result()
+
+
+def _ensure_venv(venv: Path, requirements: Sequence[str], check: str,
+                 error: type[RuntimeError]) -> Path:
     python = venv / "bin" / "python"
     probe = [str(python), "-c", check]
     if python.exists() and subprocess.run(probe, env=QUIET, capture_output=True).returncode == 0:
