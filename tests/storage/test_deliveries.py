@@ -10,6 +10,7 @@ import pytest
 from tests.storage.helpers import GARBAGE_IDS, lease, list_deliveries, post, subscribe
 from tidings import errors
 from tidings.storage.base import Delivery, DeliveryKind, DeliveryStatus, GcResult
+from tidings.storage.common.outbox import take_post_wrote_deliveries
 
 HOOK = "http://example.com/hook"
 
@@ -31,6 +32,21 @@ async def test_post_without_subscriptions_writes_no_delivery(driver, project):
     await post(driver, project, "q", 3)
     assert await lease(driver) == []
     assert await list_deliveries(driver, project, "q") == []
+
+
+async def test_a_post_says_whether_it_wrote_a_delivery(driver, project):
+    """The post writes the outbox in its own transaction or script, so it
+    knows: without a delivery the notifier stage does not wake the delivery
+    worker (storage/common/outbox.py)."""
+    await post(driver, project, "q")
+    assert take_post_wrote_deliveries() is False
+    await subscribe(driver, project, "q", confirmed=False)
+    await post(driver, project, "q")
+    assert take_post_wrote_deliveries() is False
+    await subscribe(driver, project, "q", "http://example.com/other")
+    await post(driver, project, "q")
+    assert take_post_wrote_deliveries() is True
+    assert take_post_wrote_deliveries() is None  # read once
 
 
 async def test_post_with_one_subscription_writes_one_delivery(driver, project, clock):

@@ -24,17 +24,14 @@ import pytest
 from tests.storage.helpers import (
     CLIENT,
     claim,
-    lease,
     list_ids,
     list_messages,
     post,
-    subscribe,
 )
 from tests.support.clock import FakeClock
 from tests.support.postgres_server import PostgresServer, new_server, shared_server
 from tidings import errors
 from tidings.storage.base import ClaimRequest, ClaimResult, NewMessage
-from tidings.storage.common.outbox import take_post_wrote_deliveries
 from tidings.storage.postgres import queries as q
 from tidings.storage.postgres import schema
 from tidings.storage.postgres.driver import PostgresDriver, redact
@@ -657,22 +654,6 @@ async def test_one_failing_claim_of_a_group_leaves_the_others_claimed(
     claimed = [[m.id for m in outcome.messages] for outcome in outcomes
                if isinstance(outcome, ClaimResult)]
     assert claimed == [posted[0:2], posted[2:4], posted[4:6]]
-
-
-async def test_a_post_says_whether_it_wrote_a_delivery(
-        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
-    """The post statement knows whether it wrote to the outbox: without a
-    confirmed subscriber the notifier stage need not wake the worker."""
-    driver, _ = two_drivers
-    await post(driver, "p", "q")
-    assert take_post_wrote_deliveries() is False
-    await subscribe(driver, "p", "q", confirmed=False)
-    await post(driver, "p", "q")
-    assert take_post_wrote_deliveries() is False
-    await subscribe(driver, "p", "q", "http://example.com/other")
-    await post(driver, "p", "q")
-    assert take_post_wrote_deliveries() is True
-    assert len(await lease(driver)) == 1
 
 
 async def test_a_group_posts_to_a_queue_deleted_meanwhile(

@@ -12,6 +12,7 @@ import msgspec
 from tidings import errors
 from tidings.storage import base
 from tidings.storage.base import Message, NewMessage
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.storage.redis import scripts
 from tidings.storage.redis.keys import member_tag
 
@@ -97,6 +98,9 @@ class RedisMessages(base.MessageController):
             await self.d.index_queue(project, queue)
         if written:
             await self.d.deliveries.lower(member, now)
+        # Without a delivery, the delivery worker need not be woken: each wake
+        # would cost it a look at the outbox (storage/common/outbox.py).
+        POST_WROTE_DELIVERIES.set(bool(written))
         # One script: the sequence numbers of the batch are consecutive.
         return [message_id(first + i, salt.decode()) for i in range(len(messages))]
 

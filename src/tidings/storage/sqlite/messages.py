@@ -14,6 +14,7 @@ from tidings.storage.base import (
 )
 from tidings.storage.common.claims import check_delete_allowed
 from tidings.storage.common.ids import IdCodec, IdKind
+from tidings.storage.common.outbox import POST_WROTE_DELIVERIES
 from tidings.storage.common.rows import message_from_row
 from tidings.storage.sqlite import queries as q
 from tidings.storage.sqlite.core import (
@@ -46,13 +47,17 @@ class SqliteMessages(base.MessageController):
         key = (project, queue)
         driver = self.d
 
-        def job(conn: sqlite3.Connection) -> list[str]:
-            ids = _insert_messages(driver.ids, conn, project, queue, rows,
-                                   [m.ttl for m in messages], now)
+        def job(conn: sqlite3.Connection) -> tuple[list[str], bool]:
+            ids, notified = _insert_messages(driver.ids, conn, project, queue, rows,
+                                             [m.ttl for m in messages], now)
             driver.posted.add(key)
-            return ids
+            return ids, notified
 
-        return await self.d.writer.run(job)
+        ids, notified = await self.d.writer.run(job)
+        # Without a delivery, the delivery worker need not be woken
+        # (storage/common/outbox.py).
+        POST_WROTE_DELIVERIES.set(notified)
+        return ids
 
     async def move(
         self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
@@ -80,7 +85,7 @@ class SqliteMessages(base.MessageController):
                 moved.append((rowid,))
             if not rows:
                 return []
-            new_ids = _insert_messages(driver.ids, conn, project, dst, rows, ttls, now)
+            new_ids, _ = _insert_messages(driver.ids, conn, project, dst, rows, ttls, now)
             conn.executemany(q.MESSAGE_DELETE, moved)
             driver.posted.add((project, dst))
             return new_ids
@@ -190,9 +195,10 @@ def _insert_messages(
     ids: IdCodec,
     conn: sqlite3.Connection, project: str, queue: str, rows: list[tuple[Any, ...]],
     ttls: list[int], now: float,
-) -> list[str]:
+) -> tuple[list[str], bool]:
     """Append rows (body, created, expires, available, client_id) to the
-    queue, creating it if needed, with their notifications; the new ids."""
+    queue, creating it if needed, with their notifications; the new ids,
+    and whether a notification was written."""
     queue_id = ensure_queue(conn, project, queue, now)
     # One multi-row INSERT per chunk rather than executemany's statement
     # per row: a third less time for a post of ten.
@@ -216,6 +222,6 @@ def _insert_messages(
                 for (sub,) in subscribers
             ],
         )
-    return ids.message_ids(range(first, last + 1))
+    return ids.message_ids(range(first, last + 1)), bool(subscribers)
 
 
