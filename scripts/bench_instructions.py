@@ -1,6 +1,6 @@
 """Drive one server's app in-process, with no sockets, for an instruction count.
 
-    PYTHONPATH=<src> python scripts/bench_instructions.py post|ping <requests> <clients> [url]
+    PYTHONPATH=<src> python scripts/bench_instructions.py post|claim|ping <requests> <clients> [url]
 
 The ASGI app of ``tidings serve`` (Falcon, the middleware, the operations,
 the storage and SQLite's group-commit writer) answers ``requests`` requests
@@ -11,7 +11,10 @@ moves by ±20 % between runs, and an instruction count by about 1 %, so two
 source trees can be told apart by a few per cent. The uvicorn protocol
 layer is not included. ``url`` may hold ``{d}``, a fresh temporary
 directory (default ``sqlite:///{d}/h.db``). ``GC_OFF=1``: no garbage
-collection while the requests are measured.
+collection while the requests are measured. ``claim``: a claim of ten
+messages and the bulk delete of what it got (the bench's consumer), from a
+queue prefilled with CLAIM_PREFILL messages whatever ``requests`` is, so
+that two runs of different lengths differ only by their claims.
 """
 
 from __future__ import annotations
@@ -31,16 +34,21 @@ from tidings.config import Settings
 HEADERS = [(b"client-id", b"3a8b6a7e-1f2f-4c2b-9f3c-1a2b3c4d5e6f"), (b"x-project-id", b"bench"),
            (b"host", b"127.0.0.1:8888"), (b"user-agent", b"bench")]
 BODY = json.dumps({"messages": [{"body": {"k": "x" * 80}, "ttl": 300}]}).encode()
+BODY_10 = json.dumps({"messages": [{"body": {"k": "x" * 80}, "ttl": 3600}] * 10}).encode()
+CLAIM_BODY = json.dumps({"ttl": 60, "grace": 60}).encode()
+# Enough for the warm-up and 1,300 measured claims of ten (the .sh's default).
+CLAIM_PREFILL = 16_000
 
 
-async def call(app: Any, method: str, path: str, body: bytes = b"") -> int:
+async def call(app: Any, method: str, path: str, body: bytes = b"",
+               query: bytes = b"") -> tuple[int, bytes]:
     headers = list(HEADERS)
     if body:
         headers += [(b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode())]
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
              "http_version": "1.1", "method": method, "scheme": "http", "path": path,
-             "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "raw_path": path.encode(), "query_string": query, "root_path": "",
              "headers": headers, "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8888)}
     sent = False
 
@@ -58,7 +66,19 @@ async def call(app: Any, method: str, path: str, body: bytes = b"") -> int:
         messages.append(message)
 
     await app(scope, receive, send)
-    return int(messages[0]["status"])
+    return int(messages[0]["status"]), b"".join(m.get("body", b"") for m in messages[1:])
+
+
+async def claim_and_delete(app: Any) -> int:
+    """Claim ten, then delete them with the claim, as a consumer does."""
+    status, body = await call(app, "POST", "/v2/queues/bench/claims", CLAIM_BODY, b"limit=10")
+    if status == 201:
+        claimed = json.loads(body)["messages"]
+        ids = ",".join(m["href"].rsplit("/", 1)[1].split("?")[0] for m in claimed)
+        claim_id = claimed[0]["href"].rsplit("claim_id=", 1)[1]
+        await call(app, "DELETE", "/v2/queues/bench/messages", b"",
+                   f"ids={ids}&claim_ids={claim_id}".encode())
+    return status
 
 
 async def main(kind: str, requests: int, clients: int, url: str) -> None:
@@ -78,9 +98,14 @@ async def main(kind: str, requests: int, clients: int, url: str) -> None:
 
     async def one() -> int:
         if kind == "post":
-            return await call(app, "POST", "/v2/queues/bench/messages", BODY)
-        return await call(app, "GET", "/v2/ping")
+            return (await call(app, "POST", "/v2/queues/bench/messages", BODY))[0]
+        if kind == "claim":
+            return await claim_and_delete(app)
+        return (await call(app, "GET", "/v2/ping"))[0]
 
+    if kind == "claim":
+        for _ in range(CLAIM_PREFILL // 10):
+            await call(app, "POST", "/v2/queues/bench/messages", BODY_10)
     assert await one() in (201, 204)
 
     async def client(count: int) -> None:

@@ -4,7 +4,7 @@
 # requests) over N2 - N1, so start-up cancels out. One client by default:
 # each request is then its own commit, and the count repeats within about
 # 1 % (with 32 clients the group sizes vary with scheduling: about 7 %).
-#   scripts/bench_instructions.sh <src> [post|ping] [N1] [N2] [url]
+#   scripts/bench_instructions.sh <src> [post|claim|ping] [N1] [N2] [url]
 # CLIENTS=N for concurrent clients. sync=off by default: an fsync is time,
 # not instructions. Takes about a minute a run.
 set -u
