@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tidings import errors
@@ -92,6 +93,39 @@ async def create(
         "href": f"{claims_path(queue, ctx.href_root)}/{claim_id}",
         "messages": messages,
     }
+
+
+async def create_each(ctx: Context, queue: str, document: Any | None, count: int,
+                      wait: Any = None) -> list[tuple[dict[str, Any], str]]:
+    """Up to ``count`` messages, each in a claim of its own, as (message,
+    claim id): the SQS API's receive, where one message's visibility
+    changes alone. Only the first claim waits for a post; the others are
+    made at once, so the storage groups them (one transaction, statement or
+    pipeline) instead of one after another. If one fails, the claims made
+    are released and its error is raised."""
+    first = await create(ctx, queue, document, 1, wait=wait, receive_counts=True)
+    results = [first]
+    if first is not None and count > 1:
+        more = await asyncio.gather(
+            *(create(ctx, queue, document, 1, receive_counts=True) for _ in range(count - 1)),
+            return_exceptions=True)
+        results += [r for r in more if not isinstance(r, BaseException)]
+        failed = [r for r in more if isinstance(r, BaseException)]
+        if failed:
+            await release(ctx, queue, _claimed(results))
+            raise failed[0]
+    return _claimed(results)
+
+
+def _claimed(results: list[dict[str, Any] | None]) -> list[tuple[dict[str, Any], str]]:
+    return [(m, result["claim_id"]) for result in results if result is not None
+            for m in result["messages"]]
+
+
+async def release(ctx: Context, queue: str, claimed: list[tuple[dict[str, Any], str]]) -> None:
+    """End the claims of ``claimed`` (from create_each): visible again."""
+    await asyncio.gather(*(delete(ctx, queue, claim_id)
+                           for claim_id in dict.fromkeys(c for _, c in claimed)))
 
 
 @stage("claim", "get")

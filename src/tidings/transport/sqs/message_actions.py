@@ -13,7 +13,6 @@ with VisibilityTimeout 0).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -154,21 +153,7 @@ async def receive_message(call: Call) -> dict[str, Any]:
     claim = attrs.claim_for_visibility(visibility, limits)
     # Only the first claim waits: once one message came, SQS answers with
     # what else is there now.
-    first = await claims.create(call.ctx, name, claim, 1, wait=wait or None,
-                                receive_counts=True)
-    received = _claimed([first])
-    if received and count > 1:
-        # Each message is claimed on its own (see the module's docstring),
-        # all at once: the storage groups concurrent claims into one
-        # transaction, statement or pipeline instead of one each in turn.
-        more = await asyncio.gather(
-            *(claims.create(call.ctx, name, claim, 1, receive_counts=True)
-              for _ in range(count - 1)), return_exceptions=True)
-        received += _claimed([r for r in more if not isinstance(r, BaseException)])
-        failed = [r for r in more if isinstance(r, BaseException)]
-        if failed:
-            await _release(call, name, received)
-            raise failed[0]
+    received = await claims.create_each(call.ctx, name, claim, count, wait=wait or None)
     now = time.time()
     try:
         shown = [_received(call, name, m, claim_id, system_names, attribute_names, now)
@@ -176,23 +161,11 @@ async def receive_message(call: Call) -> dict[str, Any]:
     except Exception:
         # A message that cannot be answered must not stay invisible for the
         # whole visibility timeout: release what was claimed, then fail.
-        await _release(call, name, received)
+        await claims.release(call.ctx, name, received)
         raise
     if visibility == 0:
-        await _release(call, name, received)
+        await claims.release(call.ctx, name, received)
     return {"Messages": shown} if shown else {}
-
-
-def _claimed(results: list[dict[str, Any] | None]) -> list[tuple[Any, str]]:
-    """(message, claim id) of each message the claims got."""
-    return [(m, result["claim_id"]) for result in results if result is not None
-            for m in result["messages"]]
-
-
-async def _release(call: Call, name: str, received: list[tuple[Any, str]]) -> None:
-    """End the claims of ``received``: their messages are visible again."""
-    await asyncio.gather(*(claims.delete(call.ctx, name, claim_id)
-                           for claim_id in dict.fromkeys(c for _, c in received)))
 
 
 async def _delete(call: Call, name: str, handle: Any) -> dict[str, Any]:
