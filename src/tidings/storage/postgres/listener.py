@@ -23,9 +23,14 @@ from typing import Any
 
 import asyncpg
 
+from tidings.storage.common.reconnect import raise_if_cancelled, until_connected
 from tidings.storage.postgres import queries as q
 
 log = logging.getLogger(__name__)
+
+
+def _log_connect_failure(exc: BaseException, pause: float) -> None:
+    log.warning("notification connection failed (%s); retrying in %.1fs", exc, pause)
 
 # callback(project, queue); (None, None) after a reconnect. May be async.
 Callback = Callable[[str | None, str | None], Any]
@@ -132,6 +137,7 @@ class Listener:
 
     async def _supervise(self) -> None:
         while True:
+            raise_if_cancelled()  # a cancel the last ping swallowed still stops us
             try:
                 await asyncio.wait_for(self._lost.wait(), self.ping_interval)
             except asyncio.TimeoutError:
@@ -143,16 +149,8 @@ class Listener:
                 except Exception:
                     log.warning("notification connection stopped answering; reconnecting")
             await self._drop_connection()
-            delay = 0.1
-            while True:
-                try:
-                    await self._connect()
-                    break
-                except Exception as exc:
-                    log.warning("notification connection failed (%s); retrying in %.1fs",
-                                exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            await until_connected(self._connect, failures=(Exception,), first_delay=0.1,
+                                  max_delay=5.0, on_failure=_log_connect_failure)
             log.info("notification connection restored")
             self._dispatch(None, None)  # wake-ups may have been missed meanwhile
 

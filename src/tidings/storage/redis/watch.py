@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from tidings import errors
 from tidings.storage.base import Receive
+from tidings.storage.common.reconnect import until_connected
 from tidings.storage.common.watch import EventWatch
 
 if TYPE_CHECKING:
@@ -116,20 +117,19 @@ class WatchHub:
                 await keeper
 
     async def _keep(self, listening: _Listening) -> None:
-        delay = 0.05
+        async def subscribe() -> None:
+            try:
+                await self.add(listening)
+            except errors.ServiceUnavailable:
+                listening.event.clear()  # set by the failed try's drop
+                raise
+
         try:
             while True:
                 await listening.event.wait()  # set when the connection dropped
                 listening.event.clear()
-                while True:
-                    try:
-                        await self.add(listening)
-                        delay = 0.05
-                        break
-                    except errors.ServiceUnavailable:
-                        listening.event.clear()
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 2.0)
+                await until_connected(subscribe, failures=(errors.ServiceUnavailable,),
+                                      first_delay=0.05, max_delay=2.0)
         finally:
             await self.remove(listening)
 
