@@ -94,3 +94,24 @@ async def test_a_failed_batch_answers_each_request_503(driver, server, project):
     # The pool's dead connection is replaced: the next batch is stored.
     again = await asyncio.gather(*(post(driver, project, "q") for _ in range(3)))
     assert len(await list_ids(driver, project, "q")) == 4 and all(again)
+
+
+async def test_a_batch_cut_by_the_deadline_leaves_no_reply_for_the_next(
+        driver, server, project):
+    """A hung server: the batch is cut at the deadline (socket_timeout=1)
+    with its replies unread. Its connection must not serve the next batch,
+    which would read the old replies as its own."""
+    await post(driver, project, "q")
+    server.pause()
+    try:
+        results = await asyncio.gather(*(driver.queues.stats(project, "q") for _ in range(5)),
+                                       return_exceptions=True)
+    finally:
+        server.resume()
+    assert all(isinstance(r, errors.ServiceUnavailable) for r in results), results
+    # Each request now gets its own reply: posts to distinct queues return
+    # ids that list back from the queue each was posted to.
+    queues = [f"after{i}" for i in range(6)]
+    posted = await asyncio.gather(*(post(driver, project, q) for q in queues))
+    for queue, ids in zip(queues, posted):
+        assert await list_ids(driver, project, queue) == ids

@@ -26,10 +26,12 @@ the same bound so a stalled server does not hold a connection longer.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from hiredis import pack_command
+from redis.exceptions import NoScriptError, ResponseError
 
 from tidings.storage.redis.scripts import Script
 
@@ -91,21 +93,32 @@ class ScriptBatcher:
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         """EVALSHA each, then EVAL the source of those the server lacked
-        (a NOSCRIPT reply means the script did not run: no double run)."""
-        client = self._client()
-        async with client.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            async with client.pipeline(transaction=False) as pipe:
-                for i in missing:
-                    script, keys, args, _ = batch[i]
-                    pipe.eval(script.source, len(keys), *keys, *args)
-                again = await pipe.execute(raise_on_error=False)
-            for i, result in zip(missing, again):
-                replies[i] = result
+        (a NOSCRIPT reply means the script did not run: no double run).
+
+        Written on a pooled connection rather than through redis-py's
+        Pipeline: its per-argument encoding and per-reply read timers were
+        most of the driver's CPU per post (BENCHMARKS.md, "Redis: the
+        pipeline packed by hiredis"); the batch has its own deadline."""
+        pool = self._client().connection_pool
+        connection = await pool.get_connection()
+        try:
+            replies = await _exchange(connection, [
+                ("EVALSHA", script.sha, len(keys), *keys, *args)
+                for script, keys, args, _ in batch])
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:
+                again = await _exchange(connection, [
+                    ("EVAL", batch[i][0].source, len(batch[i][1]), *batch[i][1], *batch[i][2])
+                    for i in missing])
+                for i, result in zip(missing, again):
+                    replies[i] = result
+        except BaseException:
+            # Cut short (a deadline, a cancel, a broken socket): replies may
+            # be left unread on it, so the connection is never used again.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
         return replies
 
     async def close(self) -> None:
@@ -114,3 +127,18 @@ class ScriptBatcher:
             task.cancel()
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send the commands in one write and read their replies in order; an
+    error reply is returned in its command's place, as a pipeline does."""
+    await connection.send_packed_command([pack_command(c) for c in commands],
+                                         check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            # No timer per reply: the batch's deadline bounds them all.
+            replies.append(await connection.read_response(timeout=math.inf))
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
