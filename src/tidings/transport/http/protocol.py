@@ -23,13 +23,14 @@ by a timer per request: arming a deadline is storing a float, where a
 timer per request cost a heap push and a cancellation each time (about a
 tenth of a ping). A deadline fires within ``sweep_interval`` after it
 passes: at most a second, and a quarter of the shortest timeout when
-that is smaller.
+that is smaller. The keep-alive wait between requests is such a deadline
+too (uvicorn armed a timer after every response and cancelled it on the
+next request's first byte): idle keep-alive connections are closed after
+``keep_alive_timeout`` (``timeout_keep_alive``), within the sweep.
 
-Idle keep-alive connections are closed by uvicorn itself after
-``keep_alive_timeout`` (``timeout_keep_alive``). The settings are module
-state set by ``configure`` before the server starts (uvicorn builds the
-protocol itself, from a class): the CLI sets them, and so does each worker
-process of ``--workers N``.
+The settings are module state set by ``configure`` before the server
+starts (uvicorn builds the protocol itself, from a class): the CLI sets
+them, and so does each worker process of ``--workers N``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _response(status: bytes, text: str) -> bytes:
 
 
 def sweep_interval(limits: HttpSettings) -> float:
-    timeouts = [t for t in (limits.header_timeout, limits.body_timeout) if t > 0]
+    timeouts = [t for t in (limits.header_timeout, limits.body_timeout,
+                            limits.keep_alive_timeout) if t > 0]
     return min([1.0, *(t / 4 for t in timeouts)])
 
 
@@ -233,3 +235,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, but the keep-alive wait is a swept deadline, not a
+        # timer per response (see the module's docstring). No wait at all
+        # (a timeout of 0: close after each response) stays uvicorn's.
+        if self.timeout_keep_alive <= 0:
+            super().on_response_complete()
+            return
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._arm(self.timeout_keep_alive, self.timeout_keep_alive_handler)
