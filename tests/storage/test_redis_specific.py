@@ -650,6 +650,32 @@ async def test_a_lost_pubsub_connection_wakes_watches_and_recovers(redis_driver,
         assert await watch.wait(5) is True
 
 
+async def test_a_connection_lost_while_subscribing_costs_one_more_try(server, clock, project):
+    """The pub/sub connection drops while a watch's SUBSCRIBE awaits its
+    confirmation (here: the server is stopped, so it cannot confirm): the
+    watch subscribes again on a new connection instead of failing."""
+    driver = driver_from_url(url(server, socket_timeout="5"), clock=clock)
+    await driver.open()
+    hub = driver.watches
+    try:
+        server.pause()
+        try:
+            entering = asyncio.ensure_future(driver.watch(project, "q").__aenter__())
+            while not hub._confirms:  # the SUBSCRIBE is out, unconfirmed
+                await asyncio.sleep(0.01)
+            await hub._drop(ConnectionError("lost"))  # what the reader does on a failure
+        finally:
+            server.resume()
+        watch = await asyncio.wait_for(entering, 5)
+        try:
+            await post(driver, project, "q")
+            assert await watch.wait(5) is True
+        finally:
+            await watch.__aexit__(None, None, None)
+    finally:
+        await driver.close()
+
+
 # --- ?replicas=N: acknowledged once replicas have the write -----------------------
 
 

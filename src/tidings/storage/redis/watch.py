@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _Dropped(errors.ServiceUnavailable):
+    """The pub/sub connection was lost while a SUBSCRIBE awaited Redis's
+    confirmation."""
+
+
 class _Watch(EventWatch):
     def __init__(self, hub: WatchHub, channel: bytes) -> None:
         super().__init__()
@@ -207,7 +212,7 @@ class WatchHub:
         for group in watches.values():
             for watch in group:
                 watch.event.set()
-        unavailable = errors.ServiceUnavailable(
+        unavailable = _Dropped(
             "The Redis storage is unavailable: it cannot be reached. Try again later."
         )
         for waiting in confirms.values():
@@ -227,6 +232,16 @@ class WatchHub:
     # --- watches ----------------------------------------------------------
 
     async def add(self, watch: _Watch) -> None:
+        """Subscribe ``watch``'s channel (or join its subscription); returns
+        once Redis confirmed it. A connection lost while the SUBSCRIBE was
+        unconfirmed (a restart, a CLIENT KILL, a Cluster node's fail-over)
+        costs one more try on a new connection, not a failed request."""
+        try:
+            await self._add_once(watch)
+        except _Dropped:
+            await self._add_once(watch)
+
+    async def _add_once(self, watch: _Watch) -> None:
         with self.d.guard():
             pubsub = await self._connect()
         watch.generation = self._generation
