@@ -7,6 +7,8 @@
 # one process against two: pass the same tree twice). STORAGE_B=<storage>
 # gives side B another storage (one tree on two drivers). URL_OPTIONS_B=a=b&c=d
 # adds query options to side B's storage URL (a driver or server setting).
+# With one server process it also prints the server's CPU (user + system)
+# per request it served: less moved by the machine's load than a rate.
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
 # postgres: a private durable cluster (initdb defaults: fsync on) on a free
 # port, as the postgres user when run as root; a fresh database per run.
@@ -34,6 +36,14 @@ if uses postgres; then
   pg pg_ctl -D "$pg_dir/data" -l "$pg_dir/log" -w start -o "-p $pport -c listen_addresses=127.0.0.1 \
     -c unix_socket_directories=$pg_dir -c max_connections=200 -c shared_buffers=256MB" > /dev/null
 fi
+# User + system clock ticks of a server process and its workers so far.
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
 for r in $(seq "$rounds"); do
   for side in A B; do
     src=$a; w=$serve_workers; st=$storage
@@ -53,16 +63,27 @@ for r in $(seq "$rounds"); do
     spid=$!
     for t in $(seq 100); do curl -s -o /dev/null -H 'Client-ID: 3a8b6a7e-1f2f-4c2b-9f3c-1a2b3c4d5e6f' \
       -H 'X-Project-ID: p' "http://127.0.0.1:$port/v2/ping" && break; sleep 0.1; done
+    ticks=$(cpu_ticks $spid)
     python -m tidings.bench --url "http://127.0.0.1:$port" --json --quiet "$@" > "$out/$r.$side.json" 2>/dev/null
+    ticks=$(( $(cpu_ticks $spid) - ticks ))
     # The server's own latency histograms: the bench's p99 mixes a
     # consumer's claims with its deletes; /metrics has them per route.
     curl -s "http://127.0.0.1:$port/metrics" > "$out/$r.$side.metrics"
-    python - "$out/$r.$side.json" "$r" "$side" <<'PY'
-import json, sys
+    python - "$out/$r.$side.json" "$r" "$side" "$ticks" "$(getconf CLK_TCK)" "$w" \
+      "$out/$r.$side.metrics" <<'PY'
+import json, re, sys
 roles = json.load(open(sys.argv[1]))["roles"]
 for name, f in roles.items():
     print(f"round {sys.argv[2]} {sys.argv[3]} {name}: {f['requests_per_s']} req/s "
           f"{f['messages_per_s']} msg/s p99 {f['latency_ms']['p99']} ms errors {f['errors']}")
+# The server's CPU over the bench (warm-up included) per request it counted
+# (one process: with --workers the /metrics answer is one worker's).
+served = sum(float(n) for n in re.findall(
+    r"^tidings_http_request_duration_seconds_count\{.*\} (\S+)$",
+    open(sys.argv[7]).read(), re.M))
+if sys.argv[6] == "1" and served:
+    cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / served
+    print(f"round {sys.argv[2]} {sys.argv[3]} server CPU: {cpu_us:.1f} us a request")
 PY
     python scripts/bench_ab_routes.py "$out/$r.$side.metrics" "$r" "$side"
     kill $spid; wait $spid 2>/dev/null
