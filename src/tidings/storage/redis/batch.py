@@ -18,9 +18,13 @@ Only on a single server without ``?replicas=N`` (driver.py decides):
   the deadline and request tokens docs/storage.md describes.
 - ``?replicas=N`` WAITs after each script on the script's own connection.
 
-The deadline stays the caller's (``RedisDriver.run``): a request
-waits for its reply at most socket_timeout; the batch itself is cut at
-the same bound so a stalled server does not hold a connection longer.
+The deadline is the batch's: it is cut at socket_timeout, and every
+request waiting in it gets its reply or the batch's failure by then (so
+``RedisDriver.run`` adds no timer of its own). The batch is packed by
+hiredis and its replies read off one pooled connection, not through
+redis-py's Pipeline, whose Python encoding of each argument and timer per
+reply cost more than the rest of a post's driver work ("Redis: the
+pipeline packed by hiredis" in BENCHMARKS.md).
 """
 
 from __future__ import annotations
