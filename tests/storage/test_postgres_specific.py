@@ -227,8 +227,8 @@ async def test_a_later_post_waits_for_an_earlier_uncommitted_one(
         transaction = slow.transaction()
         await transaction.start()
         # The first post draws its id, then stalls before committing.
-        [first] = await slow.fetch(q.MESSAGE_POST, "p", "q", driver.clock(), [CLIENT],
-                                   [b'"first"'], [3600], [0], None, None)
+        [first] = await slow.fetch(q.MESSAGES_POST, ["p"], ["q"], [None], driver.clock(), [1],
+                                   [CLIENT], [b'"first"'], [3600], [0], None)
         second = asyncio.create_task(post(driver, "p", "q", body="second"))
         other_queue = await post(driver, "p", "elsewhere")  # other queues do not wait
         await asyncio.sleep(0.3)
@@ -580,6 +580,77 @@ async def test_one_failing_post_of_a_group_leaves_the_others_posted(
     page, _ = await list_messages(driver, "p", "q", limit=20)
     assert [m.body for m in page] == [0, 1, 3, 4]
     assert [m.id for m in page] == [ids[0] for ids in answers if isinstance(ids, list)]
+
+
+async def test_posts_to_several_queues_at_once_share_one_transaction(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Posts to different queues that are ready together go out in one
+    statement (one COMMIT), each queue's messages in order under its own
+    ids; a queue that did not exist yet is created and posted to."""
+    driver, _ = two_drivers
+    for queue in ("a", "b"):
+        await post(driver, "p", queue)  # these exist; "new" does not
+    queues = ["a", "b", "new", "a", "b"]
+    answers = await asyncio.gather(*(
+        driver.messages.post("p", queue, [NewMessage(body=[queue, i, j], ttl=60)
+                                          for j in range(2)], CLIENT)
+        for i, queue in enumerate(queues)))
+    existing = [ids for queue, ids in zip(queues, answers, strict=True) if queue != "new"]
+    assert len({xid for ids in existing for xid in await _transactions_of(driver, ids)}) == 1
+    for queue in ("a", "b", "new"):
+        page, _ = await list_messages(driver, "p", queue, limit=20)
+        mine = [(i, ids) for i, (name, ids) in enumerate(zip(queues, answers, strict=True))
+                if name == queue]
+        assert [m.body for m in page][-2 * len(mine):] == [
+            [queue, i, j] for i, _ in mine for j in range(2)]
+        assert [m.id for m in page][-2 * len(mine):] == [x for _, ids in mine for x in ids]
+
+
+async def test_a_locked_queue_does_not_hold_up_the_queues_posted_with_it(
+        pg_server: PostgresServer, database: str,
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Another transaction holds queue a's row (another process's post, a
+    queue being deleted): posts to a and b ready together, b's is
+    committed at once and a's waits for the lock on its own."""
+    import asyncpg
+
+    driver, _ = two_drivers
+    for queue in ("a", "b"):
+        await post(driver, "p", queue)
+    holder = await asyncpg.connect(pg_server.url(database))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.fetchval(q.QUEUE_LOCK, "p", "a")
+        to_a = asyncio.ensure_future(post(driver, "p", "a", body="to a"))
+        [to_b] = await asyncio.wait_for(post(driver, "p", "b", body="to b"), 10)
+        again_b = await asyncio.wait_for(post(driver, "p", "b", body="b again"), 10)
+        assert not to_a.done()
+        await transaction.commit()
+        [a_id] = await asyncio.wait_for(to_a, 10)
+    finally:
+        await holder.close()
+    page_a, _ = await list_messages(driver, "p", "a", limit=20)
+    page_b, _ = await list_messages(driver, "p", "b", limit=20)
+    assert [m.id for m in page_a][-1] == a_id and page_a[-1].body == "to a"
+    assert [m.id for m in page_b][-2:] == [to_b, *again_b]
+
+
+async def test_one_failing_post_among_several_queues_fails_alone(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """A statement for several queues fails as a whole: each queue's posts
+    then go on their own, then each post, so only the refused one fails."""
+    driver, _ = two_drivers
+    for queue in ("a", "b", "c"):
+        await post(driver, "p", queue)
+    posts = [("a", CLIENT), ("b", "bad\x00client"), ("b", CLIENT), ("c", CLIENT)]
+    answers = await asyncio.gather(*(
+        driver.messages.post("p", queue, [NewMessage(body=i, ttl=60)], client)
+        for i, (queue, client) in enumerate(posts)), return_exceptions=True)
+    assert isinstance(answers[1], errors.ValidationFailed)
+    for queue, expected in (("a", [0]), ("b", [2]), ("c", [3])):
+        page, _ = await list_messages(driver, "p", queue, limit=20)
+        assert [m.body for m in page][1:] == expected
 
 
 async def test_concurrent_deletes_share_a_statement_and_each_gets_its_answer(

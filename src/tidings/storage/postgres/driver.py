@@ -33,7 +33,7 @@ asyncpg (anything else is passed on, e.g. ``sslmode`` or ``search_path``):
 
 Notifications: subscriptions and the delivery outbox are tables of their
 own; a post writes its MESSAGE deliveries in the posting statement (see
-queries.MESSAGE_POST). Subscription and delivery ids are a row's sequence
+queries.MESSAGES_POST). Subscription and delivery ids are a row's sequence
 number (16 hex digits, so ids order by creation) and 8 random hex digits.
 ``watch`` rides on the LISTEN/NOTIFY listener: one listener callback per
 driver dispatches to the in-process watches keyed by (project, queue).

@@ -137,7 +137,7 @@ class PostgresMessages(base.MessageController):
         self, project: str, src: str, dst: str, ids: Sequence[str], claim_id: str,
         ttl: int | None = None,
     ) -> builtins.list[str]:
-        """Atomic: the copies (MESSAGE_POST, outbox included) and the deletes
+        """Atomic: the copies (MESSAGES_POST, outbox included) and the deletes
         are one transaction; the moved rows stay locked until it commits."""
         rowids = self.d.ids.parse_message_ids(ids)
         if not rowids:
@@ -157,8 +157,9 @@ class PostgresMessages(base.MessageController):
                     for row in chosen]
             # Each copy keeps its own client id.
             posted = await conn.fetch(
-                q.MESSAGE_POST, project, dst, now, [row[4] for row in chosen],
-                [row[1] for row in chosen], ttls, [0] * len(chosen), channel, payload,
+                q.MESSAGES_POST, [project], [dst], [payload], now, [1] * len(chosen),
+                [row[4] for row in chosen], [row[1] for row in chosen], ttls,
+                [0] * len(chosen), channel,
             )
             new_ids = [self.d.ids.message_id(row[0]) for row in posted]
             await conn.execute(q.MESSAGES_DELETE_IDS, [row[0] for row in chosen])

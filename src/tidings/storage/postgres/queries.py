@@ -81,38 +81,67 @@ _MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 # one statement (postgres/writer.py). pg_notify ($8 NULL: notifications
 # off) is delivered at commit, and repeats of one payload in a transaction
 # are delivered once.
-MESSAGE_POST = f"""
-    WITH q AS (
-        SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY UPDATE
+# Posts to one or more queues in one statement: $1/$2 the queues' projects
+# and names, $3 each queue's NOTIFY payload (NULL: none), $4 now, then per
+# message $5 its queue (a 1-based index into $1/$2), $6 client id, $7
+# body, $8 ttl, $9 delay; $10 the NOTIFY channel (NULL: none). The rows
+# come back in id order, with their queue's index and whether the queue
+# has live subscribers. A queue that does not exist posts nothing (the
+# caller creates it and posts again). Two forms, by how a locked queue
+# row is met (see _post_messages).
+def _post_messages(lock: str) -> str:
+    return f"""
+    WITH keys AS (
+        SELECT k.project, k.name, k.payload, k.n
+        FROM unnest($1::text[], $2::text[], $3::text[])
+                WITH ORDINALITY AS k(project, name, payload, n)
+    ), q AS MATERIALIZED (
+        SELECT queues.id, keys.n, keys.project, keys.name, keys.payload
+        FROM queues JOIN keys ON queues.project = keys.project AND queues.name = keys.name
+        ORDER BY queues.id
+        {lock}
     ), ins AS (
         INSERT INTO messages (queue_id, body, created, expires, available, client_id)
-        SELECT q.id, m.body, $3::float8, $3::float8 + m.ttl, $3::float8 + m.delay, m.client_id
-        FROM q, unnest($4::text[], $5::bytea[], $6::integer[], $7::integer[])
-                WITH ORDINALITY AS m(client_id, body, ttl, delay, n)
+        SELECT q.id, m.body, $4::float8, $4::float8 + m.ttl, $4::float8 + m.delay, m.client_id
+        FROM unnest($5::integer[], $6::text[], $7::bytea[], $8::integer[], $9::integer[])
+                WITH ORDINALITY AS m(k, client_id, body, ttl, delay, n)
+        JOIN q ON q.n = m.k
         ORDER BY m.n
-        RETURNING id, body, round(expires - created)::integer AS ttl
+        RETURNING id, queue_id, body, round(expires - created)::integer AS ttl
     ), subs AS MATERIALIZED (
         -- The outbox, in the same statement: one delivery per live,
         -- confirmed subscription and message. FOR KEY SHARE holds off a
         -- concurrent delete of the subscription until we commit, so it
         -- then deletes our deliveries too. No subscription: one index
-        -- probe that finds nothing, and "delivered" says so (no need to
-        -- wake the delivery worker).
-        SELECT seq FROM subscriptions
-        WHERE project = $1 AND queue = $2 AND confirmed AND expires > $3::float8
-        FOR KEY SHARE
+        -- probe per queue that finds nothing, and "delivered" says so (no
+        -- need to wake the delivery worker).
+        SELECT s.seq, q.id AS queue_id, q.project, q.name
+        FROM subscriptions s JOIN q ON s.project = q.project AND s.queue = q.name
+        WHERE s.confirmed AND s.expires > $4::float8
+        FOR KEY SHARE OF s
     ), outbox AS (
         INSERT INTO deliveries (token, subscription_seq, project, queue, kind, message_id, body,
                                 ttl, created, next_attempt)
-        SELECT {_TOKEN}, subs.seq, $1, $2, 'message', ins.id, ins.body, ins.ttl,
-               $3::float8, $3::float8
-        FROM ins CROSS JOIN subs
+        SELECT {_TOKEN}, subs.seq, subs.project, subs.name, 'message', ins.id, ins.body,
+               ins.ttl, $4::float8, $4::float8
+        FROM ins JOIN subs ON subs.queue_id = ins.queue_id
         ORDER BY ins.id, subs.seq
     )
-    SELECT id, CASE WHEN $8::text IS NOT NULL THEN pg_notify($8, $9::text) END AS notified,
-           EXISTS (SELECT 1 FROM subs) AS delivered
-    FROM ins ORDER BY id
+    SELECT ins.id, q.n AS key,
+           CASE WHEN $10::text IS NOT NULL AND q.payload IS NOT NULL
+                THEN pg_notify($10, q.payload) END AS notified,
+           EXISTS (SELECT 1 FROM subs WHERE subs.queue_id = ins.queue_id) AS delivered
+    FROM ins JOIN q ON q.id = ins.queue_id ORDER BY ins.id
 """
+
+
+# Waits for each queue's row lock (the module docstring's rule): a post to
+# one queue, or a move that holds its queue's lock already.
+MESSAGES_POST = _post_messages("FOR NO KEY UPDATE OF queues")
+# Posts of several queues at once (postgres/writer.py) skip a queue whose
+# row another transaction holds: that queue's posts then wait on their own,
+# so one busy or long-locked queue never holds up the others' posts.
+MESSAGES_POST_SKIP_LOCKED = _post_messages("FOR NO KEY UPDATE OF queues SKIP LOCKED")
 # $5/$6/$7: include claimed / include delayed / a client id to leave out.
 MESSAGE_PAGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "
@@ -380,7 +409,7 @@ _DELIVERY_COLUMNS = (
 
 # $1 seq, $2 token, $3 project, $4 queue (the live subscription), $5 now,
 # $6 kind, $7 payload. No row: no such live subscription. FOR KEY SHARE,
-# as in MESSAGE_POST, so a concurrent delete also deletes this delivery.
+# as in MESSAGES_POST, so a concurrent delete also deletes this delivery.
 DELIVERY_ENQUEUE = f"""
     INSERT INTO deliveries (token, subscription_seq, project, queue, kind, body, created,
                             next_attempt)

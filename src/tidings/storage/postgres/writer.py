@@ -7,7 +7,9 @@ flush of the WAL. Here a process sends at most one post statement per
 queue at a time: the first post goes at once, alone; the posts that arrive
 while it runs wait, and the next statement carries all of them (one
 multi-row INSERT, one lock, one COMMIT, one flush), as the SQLite writer
-(storage/sqlite/writer.py) groups a transaction's jobs. Single deletes
+(storage/sqlite/writer.py) groups a transaction's jobs. Posts go further:
+the posts to every queue of the process share the statement in flight
+(PostWriter), so posting to many queues does not cost a COMMIT per queue. Single deletes
 are grouped the same way (one DELETE of many ids): a consumer deletes
 each message it claimed, ten statements and flushes per claim of ten.
 So are claims without a dead-letter policy: they take no queue lock
@@ -89,29 +91,32 @@ class _Grouping(Generic[J]):
     async def _send(self, key: Key) -> None:
         try:
             while self._waiting.get(key):
-                group = self._take(key)
-                try:
-                    await self._run(key, group)
-                except errors.TidingsError as exc:
-                    if len(group) > 1 and isinstance(exc.__cause__, RUN_ALONE):
-                        for job in group:
-                            await self._run_alone(key, job)
-                    else:
-                        _fail(group, exc)
-                except BaseException as exc:
-                    _fail(group, errors.ServiceUnavailable("The storage failed to write."))
-                    if not isinstance(exc, Exception):
-                        raise
+                await self._send_group(key, self._take(key))
         finally:
             del self._sending[key]
             # Left only when cancelled (the loop is closing): nobody waits forever.
             _fail(self._waiting.pop(key, []), errors.ServiceUnavailable("The storage is closing."))
 
-    def _take(self, key: Key) -> list[J]:
-        """The waiting jobs up to MAX_GROUP_MESSAGES (at least one)."""
+    async def _send_group(self, key: Key, group: list[J]) -> None:
+        """Runs one group and settles every job of it, whatever happens."""
+        try:
+            await self._run(key, group)
+        except errors.TidingsError as exc:
+            if len(group) > 1 and isinstance(exc.__cause__, RUN_ALONE):
+                for job in group:
+                    await self._run_alone(key, job)
+            else:
+                _fail(group, exc)
+        except BaseException as exc:
+            _fail(group, errors.ServiceUnavailable("The storage failed to write."))
+            if not isinstance(exc, Exception):
+                raise
+
+    def _take(self, key: Key, most: int = MAX_GROUP_MESSAGES) -> list[J]:
+        """The waiting jobs up to ``most`` messages (at least one job)."""
         waiting = self._waiting[key]
         count, messages = 1, waiting[0].size()
-        while count < len(waiting) and messages + waiting[count].size() <= MAX_GROUP_MESSAGES:
+        while count < len(waiting) and messages + waiting[count].size() <= most:
             messages += waiting[count].size()
             count += 1
         group, self._waiting[key] = waiting[:count], waiting[count:]
@@ -136,44 +141,145 @@ class _Post(_Job):
 
 
 class PostWriter(_Grouping[_Post]):
-    """Posts messages, grouping the concurrent posts of one queue."""
+    """Posts messages: one statement in flight for all queues at a time;
+    the posts arriving meanwhile, whatever their queue, go in the next.
+
+    That statement takes the queues' rows with SKIP LOCKED: a queue whose
+    row another transaction holds (another process's post, a queue being
+    deleted) is left out, and its posts then go on their own, waiting for
+    the lock, one statement in flight for that queue (as deletes and claims
+    are grouped) until none of its posts wait; so one busy queue never
+    holds up the others. A server posting to many queues makes one COMMIT
+    per statement rather than one per queue."""
+
+    def __init__(self, driver: PostgresCore) -> None:
+        super().__init__(driver)
+        # The statement for all queues (self._sending: the queues on their own).
+        self._together: asyncio.Task[None] | None = None
 
     async def post(self, project: str, queue: str, client_id: str, bodies: list[bytes],
                    ttls: list[int], delays: list[int]) -> tuple[list[int], bool]:
         """The new messages' row ids, in the order given, once committed,
         and whether the post wrote a delivery (the queue has subscribers)."""
-        future = asyncio.get_running_loop().create_future()
-        result: tuple[list[int], bool] = await self._submit(
-            (project, queue), _Post(future, client_id, bodies, ttls, delays))
-        return result
+        future: asyncio.Future[tuple[list[int], bool]] = (
+            asyncio.get_running_loop().create_future())
+        key = (project, queue)
+        self._waiting.setdefault(key, []).append(_Post(future, client_id, bodies, ttls, delays))
+        if key not in self._sending and self._together is None:
+            self._together = asyncio.create_task(self._send_together())
+        # A client that goes away cancels only its wait: its write stands.
+        return await asyncio.shield(future)
+
+    async def _send_together(self) -> None:
+        groups: dict[Key, list[_Post]] = {}
+        try:
+            while groups := self._take_together():
+                left = await self._post_together(groups)
+                for key, group in left.items():
+                    # First in line on its own: it waits for the queue's
+                    # lock, and creates the queue if it does not exist yet.
+                    self._waiting[key] = group + self._waiting.get(key, [])
+                    self._sending[key] = asyncio.create_task(self._send(key))
+                for key in groups.keys() - left.keys():
+                    if not self._waiting.get(key):
+                        self._waiting.pop(key, None)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody waits forever.
+            closing = errors.ServiceUnavailable("The storage is closing.")
+            _fail([post for group in groups.values() for post in group], closing)
+            for key in [key for key in self._waiting if key not in self._sending]:
+                _fail(self._waiting.pop(key), closing)
+            raise
+        finally:
+            self._together = None
+
+    def _take_together(self) -> dict[Key, list[_Post]]:
+        """The waiting posts of the queues not on their own, up to
+        MAX_GROUP_MESSAGES (at least one queue's group)."""
+        groups: dict[Key, list[_Post]] = {}
+        messages = 0
+        for key, jobs in self._waiting.items():
+            if not jobs or key in self._sending:
+                continue
+            if groups and messages + jobs[0].size() > MAX_GROUP_MESSAGES:
+                break
+            groups[key] = group = self._take(key, MAX_GROUP_MESSAGES - messages)
+            messages += sum(post.size() for post in group)
+        return groups
+
+    async def _post_together(self, groups: dict[Key, list[_Post]]) -> dict[Key, list[_Post]]:
+        """Posts what it can of several queues in one statement, skipping
+        locked (and missing) queues; returns the groups it did not post."""
+        keys = list(groups)
+        posts = [(n, post) for n, key in enumerate(keys, 1) for post in groups[key]]
+        try:
+            rows = await self.d.fetch(
+                q.MESSAGES_POST_SKIP_LOCKED, *self._arguments(keys, posts, self.d.clock()))
+        except errors.TidingsError as exc:
+            if isinstance(exc.__cause__, RUN_ALONE):
+                return groups  # each queue again on its own, then each post
+            for group in groups.values():
+                _fail(group, exc)
+            return {}
+        except Exception:
+            for group in groups.values():
+                _fail(group, errors.ServiceUnavailable("The storage failed to write."))
+            return {}
+        posted = _settle_posts(posts, rows)
+        return {key: group for n, (key, group) in enumerate(groups.items(), 1)
+                if n not in posted}
 
     async def _run(self, key: Key, group: list[_Post]) -> None:
-        project, queue = key
-        client_ids = [post.client_id for post in group for _ in post.bodies]
-        bodies = [body for post in group for body in post.bodies]
-        ttls = [ttl for post in group for ttl in post.ttls]
-        delays = [delay for post in group for delay in post.delays]
-        channel, payload = self.d.notify_args(project, queue)
+        posts = [(1, post) for post in group]
         for _ in range(CREATE_ATTEMPTS):
             now = self.d.clock()
-            rows = await self.d.fetch(q.MESSAGE_POST, project, queue, now, client_ids, bodies,
-                                      ttls, delays, channel, payload)
+            rows = await self.d.fetch(q.MESSAGES_POST, *self._arguments([key], posts, now))
             if rows:
-                # Ids are drawn in the statement's order: ascending ids are
-                # the messages in the order given, post after post.
-                ids = [row[0] for row in rows]
-                delivered = bool(rows[0]["delivered"])
-                start = 0
-                for post in group:
-                    end = start + len(post.bodies)
-                    _settle(post, (ids[start:end], delivered))
-                    start = end
+                _settle_posts(posts, rows)
                 return
             # No such queue yet: create it (lazily, as Zaqar does) and post
             # again; the post itself stays one all-or-nothing statement.
-            await self.d.fetchval(q.QUEUE_INSERT, project, queue, b"{}", "{}", now)
+            await self.d.fetchval(q.QUEUE_INSERT, *key, b"{}", "{}", now)
         raise errors.ServiceUnavailable(
-            f"Queue {queue} was deleted and created repeatedly; try again.")
+            f"Queue {key[1]} was deleted and created repeatedly; try again.")
+
+    def _arguments(self, keys: list[Key], posts: list[tuple[int, _Post]], now: float
+                   ) -> list[Any]:
+        """MESSAGES_POST's parameters: the queues, then each post's messages
+        with the 1-based index of its queue."""
+        payloads: list[str | None] = []
+        channel = None
+        for project, queue in keys:
+            channel_of_queue, payload = self.d.notify_args(project, queue)
+            channel = channel or channel_of_queue
+            payloads.append(payload)
+        return [
+            [project for project, _ in keys], [queue for _, queue in keys], payloads, now,
+            [n for n, post in posts for _ in post.bodies],
+            [post.client_id for _, post in posts for _ in post.bodies],
+            [body for _, post in posts for body in post.bodies],
+            [ttl for _, post in posts for ttl in post.ttls],
+            [delay for _, post in posts for delay in post.delays],
+            channel,
+        ]
+
+
+def _settle_posts(posts: list[tuple[int, _Post]], rows: list[asyncpg.Record]) -> set[int]:
+    """Hands each post its ids (drawn in the statement's order: ascending
+    ids are the messages in the order given, post after post, within each
+    queue); returns the indexes of the queues that were posted to."""
+    ids: dict[int, list[int]] = {}
+    delivered: dict[int, bool] = {}
+    for row in rows:
+        ids.setdefault(row["key"], []).append(row["id"])
+        delivered[row["key"]] = row["delivered"]
+    start: dict[int, int] = {}
+    for n, post in posts:
+        if n in ids:
+            first = start.get(n, 0)
+            start[n] = first + len(post.bodies)
+            _settle(post, (ids[n][first:start[n]], bool(delivered[n])))
+    return set(ids)
 
 
 @dataclass
