@@ -528,8 +528,9 @@ async def test_big_queue_is_read_and_claimed_through_indexes(
     now = clock()
     plans = {
         "page": await plan(q.MESSAGE_PAGE, "p", "big", 0, now, False, False, None, 20),
-        "claim": await plan(q.CLAIMS_CREATE, "p", "big", now, 20, ["c", "d"], [10, 10],
-                            [now + 60] * 2, [now + 120] * 2, [60] * 2, [60] * 2, [now] * 2),
+        "claim": await plan(q.CLAIMS_CREATE, ["p", "p"], ["big", "small"], now, [1, 2],
+                            ["c", "d"], [10, 10], [now + 60] * 2, [now + 120] * 2, [60] * 2,
+                            [60] * 2, [now] * 2),
         "pop": await plan(q.MESSAGES_POP, "p", "big", now, 10),
         "gc": await plan(q.GC_EXPIRED_MESSAGES, now, 5000),
         "get": await plan(q.MESSAGES_GET, [1, 2], now, "p", "big"),
@@ -704,6 +705,29 @@ async def test_concurrent_claims_share_a_statement_and_get_disjoint_messages(
         stored = await driver.claims.get("p", "q", result.claim_id)
         assert [m.id for m in stored.messages] == [m.id for m in result.messages]
         assert all(m.claim_id == result.claim_id for m in result.messages)
+
+
+async def test_claims_of_several_queues_share_one_statement(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Claims of different queues that wait together share one statement
+    (one transaction): each gets messages of its own queue only, oldest
+    first, dealt in the order the claims came; a queue that does not exist
+    gives no claim."""
+    driver, _ = two_drivers
+    posted = {queue: await post(driver, "p", queue, 4) for queue in ("a", "b")}
+    asks = [("a", 3), ("b", 2), ("a", 3), ("missing", 1), ("b", 1)]
+    results = await asyncio.gather(*(
+        driver.claims.create("p", queue, ttl=60, grace=60, limit=limit, dead_letter=None)
+        for queue, limit in asks))
+    got = [[m.id for m in result.messages] for result in results]
+    assert got == [posted["a"][0:3], posted["b"][0:2], posted["a"][3:4], [], posted["b"][2:3]]
+    assert results[3].claim_id is None
+    claimed = got[0] + got[1] + got[2] + got[4]
+    assert len(set(await _transactions_of(driver, claimed))) == 1
+    for (queue, _), result in zip(asks, results, strict=True):
+        if result.claim_id is not None:
+            stored = await driver.claims.get("p", queue, result.claim_id)
+            assert [m.id for m in stored.messages] == [m.id for m in result.messages]
 
 
 async def test_one_failing_claim_of_a_group_leaves_the_others_claimed(

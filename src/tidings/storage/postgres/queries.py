@@ -218,34 +218,47 @@ MESSAGES_MARK_CLAIMED = f"""
     WHERE id = ANY($4::bigint[])
     RETURNING {_MESSAGE_COLUMNS}
 """
-# Claims without a dead-letter policy, several at once (postgres/writer.py
-# groups the concurrent claims of a queue): one statement picks (SKIP
-# LOCKED, FIFO) as many messages as the claims ask for together, deals
-# them out in request order (the first claim the oldest, each at most its
-# limit, none to two claims), records each claim that got one and marks
-# its messages. $1/$2 queue, $3 now (the latest of the claims'), $4 the
-# sum of the limits; one array element per claim: $5 claim id, $6 limit,
-# $7 claim expiry, $8 keep-alive, $9 ttl, $10 grace, $11 its own now.
+# Claims without a dead-letter policy, several at once, of one or more
+# queues (postgres/writer.py groups the concurrent claims of a process):
+# one statement picks in each queue (SKIP LOCKED, FIFO) as many messages as
+# its claims ask for together, deals them out in request order (the first
+# claim the oldest, each at most its limit, none to two claims), records
+# each claim that got one and marks its messages. $1/$2 the queues'
+# projects and names, $3 now (the latest of the claims'); one array
+# element per claim: $4 its queue (a 1-based index into $1/$2), $5 claim
+# id, $6 limit, $7 claim expiry, $8 keep-alive, $9 ttl, $10 grace, $11
+# its own now. It waits for no lock: messages another transaction holds
+# are skipped, and a queue's row is not locked.
 CLAIMS_CREATE = """
     WITH req AS (
-        SELECT r.claim_id, r.expires, r.keep_until, r.ttl, r.grace, r.now,
-               sum(r.lim) OVER (ORDER BY r.n) - r.lim AS after, r.lim
-        FROM unnest($5::text[], $6::integer[], $7::float8[], $8::float8[], $9::integer[],
-                    $10::integer[], $11::float8[]) WITH ORDINALITY
-             AS r(claim_id, lim, expires, keep_until, ttl, grace, now, n)
+        SELECT r.k, r.claim_id, r.expires, r.keep_until, r.ttl, r.grace, r.now,
+               sum(r.lim) OVER (PARTITION BY r.k ORDER BY r.n) - r.lim AS after, r.lim
+        FROM unnest($4::integer[], $5::text[], $6::integer[], $7::float8[], $8::float8[],
+                    $9::integer[], $10::integer[], $11::float8[]) WITH ORDINALITY
+             AS r(k, claim_id, lim, expires, keep_until, ttl, grace, now, n)
+    ), keys AS (
+        SELECT queues.id AS queue_id, k.n,
+               (SELECT sum(req.lim) FROM req WHERE req.k = k.n) AS wanted
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(project, name, n)
+        JOIN queues ON queues.project = k.project AND queues.name = k.name
     ), picked AS MATERIALIZED (
-        SELECT p.id, p.queue_id, row_number() OVER (ORDER BY p.id) AS rank FROM (
+        SELECT p.id, p.queue_id, keys.n AS k,
+               row_number() OVER (PARTITION BY keys.n ORDER BY p.id) AS rank
+        FROM keys CROSS JOIN LATERAL (
             SELECT id, queue_id FROM messages
-            WHERE queue_id = (SELECT id FROM queues WHERE project = $1 AND name = $2)
+            WHERE queue_id = keys.queue_id
             AND claim_expires <= $3::float8 AND available <= $3::float8
             AND expires > $3::float8
-            ORDER BY id LIMIT $4::integer
+            -- queue_id first, as in the index messages_by_queue: without it
+            -- the planner may walk the primary key through other queues.
+            ORDER BY queue_id, id LIMIT keys.wanted
             FOR UPDATE SKIP LOCKED
         ) AS p
     ), dealt AS MATERIALIZED (
         SELECT picked.id, picked.queue_id, req.claim_id, req.expires, req.keep_until,
                req.ttl, req.grace, req.now
-        FROM picked JOIN req ON picked.rank > req.after AND picked.rank <= req.after + req.lim
+        FROM picked JOIN req ON req.k = picked.k
+             AND picked.rank > req.after AND picked.rank <= req.after + req.lim
     ), claim AS (
         INSERT INTO claims (id, queue_id, ttl, grace, created, expires)
         SELECT DISTINCT ON (claim_id) claim_id, queue_id, ttl, grace, now, expires FROM dealt

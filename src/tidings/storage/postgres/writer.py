@@ -1,21 +1,21 @@
-"""Group commit: concurrent posts (and deletes) of one queue share one statement.
+"""Group commit: concurrent posts, deletes and claims share statements.
 
 Every post to a queue takes the queue's row lock until it commits (see
 queries.py: ids must become visible in id order), so posts to one queue
 ran one after another, each waiting for the previous one's COMMIT and its
-flush of the WAL. Here a process sends at most one post statement per
-queue at a time: the first post goes at once, alone; the posts that arrive
-while it runs wait, and the next statement carries all of them (one
-multi-row INSERT, one lock, one COMMIT, one flush), as the SQLite writer
-(storage/sqlite/writer.py) groups a transaction's jobs. Posts go further:
-the posts to every queue of the process share the statement in flight
-(PostWriter), so posting to many queues does not cost a COMMIT per queue. Single deletes
-are grouped the same way (one DELETE of many ids): a consumer deletes
-each message it claimed, ten statements and flushes per claim of ten.
-So are claims without a dead-letter policy: they take no queue lock
-(SKIP LOCKED), but each was its own statement and COMMIT, and on a busy
-server the statements' CPU and the flushes made a claim's p99; one
-statement deals the picked messages out to the group's claims.
+flush of the WAL. Here a process sends one post statement at a time: the
+first post goes at once, alone; the posts that arrive while it runs, to
+any queue, wait, and the next statement carries all of them (one
+multi-row INSERT, one COMMIT, one flush), as the SQLite writer
+(storage/sqlite/writer.py) groups a transaction's jobs. A queue whose
+row another transaction holds is left out of it and goes on its own
+(PostWriter). Single deletes are grouped per queue (one DELETE of many
+ids): a consumer deletes each message it claimed, ten statements and
+flushes per claim of ten. Claims without a dead-letter policy take no
+queue lock and wait for no row (SKIP LOCKED), but each was its own
+statement and COMMIT, and on a busy server the statements' CPU and the
+flushes made a claim's p99; one statement, for every queue, deals the
+picked messages out to the claims waiting.
 
 Each statement runs outside a transaction block, so its COMMIT has
 returned when its rows come back: a write is acknowledged only once
@@ -310,33 +310,40 @@ class DeleteWriter(_Grouping[_Delete]):
 
 @dataclass
 class _Claim(_Job):
+    queue: Key
     request: ClaimRequest
 
     def size(self) -> int:
         return self.request.limit
 
 
+# ClaimWriter's one group: claims wait for no lock (see CLAIMS_CREATE), so
+# the claims of every queue share the statement in flight.
+EVERY_QUEUE: Key = ("", "")
+
+
 class ClaimWriter(_Grouping[_Claim]):
-    """Claims without a dead-letter policy, grouping the concurrent claims
-    of one queue."""
+    """Claims without a dead-letter policy: one statement in flight for all
+    queues at a time, and the claims arriving meanwhile go in the next."""
 
     async def claim(self, project: str, queue: str, request: ClaimRequest
                     ) -> list[asyncpg.Record]:
         """The claimed rows (none: nothing was claimable), once committed."""
         future = asyncio.get_running_loop().create_future()
         rows: list[asyncpg.Record] = await self._submit(
-            (project, queue), _Claim(future, request))
+            EVERY_QUEUE, _Claim(future, (project, queue), request))
         return rows
 
     async def _run(self, key: Key, group: list[_Claim]) -> None:
-        project, queue = key
+        queues = list(dict.fromkeys(job.queue for job in group))
+        index = {queue: n for n, queue in enumerate(queues, 1)}
         requests = [job.request for job in group]
         rows = await self.d.fetch(
-            q.CLAIMS_CREATE, project, queue, max(r.now for r in requests),
-            sum(r.limit for r in requests), [r.claim_id for r in requests],
-            [r.limit for r in requests], [r.expires for r in requests],
-            [r.keep_until for r in requests], [r.ttl for r in requests],
-            [r.grace for r in requests], [r.now for r in requests])
+            q.CLAIMS_CREATE, [project for project, _ in queues], [name for _, name in queues],
+            max(r.now for r in requests), [index[job.queue] for job in group],
+            [r.claim_id for r in requests], [r.limit for r in requests],
+            [r.expires for r in requests], [r.keep_until for r in requests],
+            [r.ttl for r in requests], [r.grace for r in requests], [r.now for r in requests])
         claimed: dict[str, list[asyncpg.Record]] = {}
         for row in rows:
             claimed.setdefault(row["claim_id"], []).append(row)
