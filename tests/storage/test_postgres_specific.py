@@ -682,6 +682,61 @@ async def test_concurrent_deletes_share_a_statement_and_each_gets_its_answer(
     assert await list_ids(driver, "p", "q", echo=True, include_claimed=True) == [more[1]]
 
 
+async def test_deletes_of_several_queues_at_once_each_get_their_answer(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Single deletes of different queues go out together: each message
+    that may go is gone, a claimed one is refused, an id of another queue
+    deletes nothing there."""
+    driver, _ = two_drivers
+    a = await post(driver, "p", "a", 3)
+    b = await post(driver, "p", "b", 3)
+    claim_id, claimed = await claim(driver, "p", "b", limit=1)
+    assert claim_id is not None and [m.id for m in claimed] == b[:1]
+    outcomes = await asyncio.gather(
+        driver.messages.delete("p", "a", a[0], None),
+        driver.messages.delete("p", "b", b[0], None),  # claimed: refused
+        driver.messages.delete("p", "b", b[1], None),
+        driver.messages.delete("p", "a", b[2], None),  # b's message, named in a: nothing
+        driver.messages.delete("p", "a", a[2], None),
+        return_exceptions=True)
+    assert isinstance(outcomes[1], errors.MessageIsClaimed)
+    assert [outcome for n, outcome in enumerate(outcomes) if n != 1] == [None] * 4
+    assert await list_ids(driver, "p", "a", echo=True, include_claimed=True) == [a[1]]
+    assert await list_ids(driver, "p", "b", echo=True, include_claimed=True) == [b[0], b[2]]
+
+
+async def test_a_held_message_does_not_hold_up_the_deletes_sent_with_it(
+        pg_server: PostgresServer, database: str,
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Another transaction holds a message of queue a (a purge or a queue
+    delete in progress): deletes ready together with its delete, in other
+    queues or of other messages, are done at once; its own waits for the
+    lock and then goes through."""
+    import asyncpg
+
+    driver, _ = two_drivers
+    a = await post(driver, "p", "a", 2)
+    b = await post(driver, "p", "b", 2)
+    holder = await asyncpg.connect(pg_server.url(database))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT id FROM messages WHERE id = $1 FOR UPDATE",
+                             driver.ids.parse_message_id(a[0]))
+        held = asyncio.ensure_future(driver.messages.delete("p", "a", a[0], None))
+        others = asyncio.gather(driver.messages.delete("p", "a", a[1], None),
+                                driver.messages.delete("p", "b", b[0], None))
+        await asyncio.wait_for(others, 10)
+        await asyncio.wait_for(driver.messages.delete("p", "b", b[1], None), 10)
+        assert not held.done()
+        await transaction.commit()
+        await asyncio.wait_for(held, 10)
+    finally:
+        await holder.close()
+    for queue in ("a", "b"):
+        assert await list_ids(driver, "p", queue, echo=True, include_claimed=True) == []
+
+
 async def test_concurrent_claims_share_a_statement_and_get_disjoint_messages(
         two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
     """Claims that wait together share one statement (one transaction):

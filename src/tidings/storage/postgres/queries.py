@@ -157,19 +157,49 @@ MESSAGES_GET = (
     "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "
     "AND queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4)"
 )
-# Deletes, in one statement, those of the messages ($1) that may go: with
-# no claim id ($5, one per message) a message must not be under an active
-# claim; with one, it must be under exactly that claim. Concurrent deletes
-# share it (postgres/writer.py). For a message not deleted,
-# MESSAGE_CLAIM_STATE says why.
+# Whether message m may go, now being $now and d.claim_id the delete's
+# claim id: with none, m must not be under an active claim; with one, it
+# must be under exactly that claim.
+def _deletable(now: str) -> str:
+    return (f"m.expires > {now}::float8 "
+            f"AND CASE WHEN d.claim_id IS NULL THEN m.claim_expires <= {now} "
+            f"ELSE m.claim_id = d.claim_id AND m.claim_expires > {now} END")
+
+
+# Deletes, in one statement, those of the messages ($1) of one queue that
+# may go ($5: a claim id per message). It waits for a message another
+# transaction holds. For a message not deleted, MESSAGE_CLAIM_STATE says why.
 MESSAGE_DELETE_CHECKED = (
     "DELETE FROM messages m USING unnest($1::bigint[], $5::text[]) AS d(id, claim_id) "
-    "WHERE m.id = d.id AND m.expires > $2::float8 "
+    "WHERE m.id = d.id "
     "AND m.queue_id = (SELECT id FROM queues WHERE project = $3 AND name = $4) "
-    "AND CASE WHEN d.claim_id IS NULL THEN m.claim_expires <= $2 "
-    "ELSE m.claim_id = d.claim_id AND m.claim_expires > $2 END "
+    f"AND {_deletable('$2')} "
     "RETURNING m.id"
 )
+# The same for the messages of several queues (postgres/writer.py): $1
+# ids, $2 claim ids, $3 each one's queue (a 1-based index into the
+# projects $4 and names $5), $6 now. A message another transaction holds
+# is skipped, not waited for: it comes back with deleted false (its delete
+# then goes on its own), as do none of the others not deleted.
+MESSAGES_DELETE_SKIP_LOCKED = f"""
+    WITH d AS (
+        SELECT d.id, d.claim_id, queues.id AS queue_id
+        FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS d(id, claim_id, k)
+        JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS k(project, name, n) ON k.n = d.k
+        JOIN queues ON queues.project = k.project AND queues.name = k.name
+    ), free AS MATERIALIZED (
+        SELECT m.id FROM messages m JOIN d ON m.id = d.id AND m.queue_id = d.queue_id
+        FOR UPDATE OF m SKIP LOCKED
+    ), gone AS (
+        DELETE FROM messages m USING d
+        WHERE m.id = d.id AND m.id IN (SELECT id FROM free) AND {_deletable('$6')}
+        RETURNING m.id
+    )
+    SELECT id, true AS deleted FROM gone
+    UNION ALL
+    SELECT d.id, false FROM d JOIN messages m ON m.id = d.id AND m.queue_id = d.queue_id
+    WHERE d.id NOT IN (SELECT id FROM free)
+"""
 MESSAGE_CLAIM_STATE = (
     "SELECT id, claim_id, claim_expires FROM messages "
     "WHERE id = ANY($1::bigint[]) AND expires > $2::float8 "

@@ -129,6 +129,85 @@ class _Grouping(Generic[J]):
             _fail([job], exc)
 
 
+class _EveryQueue(_Grouping[J]):
+    """One statement in flight for all queues at a time; the jobs arriving
+    meanwhile, whatever their queue, go in the next.
+
+    That statement skips what another transaction holds (a queue's row, a
+    message's row): the jobs it leaves out go on their own, waiting for the
+    lock, one statement in flight for their queue (_Grouping's) until none
+    of that queue's jobs wait; so one busy queue never holds up the others.
+    """
+
+    def __init__(self, driver: PostgresCore) -> None:
+        super().__init__(driver)
+        # The statement for all queues (self._sending: the queues on their own).
+        self._together: asyncio.Task[None] | None = None
+
+    async def _run_together(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]]:
+        """One statement for the groups of several queues; settles the jobs
+        it could do and returns the others, by queue."""
+        raise NotImplementedError
+
+    async def _submit_any(self, key: Key, job: J) -> Any:
+        self._waiting.setdefault(key, []).append(job)
+        if key not in self._sending and self._together is None:
+            self._together = asyncio.create_task(self._send_together())
+        # A client that goes away cancels only its wait: its write stands.
+        return await asyncio.shield(job.future)
+
+    async def _send_together(self) -> None:
+        groups: dict[Key, list[J]] = {}
+        try:
+            while groups := self._take_together():
+                left = await self._run_together_settled(groups)
+                for key, group in left.items():
+                    # First in line on its own: it waits for the lock (and
+                    # a post creates the queue if it does not exist yet).
+                    self._waiting[key] = group + self._waiting.get(key, [])
+                    self._sending[key] = asyncio.create_task(self._send(key))
+                for key in groups.keys() - left.keys():
+                    if not self._waiting.get(key):
+                        self._waiting.pop(key, None)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody waits forever.
+            closing = errors.ServiceUnavailable("The storage is closing.")
+            _fail([job for group in groups.values() for job in group], closing)
+            for key in [key for key in self._waiting if key not in self._sending]:
+                _fail(self._waiting.pop(key), closing)
+            raise
+        finally:
+            self._together = None
+
+    async def _run_together_settled(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]]:
+        """_run_together, with _send_group's rule for failures."""
+        try:
+            return await self._run_together(groups)
+        except errors.TidingsError as exc:
+            if isinstance(exc.__cause__, RUN_ALONE):
+                return groups  # each queue again on its own, then each job
+            for group in groups.values():
+                _fail(group, exc)
+        except Exception:
+            for group in groups.values():
+                _fail(group, errors.ServiceUnavailable("The storage failed to write."))
+        return {}
+
+    def _take_together(self) -> dict[Key, list[J]]:
+        """The waiting jobs of the queues not on their own, up to
+        MAX_GROUP_MESSAGES (at least one queue's group)."""
+        groups: dict[Key, list[J]] = {}
+        messages = 0
+        for key, jobs in self._waiting.items():
+            if not jobs or key in self._sending:
+                continue
+            if groups and messages + jobs[0].size() > MAX_GROUP_MESSAGES:
+                break
+            groups[key] = group = self._take(key, MAX_GROUP_MESSAGES - messages)
+            messages += sum(job.size() for job in group)
+        return groups
+
+
 @dataclass
 class _Post(_Job):
     client_id: str = ""
@@ -140,91 +219,29 @@ class _Post(_Job):
         return len(self.bodies)
 
 
-class PostWriter(_Grouping[_Post]):
-    """Posts messages: one statement in flight for all queues at a time;
-    the posts arriving meanwhile, whatever their queue, go in the next.
-
-    That statement takes the queues' rows with SKIP LOCKED: a queue whose
-    row another transaction holds (another process's post, a queue being
-    deleted) is left out, and its posts then go on their own, waiting for
-    the lock, one statement in flight for that queue (as deletes and claims
-    are grouped) until none of its posts wait; so one busy queue never
-    holds up the others. A server posting to many queues makes one COMMIT
-    per statement rather than one per queue."""
-
-    def __init__(self, driver: PostgresCore) -> None:
-        super().__init__(driver)
-        # The statement for all queues (self._sending: the queues on their own).
-        self._together: asyncio.Task[None] | None = None
+class PostWriter(_EveryQueue[_Post]):
+    """Posts messages. The statement for all queues takes their rows with
+    SKIP LOCKED: a queue whose row another transaction holds (another
+    process's post, a queue being deleted) goes on its own. A server
+    posting to many queues makes one COMMIT per statement rather than one
+    per queue."""
 
     async def post(self, project: str, queue: str, client_id: str, bodies: list[bytes],
                    ttls: list[int], delays: list[int]) -> tuple[list[int], bool]:
         """The new messages' row ids, in the order given, once committed,
         and whether the post wrote a delivery (the queue has subscribers)."""
-        future: asyncio.Future[tuple[list[int], bool]] = (
-            asyncio.get_running_loop().create_future())
-        key = (project, queue)
-        self._waiting.setdefault(key, []).append(_Post(future, client_id, bodies, ttls, delays))
-        if key not in self._sending and self._together is None:
-            self._together = asyncio.create_task(self._send_together())
-        # A client that goes away cancels only its wait: its write stands.
-        return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        result: tuple[list[int], bool] = await self._submit_any(
+            (project, queue), _Post(future, client_id, bodies, ttls, delays))
+        return result
 
-    async def _send_together(self) -> None:
-        groups: dict[Key, list[_Post]] = {}
-        try:
-            while groups := self._take_together():
-                left = await self._post_together(groups)
-                for key, group in left.items():
-                    # First in line on its own: it waits for the queue's
-                    # lock, and creates the queue if it does not exist yet.
-                    self._waiting[key] = group + self._waiting.get(key, [])
-                    self._sending[key] = asyncio.create_task(self._send(key))
-                for key in groups.keys() - left.keys():
-                    if not self._waiting.get(key):
-                        self._waiting.pop(key, None)
-        except BaseException:
-            # Cancelled (the loop is closing): nobody waits forever.
-            closing = errors.ServiceUnavailable("The storage is closing.")
-            _fail([post for group in groups.values() for post in group], closing)
-            for key in [key for key in self._waiting if key not in self._sending]:
-                _fail(self._waiting.pop(key), closing)
-            raise
-        finally:
-            self._together = None
-
-    def _take_together(self) -> dict[Key, list[_Post]]:
-        """The waiting posts of the queues not on their own, up to
-        MAX_GROUP_MESSAGES (at least one queue's group)."""
-        groups: dict[Key, list[_Post]] = {}
-        messages = 0
-        for key, jobs in self._waiting.items():
-            if not jobs or key in self._sending:
-                continue
-            if groups and messages + jobs[0].size() > MAX_GROUP_MESSAGES:
-                break
-            groups[key] = group = self._take(key, MAX_GROUP_MESSAGES - messages)
-            messages += sum(post.size() for post in group)
-        return groups
-
-    async def _post_together(self, groups: dict[Key, list[_Post]]) -> dict[Key, list[_Post]]:
-        """Posts what it can of several queues in one statement, skipping
-        locked (and missing) queues; returns the groups it did not post."""
+    async def _run_together(self, groups: dict[Key, list[_Post]]) -> dict[Key, list[_Post]]:
+        """Posts to the queues it can lock at once; the queues locked
+        elsewhere (or missing) are left, whole."""
         keys = list(groups)
         posts = [(n, post) for n, key in enumerate(keys, 1) for post in groups[key]]
-        try:
-            rows = await self.d.fetch(
-                q.MESSAGES_POST_SKIP_LOCKED, *self._arguments(keys, posts, self.d.clock()))
-        except errors.TidingsError as exc:
-            if isinstance(exc.__cause__, RUN_ALONE):
-                return groups  # each queue again on its own, then each post
-            for group in groups.values():
-                _fail(group, exc)
-            return {}
-        except Exception:
-            for group in groups.values():
-                _fail(group, errors.ServiceUnavailable("The storage failed to write."))
-            return {}
+        rows = await self.d.fetch(
+            q.MESSAGES_POST_SKIP_LOCKED, *self._arguments(keys, posts, self.d.clock()))
         posted = _settle_posts(posts, rows)
         return {key: group for n, (key, group) in enumerate(groups.items(), 1)
                 if n not in posted}
@@ -288,15 +305,35 @@ class _Delete(_Job):
     claim_id: str | None = None
 
 
-class DeleteWriter(_Grouping[_Delete]):
-    """Single deletes, grouping the concurrent deletes of one queue."""
+class DeleteWriter(_EveryQueue[_Delete]):
+    """Single deletes. The statement for all queues skips the messages
+    another transaction holds (a claim being made, a queue being deleted
+    or purged); the deletes of those go on their own, by queue."""
 
     async def delete(self, project: str, queue: str, rowid: int, claim_id: str | None) -> bool:
         """Whether the message went: False when it may not go or is gone
         (the caller looks at its state to say which)."""
         future = asyncio.get_running_loop().create_future()
-        deleted: bool = await self._submit((project, queue), _Delete(future, rowid, claim_id))
+        deleted: bool = await self._submit_any((project, queue), _Delete(future, rowid, claim_id))
         return deleted
+
+    async def _run_together(self, groups: dict[Key, list[_Delete]]
+                            ) -> dict[Key, list[_Delete]]:
+        keys = list(groups)
+        jobs = [(n, job) for n, key in enumerate(keys, 1) for job in groups[key]]
+        rows = await self.d.fetch(
+            q.MESSAGES_DELETE_SKIP_LOCKED, [job.rowid for _, job in jobs],
+            [job.claim_id for _, job in jobs], [n for n, _ in jobs],
+            [project for project, _ in keys], [queue for _, queue in keys], self.d.clock())
+        deleted = {row["id"] for row in rows if row["deleted"]}
+        skipped = {row["id"] for row in rows if not row["deleted"]}
+        left: dict[Key, list[_Delete]] = {}
+        for n, job in jobs:
+            if job.rowid in skipped:
+                left.setdefault(keys[n - 1], []).append(job)
+            else:
+                _settle(job, job.rowid in deleted)
+        return left
 
     async def _run(self, key: Key, group: list[_Delete]) -> None:
         project, queue = key
