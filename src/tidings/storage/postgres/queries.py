@@ -75,20 +75,17 @@ QUEUE_STATS = """
 
 _MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 
-# A whole batch in one statement (all or none), behind the queue's row lock
-# (see the module docstring); no row when the queue does not exist yet.
-# $4 holds each message's client id: the posts of several clients share
-# one statement (postgres/writer.py). pg_notify ($8 NULL: notifications
-# off) is delivered at commit, and repeats of one payload in a transaction
-# are delivered once.
-# Posts to one or more queues in one statement: $1/$2 the queues' projects
-# and names, $3 each queue's NOTIFY payload (NULL: none), $4 now, then per
-# message $5 its queue (a 1-based index into $1/$2), $6 client id, $7
-# body, $8 ttl, $9 delay; $10 the NOTIFY channel (NULL: none). The rows
-# come back in id order, with their queue's index and whether the queue
-# has live subscribers. A queue that does not exist posts nothing (the
-# caller creates it and posts again). Two forms, by how a locked queue
-# row is met (see _post_messages).
+# Posts to one or more queues in one statement, each queue's messages all
+# or none, behind the queue's row lock (see the module docstring): $1/$2
+# the queues' projects and names, $3 each queue's NOTIFY payload (NULL:
+# none), $4 now, then per message $5 its queue (a 1-based index into
+# $1/$2), $6 client id (the posts of several clients share a statement,
+# postgres/writer.py), $7 body, $8 ttl, $9 delay; $10 the NOTIFY channel
+# (NULL: notifications off). pg_notify is delivered at commit, and repeats
+# of one payload in a transaction are delivered once. The rows come back
+# in id order, with their queue's index and whether the queue has live
+# subscribers. A queue that does not exist posts nothing (the caller
+# creates it and posts again). Two forms, by how a locked queue row is met.
 def _post_messages(lock: str) -> str:
     return f"""
     WITH keys AS (
@@ -180,7 +177,8 @@ MESSAGE_DELETE_CHECKED = (
 # ids, $2 claim ids, $3 each one's queue (a 1-based index into the
 # projects $4 and names $5), $6 now. A message another transaction holds
 # is skipped, not waited for: it comes back with deleted false (its delete
-# then goes on its own), as do none of the others not deleted.
+# then goes on its own). A message not deleted for another reason (claimed,
+# gone, of another queue) does not come back.
 MESSAGES_DELETE_SKIP_LOCKED = f"""
     WITH d AS (
         SELECT d.id, d.claim_id, queues.id AS queue_id

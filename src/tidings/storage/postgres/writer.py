@@ -9,9 +9,10 @@ any queue, wait, and the next statement carries all of them (one
 multi-row INSERT, one COMMIT, one flush), as the SQLite writer
 (storage/sqlite/writer.py) groups a transaction's jobs. A queue whose
 row another transaction holds is left out of it and goes on its own
-(PostWriter). Single deletes are grouped per queue (one DELETE of many
-ids): a consumer deletes each message it claimed, ten statements and
-flushes per claim of ten. Claims without a dead-letter policy take no
+(PostWriter). Single deletes are grouped the same way (one DELETE of many
+ids, skipping a message another transaction holds): a consumer deletes
+each message it claimed, ten statements and flushes per claim of ten.
+Claims without a dead-letter policy take no
 queue lock and wait for no row (SKIP LOCKED), but each was its own
 statement and COMMIT, and on a busy server the statements' CPU and the
 flushes made a claim's p99; one statement, for every queue, deals the
@@ -91,26 +92,23 @@ class _Grouping(Generic[J]):
     async def _send(self, key: Key) -> None:
         try:
             while self._waiting.get(key):
-                await self._send_group(key, self._take(key))
+                group = self._take(key)
+                try:
+                    await self._run(key, group)
+                except errors.TidingsError as exc:
+                    if len(group) > 1 and isinstance(exc.__cause__, RUN_ALONE):
+                        for job in group:
+                            await self._run_alone(key, job)
+                    else:
+                        _fail(group, exc)
+                except BaseException as exc:
+                    _fail(group, errors.ServiceUnavailable("The storage failed to write."))
+                    if not isinstance(exc, Exception):
+                        raise
         finally:
             del self._sending[key]
             # Left only when cancelled (the loop is closing): nobody waits forever.
             _fail(self._waiting.pop(key, []), errors.ServiceUnavailable("The storage is closing."))
-
-    async def _send_group(self, key: Key, group: list[J]) -> None:
-        """Runs one group and settles every job of it, whatever happens."""
-        try:
-            await self._run(key, group)
-        except errors.TidingsError as exc:
-            if len(group) > 1 and isinstance(exc.__cause__, RUN_ALONE):
-                for job in group:
-                    await self._run_alone(key, job)
-            else:
-                _fail(group, exc)
-        except BaseException as exc:
-            _fail(group, errors.ServiceUnavailable("The storage failed to write."))
-            if not isinstance(exc, Exception):
-                raise
 
     def _take(self, key: Key, most: int = MAX_GROUP_MESSAGES) -> list[J]:
         """The waiting jobs up to ``most`` messages (at least one job)."""
@@ -180,7 +178,7 @@ class _EveryQueue(_Grouping[J]):
             self._together = None
 
     async def _run_together_settled(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]]:
-        """_run_together, with _send_group's rule for failures."""
+        """_run_together, with _send's rule for failures."""
         try:
             return await self._run_together(groups)
         except errors.TidingsError as exc:
