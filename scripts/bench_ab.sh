@@ -7,8 +7,10 @@
 # one process against two: pass the same tree twice). STORAGE_B=<storage>
 # gives side B another storage (one tree on two drivers). URL_OPTIONS_B=a=b&c=d
 # adds query options to side B's storage URL (a driver or server setting).
-# With one server process it also prints the server's CPU (user + system)
-# per request it served: less moved by the machine's load than a rate.
+# It also prints the server's CPU (user + system, every worker's) per
+# request it served, less moved by the machine's load than a rate, and the
+# backend's (redis-server, or the PostgreSQL cluster's processes): what
+# one request costs each, whatever the number of cores.
 # Only loopback; each run is bounded by the bench's --time. JSON per run in $OUT.
 # postgres: a private durable cluster (initdb defaults: fsync on) on a free
 # port, as the postgres user when run as root; a fresh database per run.
@@ -39,10 +41,18 @@ fi
 # User + system clock ticks of a server process and its workers so far.
 cpu_ticks() {
   local total=0 p
+  [ -z "$1" ] && { echo 0; return; }
   for p in "$1" $(pgrep -P "$1"); do
     [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
   done
   echo "$total"
+}
+# The process whose CPU (with its children's) is the backend's; none for SQLite.
+backend_pid() {
+  case $1 in
+    redis) echo "$redis_pid" ;;
+    postgres) head -1 "$pg_dir/data/postmaster.pid" ;;
+  esac
 }
 for r in $(seq "$rounds"); do
   for side in A B; do
@@ -63,27 +73,32 @@ for r in $(seq "$rounds"); do
     spid=$!
     for t in $(seq 100); do curl -s -o /dev/null -H 'Client-ID: 3a8b6a7e-1f2f-4c2b-9f3c-1a2b3c4d5e6f' \
       -H 'X-Project-ID: p' "http://127.0.0.1:$port/v2/ping" && break; sleep 0.1; done
-    ticks=$(cpu_ticks $spid)
+    ticks=$(cpu_ticks $spid); backend=$(backend_pid $st); bticks=$(cpu_ticks "$backend")
     python -m tidings.bench --url "http://127.0.0.1:$port" --json --quiet "$@" > "$out/$r.$side.json" 2>/dev/null
-    ticks=$(( $(cpu_ticks $spid) - ticks ))
+    ticks=$(( $(cpu_ticks $spid) - ticks )); bticks=$(( $(cpu_ticks "$backend") - bticks ))
+    # With --workers N, /metrics merges the workers' snapshots, written
+    # every second: wait for the last ones.
+    [ "$w" -gt 1 ] && sleep 1.2
     # The server's own latency histograms: the bench's p99 mixes a
     # consumer's claims with its deletes; /metrics has them per route.
     curl -s "http://127.0.0.1:$port/metrics" > "$out/$r.$side.metrics"
     python - "$out/$r.$side.json" "$r" "$side" "$ticks" "$(getconf CLK_TCK)" "$w" \
-      "$out/$r.$side.metrics" <<'PY'
+      "$out/$r.$side.metrics" "$bticks" <<'PY'
 import json, re, sys
 roles = json.load(open(sys.argv[1]))["roles"]
 for name, f in roles.items():
     print(f"round {sys.argv[2]} {sys.argv[3]} {name}: {f['requests_per_s']} req/s "
           f"{f['messages_per_s']} msg/s p99 {f['latency_ms']['p99']} ms errors {f['errors']}")
-# The server's CPU over the bench (warm-up included) per request it counted
-# (one process: with --workers the /metrics answer is one worker's).
+# The server's and the backend's CPU over the bench (warm-up included) per
+# request the server counted (all its workers').
 served = sum(float(n) for n in re.findall(
     r"^tidings_http_request_duration_seconds_count\{.*\} (\S+)$",
     open(sys.argv[7]).read(), re.M))
-if sys.argv[6] == "1" and served:
-    cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / served
-    print(f"round {sys.argv[2]} {sys.argv[3]} server CPU: {cpu_us:.1f} us a request")
+if served:
+    tick_us = 1e6 / int(sys.argv[5]) / served
+    backend = f", backend {int(sys.argv[8]) * tick_us:.1f} us" if int(sys.argv[8]) else ""
+    print(f"round {sys.argv[2]} {sys.argv[3]} server CPU: {int(sys.argv[4]) * tick_us:.1f} us "
+          f"a request ({sys.argv[6]} process(es)){backend}")
 PY
     python scripts/bench_ab_routes.py "$out/$r.$side.metrics" "$r" "$side"
     kill $spid; wait $spid 2>/dev/null
