@@ -135,6 +135,9 @@ CASES = [
     Case("serve-ws-port-in-use",
          ("serve", "--storage", SQLITE_DB, "--port", "{free}", "--ws-port", "{busy}"),
          ("127.0.0.1:{busy}", "already in use", "--ws-port")),
+    Case("serve-workers-address-in-use",
+         ("serve", "--storage", SQLITE_DB, "--port", "{busy}", "--workers", "2"),
+         ("127.0.0.1:{busy}", "already in use", "--port")),
     # --- admin commands -----------------------------------------------------
     Case("peek-unknown-queue", ("peek", "nope", "--storage", SQLITE_DB),
          ("queue nope does not exist in project demo", "tidings queues")),

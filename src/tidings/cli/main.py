@@ -101,12 +101,12 @@ def serve(args: argparse.Namespace) -> int:
     # is created or upgraded here, once, before any worker opens it.
     with _quiet_unless_debug(settings.log_level):
         asyncio.run(_check_storage(settings, sources))
-    sockets = [_bind(settings.host, settings.port, sources)]
+    sockets = [_bind(settings.host, settings.port, sources, workers=settings.workers)]
     # Zaqar serves its WebSocket API on a port of its own; --ws-port offers
     # the same (the socket at / is on the main port in any case).
     if settings.websocket.port:
         sockets.append(_bind(settings.host, settings.websocket.port, sources,
-                             ("websocket", "port")))
+                             ("websocket", "port"), workers=settings.workers))
 
     import uvicorn
 
@@ -166,7 +166,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     if config.workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        from tidings.cli.workers import run_workers
 
         metrics_dir = None
         if settings.metrics.enabled:
@@ -175,7 +175,7 @@ def serve(args: argparse.Namespace) -> int:
             metrics_dir = tempfile.mkdtemp(prefix="tidings-metrics-")
             os.environ[WORKER_METRICS_ENV] = metrics_dir
         try:
-            Multiprocess(config, sockets=sockets).run()
+            run_workers(config, sockets)
         finally:
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -186,7 +186,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _bind(host: str, port: int, sources: Sources | None = None,
-          setting: tuple[str, ...] = ("port",)) -> socket.socket:
+          setting: tuple[str, ...] = ("port",), workers: int = 1) -> socket.socket:
     from tidings.startup_errors import bind_failure
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -197,6 +197,21 @@ def _bind(host: str, port: int, sources: Sources | None = None,
     except OSError as exc:
         sock.close()
         raise bind_failure(exc, host, port, sources, setting) from None
+    if workers > 1:
+        from tidings.cli.workers import bind_shared, spreads_connections
+
+        if spreads_connections():
+            # The bind above refuses an address any other socket holds (a
+            # second server started by mistake included); the workers'
+            # own sockets need the address bound with SO_REUSEPORT.
+            address = sock.getsockname()
+            sock.close()
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                bind_shared(sock, address)
+            except OSError as exc:
+                sock.close()
+                raise bind_failure(exc, host, port, sources, setting) from None
     sock.set_inheritable(True)
     return sock
 
