@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from tests.support.postgres_server import PostgresServer, new_server, shared_ser
 from tidings import errors
 from tidings.storage.base import ClaimRequest, ClaimResult, NewMessage
 from tidings.storage.postgres import queries as q
-from tidings.storage.postgres import schema
+from tidings.storage.postgres import schema, writer
 from tidings.storage.postgres.driver import PostgresDriver, redact
 from tidings.storage.registry import driver_from_url
 
@@ -635,6 +636,129 @@ async def test_a_locked_queue_does_not_hold_up_the_queues_posted_with_it(
     page_b, _ = await list_messages(driver, "p", "b", limit=20)
     assert [m.id for m in page_a][-1] == a_id and page_a[-1].body == "to a"
     assert [m.id for m in page_b][-2:] == [to_b, *again_b]
+
+
+async def _lock_waits(driver: PostgresDriver, count: int) -> None:
+    """Until ``count`` statements of the database wait for a row lock."""
+    for _ in range(2000):
+        waiting = await driver.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{count} statements never waited for a lock")
+
+
+async def _hold(url: str, queue: str) -> tuple[Any, Any]:
+    """Another transaction holding the row of queue ``queue`` of project p."""
+    import asyncpg
+
+    holder = await asyncpg.connect(url)
+    transaction = holder.transaction()
+    await transaction.start()
+    await holder.fetchval(q.QUEUE_LOCK, "p", queue)
+    return holder, transaction
+
+
+async def test_queues_held_by_another_process_wait_for_it_together(
+        pg_server: PostgresServer, database: str, monkeypatch: pytest.MonkeyPatch,
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """The posts of queues another transaction holds (the other server
+    process's post) wait for them in one statement, not one statement per
+    queue: one transaction once the holder commits, each post still in
+    order under its own ids."""
+    # A wait long enough for a loaded machine (the lane's own is shorter).
+    monkeypatch.setattr(writer, "MESSAGES_POST_WAITING", q.messages_post_waiting(20_000))
+    driver, _ = two_drivers
+    queues = ("a", "b", "c")
+    for queue in queues:
+        await post(driver, "p", queue)
+    holder, transaction = await _hold(pg_server.url(database), "a")
+    try:
+        await holder.fetchval(q.QUEUE_LOCK, "p", "b")
+        await holder.fetchval(q.QUEUE_LOCK, "p", "c")
+        posts = [asyncio.ensure_future(post(driver, "p", queue, body=f"to {queue}"))
+                 for queue in queues]
+        await _lock_waits(driver, 1)
+        assert not any(task.done() for task in posts)
+        await transaction.commit()
+        answers = [await asyncio.wait_for(task, 10) for task in posts]
+    finally:
+        await holder.close()
+    assert len({xid for ids in answers for xid in await _transactions_of(driver, ids)}) == 1
+    for queue, ids in zip(queues, answers, strict=True):
+        page, _ = await list_messages(driver, "p", queue, limit=20)
+        assert [(m.id, m.body) for m in page][-1] == (ids[0], f"to {queue}")
+
+
+async def test_a_queue_held_past_the_wait_goes_on_its_own(
+        pg_server: PostgresServer, database: str, monkeypatch: pytest.MonkeyPatch,
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """The statement of the held queues waits a bounded time: a queue held
+    for long (being deleted or purged) then waits on its own, and the
+    queues that waited with it are posted as soon as they are free."""
+    monkeypatch.setattr(writer, "MESSAGES_POST_WAITING", q.messages_post_waiting(50))
+    driver, _ = two_drivers
+    for queue in ("a", "b"):
+        await post(driver, "p", queue)
+    long_holder, long_transaction = await _hold(pg_server.url(database), "a")
+    short_holder, short_transaction = await _hold(pg_server.url(database), "b")
+    try:
+        to_a = asyncio.ensure_future(post(driver, "p", "a", body="to a"))
+        to_b = asyncio.ensure_future(post(driver, "p", "b", body="to b"))
+        # Past the bounded wait, each waits on its own: two lock waits.
+        await _lock_waits(driver, 2)
+        await short_transaction.commit()
+        [b_id] = await asyncio.wait_for(to_b, 10)
+        assert not to_a.done()
+        await long_transaction.commit()
+        [a_id] = await asyncio.wait_for(to_a, 10)
+    finally:
+        await long_holder.close()
+        await short_holder.close()
+    for queue, message_id in (("a", a_id), ("b", b_id)):
+        page, _ = await list_messages(driver, "p", queue, limit=20)
+        assert [(m.id, m.body) for m in page][-1] == (message_id, f"to {queue}")
+
+
+async def test_two_processes_posting_to_the_same_queues_lose_nothing(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """Two servers posting to the same queues at once hold each other's
+    queues in turn (their statements take several queue rows, in id
+    order): every post is answered, no deadlock, and each queue holds
+    every message once, each process's in the order it posted them."""
+    queues = [f"q{i}" for i in range(6)]
+    for queue in queues:
+        await post(two_drivers[0], "p", queue)
+
+    async def producer(driver: PostgresDriver, name: str) -> list[tuple[str, list[str]]]:
+        sent: list[tuple[str, list[str]]] = []
+
+        async def one(worker: int) -> None:
+            for i in range(12):
+                queue = queues[(worker + i) % len(queues)]
+                ids = await driver.messages.post(
+                    "p", queue, [NewMessage(body=[name, worker, i], ttl=60)], CLIENT)
+                sent.append((queue, ids))
+
+        await asyncio.gather(*(one(worker) for worker in range(8)))
+        return sent
+
+    results = await asyncio.wait_for(asyncio.gather(
+        producer(two_drivers[0], "A"), producer(two_drivers[1], "B")), 60)
+    posted: dict[str, list[str]] = {queue: [] for queue in queues}
+    for sent in results:
+        for queue, ids in sent:
+            posted[queue] += ids
+    for queue in queues:
+        page, _ = await list_messages(two_drivers[0], "p", queue, limit=100)
+        stored = [m for m in page if isinstance(m.body, list)]
+        assert sorted(m.id for m in stored) == sorted(posted[queue])
+        for name in ("A", "B"):
+            for worker in range(8):
+                mine = [m.body[2] for m in stored if m.body[:2] == [name, worker]]
+                assert mine == sorted(mine)
 
 
 async def test_one_failing_post_among_several_queues_fails_alone(

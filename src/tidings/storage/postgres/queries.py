@@ -86,7 +86,12 @@ _MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 # in id order, with their queue's index and whether the queue has live
 # subscribers. A queue that does not exist posts nothing (the caller
 # creates it and posts again). Two forms, by how a locked queue row is met.
-def _post_messages(lock: str) -> str:
+def _post_messages(lock: str, lock_timeout_ms: int = 0) -> str:
+    # A bounded wait for the rows: lock_timeout set for this statement's
+    # own transaction (is_local), by a subquery the scan evaluates once,
+    # before LockRows takes the first row.
+    bounded = (f"WHERE (SELECT set_config('lock_timeout', '{lock_timeout_ms}ms', true)) "
+               "IS NOT NULL" if lock_timeout_ms else "")
     return f"""
     WITH keys AS (
         SELECT k.project, k.name, k.payload, k.n
@@ -95,6 +100,7 @@ def _post_messages(lock: str) -> str:
     ), q AS MATERIALIZED (
         SELECT queues.id, keys.n, keys.project, keys.name, keys.payload
         FROM queues JOIN keys ON queues.project = keys.project AND queues.name = keys.name
+        {bounded}
         ORDER BY queues.id
         {lock}
     ), ins AS (
@@ -139,6 +145,13 @@ MESSAGES_POST = _post_messages("FOR NO KEY UPDATE OF queues")
 # row another transaction holds: that queue's posts then wait on their own,
 # so one busy or long-locked queue never holds up the others' posts.
 MESSAGES_POST_SKIP_LOCKED = _post_messages("FOR NO KEY UPDATE OF queues SKIP LOCKED")
+# The posts of the queues another process kept busy (postgres/writer.py's
+# waiting lane): they wait for the rows, in id order as every statement
+# here takes several (so two of them never deadlock), but for at most
+# lock_timeout_ms (then LockNotAvailable, and each queue goes on its own):
+# a queue being deleted or purged holds its row for as long as that takes.
+def messages_post_waiting(lock_timeout_ms: int) -> str:
+    return _post_messages("FOR NO KEY UPDATE OF queues", lock_timeout_ms)
 # $5/$6/$7: include claimed / include delayed / a client id to leave out.
 MESSAGE_PAGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "

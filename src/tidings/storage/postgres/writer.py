@@ -8,9 +8,11 @@ first post goes at once, alone; the posts that arrive while it runs, to
 any queue, wait, and the next statement carries all of them (one
 multi-row INSERT, one COMMIT, one flush), as the SQLite writer
 (storage/sqlite/writer.py) groups a transaction's jobs. A queue whose
-row another transaction holds is left out of it and goes on its own
-(PostWriter). Single deletes are grouped the same way (one DELETE of many
-ids, skipping a message another transaction holds): a consumer deletes
+row another transaction holds (another server process's post) is left
+out of it; such queues wait for their rows together, in one more
+statement, for a bounded time (_EveryQueue's waiting lane). Single
+deletes are grouped the same way (one DELETE of many ids, skipping a
+message another transaction holds): a consumer deletes
 each message it claimed, ten statements and flushes per claim of ten.
 Claims without a dead-letter policy take no
 queue lock and wait for no row (SKIP LOCKED), but each was its own
@@ -33,6 +35,8 @@ job wait for it again.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +53,16 @@ MAX_GROUP_MESSAGES = 2000
 # How often one post statement finds its queue gone (deleted between the
 # queue's creation and the post) before it gives up.
 CREATE_ATTEMPTS = 10
+# How long a queue that the statement for every queue found held by
+# another transaction (another process's post) sends its posts through
+# the waiting lane rather than trying that statement first.
+CONTENDED_SECONDS = 1.0
+# How long the waiting lane's statement waits for a queue's row before its
+# queues go on their own: a queue being deleted or purged holds its row
+# for as long as that takes; another process's post, for its COMMIT.
+LANE_LOCK_TIMEOUT_MS = 200
+# How many such queues are remembered before the ones whose time is up go.
+MAX_CONTENDED = 4096
 # Causes of a failed group that one job may be to blame for.
 RUN_ALONE: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
@@ -108,7 +122,7 @@ class _Grouping(Generic[J]):
         finally:
             del self._sending[key]
             # Left only when cancelled (the loop is closing): nobody waits forever.
-            _fail(self._waiting.pop(key, []), errors.ServiceUnavailable("The storage is closing."))
+            _fail(self._waiting.pop(key, []), _closing())
 
     def _take(self, key: Key, most: int = MAX_GROUP_MESSAGES) -> list[J]:
         """The waiting jobs up to ``most`` messages (at least one job)."""
@@ -135,52 +149,140 @@ class _EveryQueue(_Grouping[J]):
     message's row): the jobs it leaves out go on their own, waiting for the
     lock, one statement in flight for their queue (_Grouping's) until none
     of that queue's jobs wait; so one busy queue never holds up the others.
+
+    A writer with a waiting lane (``_run_waiting``) sends those instead in
+    one more statement, for every such queue, which waits for their rows
+    in id order for at most LANE_LOCK_TIMEOUT_MS (then each queue goes on
+    its own as above). With two server processes posting to the same
+    queues, each finds the queues held by the other's statement: on their
+    own, eight queues made eight statements and eight COMMITs in each
+    process where one had made one. A queue the statement for every queue
+    left out keeps to the lane for CONTENDED_SECONDS, so its posts do not
+    first try a statement that would find it held again.
     """
 
     def __init__(self, driver: PostgresCore) -> None:
         super().__init__(driver)
         # The statement for all queues (self._sending: the queues on their own).
         self._together: asyncio.Task[None] | None = None
+        # The waiting lane's statement, the queues it sends (each also in
+        # self._sending, so the statement for all queues leaves them out),
+        # and until when each queue found held keeps to the lane.
+        self._lane: asyncio.Task[None] | None = None
+        self._lane_keys: set[Key] = set()
+        self._contended: dict[Key, float] = {}
 
     async def _run_together(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]]:
         """One statement for the groups of several queues; settles the jobs
         it could do and returns the others, by queue."""
         raise NotImplementedError
 
+    async def _run_waiting(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]] | None:
+        """The waiting lane's statement: as _run_together, waiting for the
+        rows another transaction holds; None when that wait ran out (the
+        groups are then left whole). A writer without a lane sends its
+        queues on their own instead."""
+        raise NotImplementedError
+
+    @property
+    def _has_lane(self) -> bool:
+        return type(self)._run_waiting is not _EveryQueue._run_waiting
+
     async def _submit_any(self, key: Key, job: J) -> Any:
         self._waiting.setdefault(key, []).append(job)
-        if key not in self._sending and self._together is None:
-            self._together = asyncio.create_task(self._send_together())
+        if key not in self._sending:
+            if self._contended.get(key, 0.0) > time.monotonic():
+                self._to_lane(key)
+            elif self._together is None:
+                self._together = asyncio.create_task(self._send_together())
         # A client that goes away cancels only its wait: its write stands.
         return await asyncio.shield(job.future)
 
     async def _send_together(self) -> None:
         groups: dict[Key, list[J]] = {}
         try:
-            while groups := self._take_together():
-                left = await self._run_together_settled(groups)
+            while groups := self._take_groups(lambda key: key not in self._sending):
+                left = await self._run_settled(self._run_together, groups)
                 for key, group in left.items():
-                    # First in line on its own: it waits for the lock (and
-                    # a post creates the queue if it does not exist yet).
+                    # First in line, waiting for the lock (and a post
+                    # creates the queue if it does not exist yet).
                     self._waiting[key] = group + self._waiting.get(key, [])
-                    self._sending[key] = asyncio.create_task(self._send(key))
+                    if self._has_lane:
+                        self._mark_contended(key)
+                        self._to_lane(key)
+                    else:
+                        self._on_its_own(key)
                 for key in groups.keys() - left.keys():
                     if not self._waiting.get(key):
                         self._waiting.pop(key, None)
         except BaseException:
             # Cancelled (the loop is closing): nobody waits forever.
-            closing = errors.ServiceUnavailable("The storage is closing.")
-            _fail([job for group in groups.values() for job in group], closing)
+            _fail([job for group in groups.values() for job in group], _closing())
             for key in [key for key in self._waiting if key not in self._sending]:
-                _fail(self._waiting.pop(key), closing)
+                _fail(self._waiting.pop(key), _closing())
             raise
         finally:
             self._together = None
 
-    async def _run_together_settled(self, groups: dict[Key, list[J]]) -> dict[Key, list[J]]:
-        """_run_together, with _send's rule for failures."""
+    def _mark_contended(self, key: Key) -> None:
+        now = time.monotonic()
+        if len(self._contended) >= MAX_CONTENDED:
+            # Forget the queues whose time is up (a server posting to many
+            # queues must not keep one entry for each for ever).
+            self._contended = {k: until for k, until in self._contended.items() if until > now}
+        self._contended[key] = now + CONTENDED_SECONDS
+
+    def _on_its_own(self, key: Key) -> None:
+        self._sending[key] = asyncio.create_task(self._send(key))
+
+    def _to_lane(self, key: Key) -> None:
+        self._lane_keys.add(key)
+        if self._lane is None:
+            self._lane = asyncio.create_task(self._send_waiting())
+        self._sending[key] = self._lane
+
+    async def _send_waiting(self) -> None:
+        """The waiting lane: one statement in flight for its queues, until
+        none of their jobs wait."""
+        groups: dict[Key, list[J]] = {}
         try:
-            return await self._run_together(groups)
+            while True:
+                for key in [key for key in self._lane_keys if not self._waiting.get(key)]:
+                    self._leave_lane(key)
+                groups = self._take_groups(self._lane_keys.__contains__)
+                if not groups:
+                    break
+                left = await self._run_settled(self._run_waiting, groups)
+                for key, group in left.items():
+                    # Missing, or its row held past the wait: on its own.
+                    self._leave_lane(key)
+                    self._waiting[key] = group + self._waiting.get(key, [])
+                    self._on_its_own(key)
+        except BaseException:
+            _fail([job for group in groups.values() for job in group], _closing())
+            for key in list(self._lane_keys):
+                _fail(self._waiting.pop(key, []), _closing())
+                self._leave_lane(key)
+            raise
+        finally:
+            self._lane = None
+
+    def _leave_lane(self, key: Key) -> None:
+        self._lane_keys.discard(key)
+        if self._sending.get(key) is self._lane:
+            del self._sending[key]
+        if not self._waiting.get(key):
+            self._waiting.pop(key, None)
+
+    async def _run_settled(
+        self, run: Callable[[dict[Key, list[J]]], Awaitable[dict[Key, list[J]] | None]],
+        groups: dict[Key, list[J]],
+    ) -> dict[Key, list[J]]:
+        """``run``, with _send's rule for failures: the groups it leaves (all
+        of them for None, or when one job may be to blame for a failure)
+        go again, each queue on its own."""
+        try:
+            left = await run(groups)
         except errors.TidingsError as exc:
             if isinstance(exc.__cause__, RUN_ALONE):
                 return groups  # each queue again on its own, then each job
@@ -189,15 +291,17 @@ class _EveryQueue(_Grouping[J]):
         except Exception:
             for group in groups.values():
                 _fail(group, errors.ServiceUnavailable("The storage failed to write."))
+        else:
+            return groups if left is None else left
         return {}
 
-    def _take_together(self) -> dict[Key, list[J]]:
-        """The waiting jobs of the queues not on their own, up to
+    def _take_groups(self, eligible: Callable[[Key], bool]) -> dict[Key, list[J]]:
+        """The waiting jobs of the ``eligible`` queues, up to
         MAX_GROUP_MESSAGES (at least one queue's group)."""
         groups: dict[Key, list[J]] = {}
         messages = 0
-        for key, jobs in self._waiting.items():
-            if not jobs or key in self._sending:
+        for key, jobs in list(self._waiting.items()):
+            if not jobs or not eligible(key):
                 continue
             if groups and messages + jobs[0].size() > MAX_GROUP_MESSAGES:
                 break
@@ -236,10 +340,25 @@ class PostWriter(_EveryQueue[_Post]):
     async def _run_together(self, groups: dict[Key, list[_Post]]) -> dict[Key, list[_Post]]:
         """Posts to the queues it can lock at once; the queues locked
         elsewhere (or missing) are left, whole."""
+        left = await self._post(groups, q.MESSAGES_POST_SKIP_LOCKED)
+        assert left is not None  # it waits for no lock
+        return left
+
+    async def _run_waiting(self, groups: dict[Key, list[_Post]]
+                           ) -> dict[Key, list[_Post]] | None:
+        """Posts to the queues once their rows are free (in id order); the
+        missing queues are left, whole; None when a row stayed held past
+        LANE_LOCK_TIMEOUT_MS (nothing was posted)."""
+        return await self._post(groups, MESSAGES_POST_WAITING)
+
+    async def _post(self, groups: dict[Key, list[_Post]], sql: str
+                    ) -> dict[Key, list[_Post]] | None:
         keys = list(groups)
         posts = [(n, post) for n, key in enumerate(keys, 1) for post in groups[key]]
-        rows = await self.d.fetch(
-            q.MESSAGES_POST_SKIP_LOCKED, *self._arguments(keys, posts, self.d.clock()))
+        arguments = self._arguments(keys, posts, self.d.clock())
+        rows = await self.d.run(lambda conn: _fetch_unless_lock_timeout(conn, sql, arguments))
+        if rows is None:
+            return None
         posted = _settle_posts(posts, rows)
         return {key: group for n, (key, group) in enumerate(groups.items(), 1)
                 if n not in posted}
@@ -277,6 +396,22 @@ class PostWriter(_EveryQueue[_Post]):
             [delay for _, post in posts for delay in post.delays],
             channel,
         ]
+
+
+# The waiting lane's post statement (PostWriter._run_waiting).
+MESSAGES_POST_WAITING = q.messages_post_waiting(LANE_LOCK_TIMEOUT_MS)
+
+
+async def _fetch_unless_lock_timeout(conn: asyncpg.Connection, sql: str, arguments: list[Any]
+                                     ) -> list[asyncpg.Record] | None:
+    """The statement's rows; None when it waited for a row past its
+    lock_timeout (the expected end of a bounded wait: not a failure of the
+    backend, so not the driver's error and its log line)."""
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *arguments)
+    except asyncpg.LockNotAvailableError:
+        return None
+    return rows
 
 
 def _settle_posts(posts: list[tuple[int, _Post]], rows: list[asyncpg.Record]) -> set[int]:
@@ -389,6 +524,10 @@ class ClaimWriter(_Grouping[_Claim]):
 def _settle(job: _Job, result: Any) -> None:
     if not job.future.done():
         job.future.set_result(result)
+
+
+def _closing() -> errors.ServiceUnavailable:
+    return errors.ServiceUnavailable("The storage is closing.")
 
 
 def _fail(group: list[J], exc: BaseException) -> None:
