@@ -142,8 +142,9 @@ def _post_messages(lock: str, lock_timeout_ms: int = 0) -> str:
 # one queue, or a move that holds its queue's lock already.
 MESSAGES_POST = _post_messages("FOR NO KEY UPDATE OF queues")
 # Posts of several queues at once (postgres/writer.py) skip a queue whose
-# row another transaction holds: that queue's posts then wait on their own,
-# so one busy or long-locked queue never holds up the others' posts.
+# row another transaction holds: that queue's posts then wait for it in
+# MESSAGES_POST_WAITING's statement (or on their own), so one busy or
+# long-locked queue never holds up the others' posts.
 MESSAGES_POST_SKIP_LOCKED = _post_messages("FOR NO KEY UPDATE OF queues SKIP LOCKED")
 # The posts of the queues another process kept busy (postgres/writer.py's
 # waiting lane): they wait for the rows, in id order as every statement
@@ -152,6 +153,8 @@ MESSAGES_POST_SKIP_LOCKED = _post_messages("FOR NO KEY UPDATE OF queues SKIP LOC
 # a queue being deleted or purged holds its row for as long as that takes.
 def messages_post_waiting(lock_timeout_ms: int) -> str:
     return _post_messages("FOR NO KEY UPDATE OF queues", lock_timeout_ms)
+
+
 # $5/$6/$7: include claimed / include delayed / a client id to leave out.
 MESSAGE_PAGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages "

@@ -324,9 +324,9 @@ class _Post(_Job):
 class PostWriter(_EveryQueue[_Post]):
     """Posts messages. The statement for all queues takes their rows with
     SKIP LOCKED: a queue whose row another transaction holds (another
-    process's post, a queue being deleted) goes on its own. A server
-    posting to many queues makes one COMMIT per statement rather than one
-    per queue."""
+    process's post, a queue being deleted) goes to the waiting lane, and
+    from there on its own if the wait runs out. A server posting to many
+    queues makes one COMMIT per statement rather than one per queue."""
 
     async def post(self, project: str, queue: str, client_id: str, bodies: list[bytes],
                    ttls: list[int], delays: list[int]) -> tuple[list[int], bool]:
