@@ -300,7 +300,9 @@ class _EveryQueue(_Grouping[J]):
         MAX_GROUP_MESSAGES (at least one queue's group)."""
         groups: dict[Key, list[J]] = {}
         messages = 0
-        for key, jobs in list(self._waiting.items()):
+        # _take replaces a key's list, never adds or drops a key: iterating
+        # the dict itself is safe, no copy per statement.
+        for key, jobs in self._waiting.items():
             if not jobs or not eligible(key):
                 continue
             if groups and messages + jobs[0].size() > MAX_GROUP_MESSAGES:
