@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.keystone import KeystoneServer, prebuild_keystone_venv, start_keystone
 from tests.support.notify_server import nhttp, notify_log_clean, notify_server  # noqa: F401
-from tests.support.openstack_suites import prebuild_suites_venv
+from tests.support.openstack_suites import prebuild_suites_venv, start_tempest, stop_tempest
 from tests.support.server import ServerProcess
 
 
@@ -28,10 +28,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    if "keystone" in needed:
+    if "keystone" in needed or "tempest_results" in needed:  # tempest has its own
         prebuild_keystone_venv()
     if "suites_venv" in needed:
         prebuild_suites_venv()
+
+
+def uses_tempest(item: pytest.Item) -> bool:
+    return "tempest_results" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tempest's tests last (a stable sort keeps the rest in order): their
+    run, started with the session (``tempest_beside_the_tests``), has then
+    had the other tests' time to finish instead of being waited for."""
+    items.sort(key=uses_tempest)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tempest_beside_the_tests(request: pytest.FixtureRequest,
+                             tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Start tempest's run (tests/support/openstack_suites.py) at the first
+    test of a session that has tempest's tests; stop what is left of it at
+    the end of a session cut short."""
+    if any(uses_tempest(item) for item in request.session.items):
+        start_tempest(tmp_path_factory)
+    yield
+    stop_tempest()
 
 
 @pytest.fixture(scope="session")

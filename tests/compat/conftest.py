@@ -15,7 +15,7 @@ from typing import NoReturn
 import pytest
 
 from tests.support import openstack_suites as suites
-from tests.support.keystone import KeystoneServer
+from tests.support.keystone import KeystoneUnavailable
 from tests.support.server import ServerProcess
 
 
@@ -40,15 +40,13 @@ def started(base: Path, env: dict[str, str]) -> ServerProcess:
 
 @pytest.fixture(scope="session")
 def tempest_results(tmp_path_factory: pytest.TempPathFactory, suites_venv: Path,
-                    keystone: KeystoneServer,
                     ) -> suites.SuiteResult:
-    """tempest's Zaqar plugin against Tidings with Keystone auth (~150 s)."""
-    base = tmp_path_factory.mktemp("tempest")
-    server = started(base, suites.tempest_server_env(keystone))
+    """tempest's Zaqar plugin against Tidings with Keystone auth (~150 s):
+    the run tests/conftest.py started with the session."""
     try:
-        return suites.run_tempest(base, server.url, keystone, suites_venv)
-    finally:
-        server.stop()
+        return suites.start_tempest(tmp_path_factory).result()
+    except KeystoneUnavailable as exc:
+        unavailable("tempest's Keystone", exc)
 
 
 @pytest.fixture(scope="session")

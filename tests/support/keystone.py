@@ -25,6 +25,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,20 +284,36 @@ def _copy(names: tuple[str, ...], source: Path, target: Path) -> None:
             shutil.copy2(source / name, target / name)
 
 
+# Held while a Keystone builds the template: tempest's Keystone starts in a
+# thread beside the session's (tests/support/openstack_suites.py), and the
+# second to come then copies the template instead of building it again.
+_template_lock = threading.Lock()
+
+
 def start_keystone(base: Path) -> KeystoneServer:
     """Install (or reuse) the venv, then start a seeded Keystone: from the
     template when there is one, else set up and seed it and save the template."""
     ensure_keystone_venv()
-    server = KeystoneServer(base=base)
     template = template_dir()
+    with _template_lock:
+        if not (template / "projects.json").exists():
+            return _start_and_save_template(base, template)
+    server = KeystoneServer(base=base)
     try:
-        if (template / "projects.json").exists():
-            server.setup_files()
-            _copy(TEMPLATE_FILES, template, base)
-            server.start()
-            server.projects = json.loads((template / "projects.json").read_text())
-            server.repoint_endpoints()
-            return server
+        server.setup_files()
+        _copy(TEMPLATE_FILES, template, base)
+        server.start()
+        server.projects = json.loads((template / "projects.json").read_text())
+        server.repoint_endpoints()
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def _start_and_save_template(base: Path, template: Path) -> KeystoneServer:
+    server = KeystoneServer(base=base)
+    try:
         server.setup()
         server.start()
         server.seed()

@@ -4,6 +4,8 @@
   a messaging service. They need Keystone: tempest logs in as an admin,
   creates a project and a user for each test class (dynamic credentials)
   and finds the server as the ``messaging`` endpoint of Keystone's catalog.
+  Most of its run is one test sleeping, so it runs in a thread beside the
+  other tests, with a Keystone of its own (``start_tempest``).
 - python-zaqarclient's functional tests (``tests/functional/queues/v2`` of
   its sdist, which the wheel does not ship): noauth, one endpoint, the
   project ``my-project``.
@@ -23,13 +25,18 @@ import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, auth_env
+import pytest
+
+from tests.support.keystone import ADMIN_PASSWORD, KeystoneServer, auth_env, start_keystone
+from tests.support.server import ServerProcess
 from tests.support.venvs import CACHE, QUIET, ensure_venv, keyed_path, prebuild
 
 TEMPEST_VERSION = "47.0.0"
@@ -53,7 +60,8 @@ TEMPEST_REGEX = "^zaqar_tempest_plugin"
 TEMPEST_TESTS = 135
 CLIENT_TESTS = "tests/functional/queues/v2"
 SUBUNIT_READER = Path(__file__).with_name("subunit_results.py")
-# tempest: ~150 s on two cores; the client's suite: a few seconds.
+# tempest: ~150 s on two cores, 140 of them test_dead_letter_queue's two
+# sleeps of 70 s; the client's suite: a few seconds.
 TEMPEST_TIMEOUT = 1200.0
 CLIENT_TIMEOUT = 300.0
 
@@ -196,6 +204,21 @@ def suite_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+# The suites' processes now running, for stop_running_suites.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def stop_running_suites() -> None:
+    """Kill every suite run still going (each with its workers)."""
+    with _running_lock:
+        for process in _running:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it has just ended
+                pass
+
+
 def _run_suite(suite: str, venv: Path, args: list[str], cwd: Path, env: dict[str, str],
                out: Path, timeout: float) -> SuiteResult:
     """Run a suite writing subunit to ``out``, then read its outcomes. The
@@ -205,15 +228,22 @@ def _run_suite(suite: str, venv: Path, args: list[str], cwd: Path, env: dict[str
     started = time.monotonic()
     with out.open("wb") as stdout, log.open("wb") as stderr:
         # Its own session: tempest's test workers are its children, and a
-        # run that hangs is stopped whole.
+        # run that hangs (or outlives the test session) is stopped whole.
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        with _running_lock:
+            _running.add(process)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise SuiteBroken(f"{suite} did not finish in {timeout:.0f} s; see {log}") from None
+        finally:
+            with _running_lock:
+                _running.discard(process)
+    if process.returncode < 0:
+        raise SuiteBroken(f"{suite} was stopped (signal {-process.returncode})")
     seconds = time.monotonic() - started
     outcomes = read_subunit(venv, out)
     if not outcomes:
@@ -303,6 +333,67 @@ def tempest_server_env(keystone: KeystoneServer) -> dict[str, str]:
     # outlasted the 5 s default and a class setup got 503.
     return auth_env(keystone, TIDINGS_NOTIFICATIONS__ALLOWED_NETWORKS="127.0.0.0/8",
                     TIDINGS_AUTH__KEYSTONE__TIMEOUT="30")
+
+
+# --- tempest beside the other tests -----------------------------------------------
+
+# This session's tempest run: started once, by whichever asks first.
+_tempest: Future[SuiteResult] | None = None
+_tempest_lock = threading.Lock()
+
+
+def start_tempest(tmp_path_factory: pytest.TempPathFactory) -> Future[SuiteResult]:
+    """tempest against a Tidings and a Keystone of its own (in a new
+    temporary directory), run in a background thread; the session's first
+    call starts it, later calls return the same run.
+
+    Run inline, test_dead_letter_queue's 140 s of sleep were the suite's
+    longest wait; started with the session, they pass while the other
+    tests run (tests/conftest.py starts it, and runs tempest's tests last).
+    The run needs little CPU besides its first seconds of class setups.
+    Its own Keystone, because Keystone on SQLite answers 500 ("database is
+    locked") when two requests write at once, as tempest's dynamic
+    credentials and the session's other Keystone tests then would; and a
+    test that registers its own server as the ``messaging`` endpoint would
+    take tempest's away."""
+    global _tempest
+    with _tempest_lock:
+        if _tempest is None:
+            _tempest = Future()
+            workdir = tmp_path_factory.mktemp("tempest")
+            threading.Thread(target=_tempest_into, args=(_tempest, workdir),
+                             name="tempest", daemon=True).start()
+        return _tempest
+
+
+def _tempest_into(result: Future[SuiteResult], workdir: Path) -> None:
+    try:
+        venv = suites_venv()
+        keystone = start_keystone(workdir / "keystone")
+        try:
+            server = ServerProcess(storage=f"sqlite:///{workdir}/tidings.db",
+                                   env=tempest_server_env(keystone),
+                                   log_path=workdir / "server.log").start()
+            try:
+                result.set_result(run_tempest(workdir, server.url, keystone, venv))
+            finally:
+                server.stop()
+        finally:
+            keystone.stop()
+    except BaseException as exc:  # handed to the test that waits for the result
+        result.set_exception(exc)
+
+
+def stop_tempest() -> None:
+    """At the end of the session: a run still going (the session was cut
+    short) is killed, and its server stopped, instead of outliving pytest."""
+    if _tempest is None or _tempest.done():
+        return
+    stop_running_suites()
+    try:
+        _tempest.result(timeout=60)
+    except Exception:  # noqa: BLE001 - the run was killed; nothing waits for it
+        pass
 
 
 # --- python-zaqarclient ---------------------------------------------------------------
