@@ -313,6 +313,71 @@ async def test_notify_false_posts_silently(pg_server: PostgresServer, database: 
         await quiet.close()
 
 
+# --- watch leases: posts NOTIFY only the queues a process watches -----------------
+
+
+async def _lease_over(driver: PostgresDriver, project: str, queue: str) -> None:
+    """The queue as long after every lease on it ended (a new queue's too)."""
+    await driver.execute("UPDATE queues SET watched_until = 0 WHERE project = $1 AND name = $2",
+                         project, queue)
+
+
+async def test_a_post_to_a_queue_nobody_watches_sends_no_notify(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    watching, posting = two_drivers
+    heard: list[tuple[str | None, str | None]] = []
+    async with await watching.subscribe(lambda p, q: heard.append((p, q))):
+        await post(posting, "p", "q")  # a new queue counts as watched for a moment
+        await _lease_over(posting, "p", "q")
+        await post(posting, "p", "q")
+        await asyncio.sleep(0.3)
+        assert heard == [("p", "q")]
+        # Another process watches it: its posts NOTIFY again, and wake it.
+        async with watching.watch("p", "q") as watch:
+            await post(posting, "p", "q")
+            assert await watch.wait(5) is True
+        assert heard == [("p", "q"), ("p", "q")]
+    assert len(await list_ids(watching, "p", "q")) == 3
+
+
+async def test_a_watch_of_a_missing_queue_wakes_when_another_process_creates_it(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    watching, posting = two_drivers
+    async with watching.watch("p", "later") as watch:
+        waiter = asyncio.ensure_future(watch.wait(30))
+        await post(posting, "p", "later")
+        assert await asyncio.wait_for(waiter, 5) is True
+
+
+async def test_a_long_wait_renews_its_lease(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    watching, posting = two_drivers
+    watching.watch_leases.lease_seconds = 1.0  # renewed every half second
+    await post(posting, "p", "q")
+    await _lease_over(posting, "p", "q")
+    async with watching.watch("p", "q") as watch:
+        waiter = asyncio.ensure_future(watch.wait(30))
+        await asyncio.sleep(2.5)  # the first lease alone would be over
+        assert not waiter.done()
+        await post(posting, "p", "q")
+        assert await asyncio.wait_for(waiter, 5) is True
+
+
+async def test_a_lease_found_lapsed_wakes_the_watch(
+        two_drivers: tuple[PostgresDriver, PostgresDriver]) -> None:
+    """A lease can lapse under a waiting watch (the queue deleted and
+    created again, a stalled process): a post may then have gone without
+    a NOTIFY, so the next renewal wakes the watch to read again."""
+    watching, posting = two_drivers
+    watching.watch_leases.lease_seconds = 1.0
+    await post(posting, "p", "q")
+    async with watching.watch("p", "q") as watch:
+        waiter = asyncio.ensure_future(watch.wait(30))
+        await _lease_over(posting, "p", "q")
+        await post(posting, "p", "q")
+        assert await asyncio.wait_for(waiter, 3) is True
+
+
 # --- the server goes away ------------------------------------------------------
 
 

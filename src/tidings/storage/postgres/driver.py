@@ -37,6 +37,8 @@ queries.MESSAGES_POST). Subscription and delivery ids are a row's sequence
 number (16 hex digits, so ids order by creation) and 8 random hex digits.
 ``watch`` rides on the LISTEN/NOTIFY listener: one listener callback per
 driver dispatches to the in-process watches keyed by (project, queue).
+Posts NOTIFY only to queues a process watches: a watch holds a lease on
+its queue's row (watch_leases.py; queries.py says why).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from tidings.storage.postgres.listener import Callback, Listener, Subscription, 
 from tidings.storage.postgres.messages import PostgresMessages
 from tidings.storage.postgres.queues import PostgresQueues
 from tidings.storage.postgres.subscriptions import PostgresSubscriptions
+from tidings.storage.postgres.watch_leases import WatchLeases
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,7 @@ class PostgresDriver(base.DataDriver):
         self._watches: dict[tuple[str, str], set[PostgresWatch]] = {}
         self._watch_subscription: Subscription | None = None
         self._watch_lock = asyncio.Lock()
+        self.watch_leases = WatchLeases(self._renew_watch_lease)
         # listen(): one LISTEN connection per bus channel of this process.
         self._bus_listeners: dict[str, Listener] = {}
         self._bus_lock = asyncio.Lock()
@@ -532,9 +536,23 @@ class PostgresDriver(base.DataDriver):
                 async with self._watch_lock:
                     if self._watch_subscription is None:
                         self._watch_subscription = await self.subscribe(self.wake_watches)
+            # Listening already: a post that sees the lease is heard.
+            await self.keep_watching(watch.key)
         except BaseException:
             self._watch_stop(watch)
             raise
+
+    async def keep_watching(self, key: tuple[str, str]) -> bool:
+        """Take or renew the lease that makes posts to ``key`` NOTIFY (none
+        under notify=false: posts never do); True when it had lapsed."""
+        if not self.notify:
+            return False
+        return await self.watch_leases.hold(key)
+
+    async def _renew_watch_lease(self, project: str, queue: str, seconds: float
+                                 ) -> bool | None:
+        row = await self.fetchrow(q.QUEUE_WATCH_LEASE, project, queue, seconds)
+        return None if row is None else bool(row["lapsed"])
 
     def _watch_stop(self, watch: PostgresWatch) -> None:
         watches = self._watches.get(watch.key)
@@ -573,6 +591,25 @@ class PostgresWatch(EventWatch):
     async def __aenter__(self) -> Self:
         await self.driver._watch_start(self)
         return self
+
+    async def wait(self, timeout: float) -> bool:
+        """EventWatch.wait, renewing the queue's lease while it waits. A
+        lease found lapsed, or one that cannot be renewed (the server is
+        unreachable), wakes the watch: a post may have gone unheard, so the
+        caller reads the queue again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            renew_by = self.driver.watch_leases.renew_by(self.key)
+            if not self.driver.notify or renew_by >= deadline:
+                return await super().wait(deadline - loop.time())
+            if await super().wait(renew_by - loop.time()):
+                return True
+            try:
+                if await self.driver.keep_watching(self.key):
+                    return True
+            except errors.ServiceUnavailable:
+                return True
 
     async def __aexit__(self, *exc: object) -> None:
         self.driver._watch_stop(self)

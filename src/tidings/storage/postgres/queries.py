@@ -32,9 +32,41 @@ QUEUE_LOCK = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR NO KEY 
 # Taken before deleting the queue: waits for posts in flight, so their
 # messages are deleted too rather than left behind without a queue.
 QUEUE_LOCK_FOR_DELETE = "SELECT id FROM queues WHERE project = $1 AND name = $2 FOR UPDATE"
+# --- watch leases ---------------------------------------------------------
+#
+# A post NOTIFYs only while some process watches its queue (a long poll
+# waits on it). A NOTIFY is not free: PostgreSQL holds one lock for the
+# whole cluster from the NOTIFY's commit until its WAL is flushed, so the
+# posts of several server processes commit one at a time, and it signals
+# every LISTEN connection, each of which then reads the notification queue
+# (BENCHMARKS.md measured it). A watching process holds a lease on the
+# queue's row, watched_until, in the database's clock: it takes it before
+# its first read and renews it while it waits (postgres/watch_leases.py).
+# The post reads watched_until from the row it has locked, and the lease
+# is taken by an UPDATE of that row, which waits for that lock: a post
+# either commits before the lease (the watcher's read then finds its
+# messages) or sees the lease and NOTIFYs. A queue that does not exist
+# yet cannot be leased, so a new queue starts watched for
+# NEW_QUEUE_WATCHED_SECONDS, longer than a watcher of a missing queue waits
+# before it tries again (MISSING_QUEUE_RETRY_SECONDS).
+WATCH_LEASE_SECONDS = 30.0
+NEW_QUEUE_WATCHED_SECONDS = 3.0
+MISSING_QUEUE_RETRY_SECONDS = 1.0
+# $1/$2 the queue, $3 the lease's length. One row if the queue exists:
+# whether the lease had lapsed (no process's lease covered now), in which
+# case a post may have gone without a NOTIFY.
+QUEUE_WATCH_LEASE = """
+    UPDATE queues SET watched_until = greatest(queues.watched_until,
+                                               extract(epoch FROM now()) + $3::float8)
+    FROM (SELECT id, watched_until FROM queues WHERE project = $1 AND name = $2
+          FOR NO KEY UPDATE) AS before
+    WHERE queues.id = before.id
+    RETURNING before.watched_until < extract(epoch FROM now()) AS lapsed
+"""
 QUEUE_INSERT = (
-    "INSERT INTO queues (project, name, metadata, metadata_filter, created) "
-    "VALUES ($1::text, $2::text, $3::bytea, $4::jsonb, $5::float8) "
+    "INSERT INTO queues (project, name, metadata, metadata_filter, created, watched_until) "
+    "VALUES ($1::text, $2::text, $3::bytea, $4::jsonb, $5::float8, "
+    f"extract(epoch FROM now()) + {NEW_QUEUE_WATCHED_SECONDS}) "
     "ON CONFLICT (project, name) DO NOTHING RETURNING id"
 )
 QUEUE_METADATA = "SELECT metadata FROM queues WHERE project = $1 AND name = $2"
@@ -81,7 +113,8 @@ _MESSAGE_COLUMNS = MESSAGE_COLUMNS  # as message_from_row reads them
 # none), $4 now, then per message $5 its queue (a 1-based index into
 # $1/$2), $6 client id (the posts of several clients share a statement,
 # postgres/writer.py), $7 body, $8 ttl, $9 delay; $10 the NOTIFY channel
-# (NULL: notifications off). pg_notify is delivered at commit, and repeats
+# (NULL: notifications off); a queue NOTIFYs only while watched (see
+# "watch leases" above). pg_notify is delivered at commit, and repeats
 # of one payload in a transaction are delivered once. The rows come back
 # in id order, with their queue's index and whether the queue has live
 # subscribers. A queue that does not exist posts nothing (the caller
@@ -98,7 +131,8 @@ def _post_messages(lock: str, lock_timeout_ms: int = 0) -> str:
         FROM unnest($1::text[], $2::text[], $3::text[])
                 WITH ORDINALITY AS k(project, name, payload, n)
     ), q AS MATERIALIZED (
-        SELECT queues.id, keys.n, keys.project, keys.name, keys.payload
+        SELECT queues.id, keys.n, keys.project, keys.name, keys.payload,
+               queues.watched_until
         FROM queues JOIN keys ON queues.project = keys.project AND queues.name = keys.name
         {bounded}
         ORDER BY queues.id
@@ -132,6 +166,7 @@ def _post_messages(lock: str, lock_timeout_ms: int = 0) -> str:
     )
     SELECT ins.id, q.n AS key,
            CASE WHEN $10::text IS NOT NULL AND q.payload IS NOT NULL
+                     AND q.watched_until >= extract(epoch FROM now())
                 THEN pg_notify($10, q.payload) END AS notified,
            EXISTS (SELECT 1 FROM subs WHERE subs.queue_id = ins.queue_id) AS delivered
     FROM ins JOIN q ON q.id = ins.queue_id ORDER BY ins.id

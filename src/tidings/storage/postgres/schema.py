@@ -157,6 +157,14 @@ MIGRATIONS: list[str] = [
         created double precision NOT NULL
     );
     """,
+    # 6: until when (the database's clock, epoch seconds) a process watches
+    # the queue: posts NOTIFY only until then (queries.py, "watch leases").
+    # The queues already there count as watched for a minute, so that the
+    # long polls waiting when the upgrade runs are still woken.
+    """
+    ALTER TABLE queues ADD COLUMN watched_until double precision NOT NULL DEFAULT 0;
+    UPDATE queues SET watched_until = extract(epoch FROM now()) + 60;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)
