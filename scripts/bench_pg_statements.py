@@ -19,12 +19,12 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.postgres_server import PostgresServer, free_port, new_server  # noqa: E402
+from tests.support.postgres_server import PostgresServer, new_server  # noqa: E402
+from tests.support.server import ServerProcess  # noqa: E402
 
 TOP_STATEMENTS = """
     SELECT calls, round(total_exec_time::numeric, 1), round((total_exec_time / calls)::numeric, 3),
@@ -44,31 +44,16 @@ def start_postgres() -> PostgresServer:
     return server.start()
 
 
-def wait_for(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = subprocess.run(["curl", "-s", "-o", "/dev/null", f"{url}/v2/ping"])
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"no answer from {url}")
-
-
 def measure(pg: PostgresServer, run: int, workers: int, bench: list[str], limit: int) -> None:
     database = f"statements_{run}"
     pg.psql(f"CREATE DATABASE {database}")
     pg.psql("CREATE EXTENSION pg_stat_statements", database)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tidings", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--storage", pg.url(database)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(storage=pg.url(database), workers=workers).start()
     try:
-        wait_for(url)
         pg.psql("SELECT pg_stat_statements_reset()", database)
-        done = subprocess.run([sys.executable, "-m", "tidings.bench", "--url", url, "--json",
-                               "--quiet", *bench], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-m", "tidings.bench", "--url", server.url,
+                               "--json", "--quiet", *bench],
+                              capture_output=True, text=True, check=True)
         print(f"== run {run}: {workers} process(es)")
         for role, figures in json.loads(done.stdout)["roles"].items():
             print(f"{role}: {figures['requests_per_s']} req/s, {figures['messages_per_s']} msg/s, "
@@ -76,8 +61,7 @@ def measure(pg: PostgresServer, run: int, workers: int, bench: list[str], limit:
         print("calls | total ms | ms each | rows | statement")
         print(pg.psql(TOP_STATEMENTS.format(limit=limit), database))
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support import openstack_suites as suites  # noqa: E402 - needs the path above
-from tests.support.keystone import start_keystone  # noqa: E402
 from tests.support.postgres_server import new_server  # noqa: E402
 from tests.support.redis_server import RedisServer, unique_prefix  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
@@ -74,11 +73,7 @@ def run(driver: str, which: str, base: Path
     with ExitStack() as stack:
         urls = storage_urls(driver, base, stack)
         if which in ("tempest", "all"):
-            keystone = start_keystone(base / "keystone")
-            stack.callback(keystone.stop)
-            server = start(urls["tempest"], suites.tempest_server_env(keystone),
-                           base / "tempest-server.log", stack)
-            result = suites.run_tempest(base, server.url, keystone, venv)
+            result = suites.tempest_on(urls["tempest"], base, venv)
             results.append((result, suites.tempest_verdict(result)))
         if which in ("zaqarclient", "all"):
             server = start(urls["zaqarclient"], {}, base / "zaqarclient-server.log", stack)

@@ -368,20 +368,25 @@ def start_tempest(tmp_path_factory: pytest.TempPathFactory) -> Future[SuiteResul
 
 def _tempest_into(result: Future[SuiteResult], workdir: Path) -> None:
     try:
-        venv = suites_venv()
-        keystone = start_keystone(workdir / "keystone")
-        try:
-            server = ServerProcess(storage=f"sqlite:///{workdir}/tidings.db",
-                                   env=tempest_server_env(keystone),
-                                   log_path=workdir / "server.log").start()
-            try:
-                result.set_result(run_tempest(workdir, server.url, keystone, venv))
-            finally:
-                server.stop()
-        finally:
-            keystone.stop()
+        result.set_result(tempest_on(f"sqlite:///{workdir}/tidings.db", workdir))
     except BaseException as exc:  # handed to the test that waits for the result
         result.set_exception(exc)
+
+
+def tempest_on(storage: str, workdir: Path, venv: Path | None = None) -> SuiteResult:
+    """tempest against a Tidings on ``storage`` and a Keystone, both its
+    own, started in ``workdir`` and stopped after the run."""
+    venv = venv or suites_venv()
+    keystone = start_keystone(workdir / "keystone")
+    try:
+        server = ServerProcess(storage=storage, env=tempest_server_env(keystone),
+                               log_path=workdir / "tempest-server.log").start()
+        try:
+            return run_tempest(workdir, server.url, keystone, venv)
+        finally:
+            server.stop()
+    finally:
+        keystone.stop()
 
 
 def stop_tempest() -> None:
