@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from tidings import errors
-from tidings.storage.sqlite.writer import Writer
+from tidings.storage.sqlite.writer import CommitThread, Writer
 
 
 def connector(path: Path) -> Callable[[], sqlite3.Connection]:
@@ -99,3 +100,28 @@ async def test_a_duplicate_key_fails_its_job_only(writer: Writer, tmp_path: Path
     assert outcomes[0] == "x" and outcomes[2] == "y"
     assert isinstance(outcomes[1], errors.ServiceUnavailable)
     assert rows(tmp_path / "w.db") == ["x", "y"]
+
+
+async def test_heavy_jobs_run_in_the_commit_thread_and_report_to_the_loop(
+        writer: Writer, tmp_path: Path) -> None:
+    threads: list[str] = []
+
+    def heavy(conn: sqlite3.Connection) -> str:
+        threads.append(threading.current_thread().name)
+        return insert("heavy")(conn)
+
+    assert await writer.run(heavy, heavy=True) == "heavy"
+    with pytest.raises(errors.Conflict):
+        await writer.run(insert_then_fail("bad", errors.Conflict("no")), heavy=True)
+    assert threads == ["tidings-commit"]
+    assert rows(tmp_path / "w.db") == ["heavy"]
+
+
+async def test_the_commit_thread_hands_back_results_and_errors_and_drains_on_stop() -> None:
+    commits = CommitThread(asyncio.get_running_loop())
+    assert await commits.call(sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        await commits.call(divmod, 1, 0)
+    queued = [commits.call(pow, 2, n) for n in range(5)]
+    commits.stop()  # returns once the calls queued before it ran
+    assert await asyncio.gather(*queued) == [1, 2, 4, 8, 16]

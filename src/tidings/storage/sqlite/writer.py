@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from tidings.errors import ServiceUnavailable, StorageFull, TidingsError
@@ -68,6 +69,57 @@ def is_out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and "disk is full" in str(exc)
 
 
+class CommitThread:
+    """The one thread that runs what must not block the loop: COMMIT (the
+    fsync), heavy jobs, a BEGIN that waits for another process's lock.
+
+    Not a ThreadPoolExecutor: its submit and its concurrent Future (a
+    Condition, callbacks chained into an asyncio Future) cost about 100,000
+    instructions a commit, a sixth of a whole post when each post is its
+    own commit (scripts/bench_instructions.sh). Here a call is a tuple put
+    on a SimpleQueue and its result one call_soon_threadsafe.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
+                                             asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="tidings-commit", daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` in the thread; its result (or exception) on the loop."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._calls.put((fn, args, future))
+        return future
+
+    def stop(self) -> None:
+        """Let the calls queued so far finish, then end the thread."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args, future = call
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                outcome = (None, exc)
+            try:
+                self._loop.call_soon_threadsafe(_resolve, future, *outcome)
+            except RuntimeError:  # the loop is closed: nobody awaits the result
+                return
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the awaiting request was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class Writer:
     def __init__(
         self,
@@ -79,7 +131,7 @@ class Writer:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread: CommitThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # What the jobs of the open transaction tell each other (the claims'
         # scan floors, see SqliteClaims.create); emptied at every BEGIN.
@@ -91,7 +143,7 @@ class Writer:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-commit")
+        self._thread = CommitThread(self._loop)
         self._conn = self._connect()
         # On the loop thread a lock must never be waited for; see _begin.
         self._conn.execute("PRAGMA busy_timeout = 0")
@@ -103,7 +155,7 @@ class Writer:
             self._conn.close()
             self._conn = None
         if self._thread is not None:
-            self._thread.shutdown(wait=True)
+            self._thread.stop()
             self._thread = None
 
     async def run(self, job: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> T:
@@ -122,9 +174,7 @@ class Writer:
             while self._pending:
                 group = self._take_group()
                 if group[0][2]:
-                    outcomes = await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
-                        self._thread, self._commit_in_thread, group
-                    )
+                    outcomes = await self._commits().call(self._commit_in_thread, group)
                 else:
                     outcomes = await self._commit_on_loop(group)
                 if any(isinstance(error, StorageFull) for _, _, error in outcomes):
@@ -159,9 +209,7 @@ class Writer:
                 conn.execute("ROLLBACK")
                 await self._begin(conn)
                 outcomes = [_run_job(conn, job, future) for job, future, _ in group]
-            await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
-                self._thread, conn.execute, "COMMIT"
-            )
+            await self._commits().call(conn.execute, "COMMIT")
         except sqlite3.Error as exc:
             return _fail_group(conn, group, exc)
         return outcomes
@@ -174,9 +222,11 @@ class Writer:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             # Another process holds the write lock: wait for it off the loop.
-            await self._loop.run_in_executor(  # type: ignore[union-attr]  # the loop is set once the writer started
-                self._thread, _begin_waiting, conn
-            )
+            await self._commits().call(_begin_waiting, conn)
+
+    def _commits(self) -> CommitThread:
+        assert self._thread is not None, "the writer is started before jobs are queued"
+        return self._thread
 
     def _commit_in_thread(self, group: list[tuple[Job, asyncio.Future[Any], bool]]
                           ) -> list[Outcome]:
