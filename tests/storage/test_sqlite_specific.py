@@ -15,6 +15,7 @@ from tidings.storage.base import NewMessage
 from tidings.storage.common.metadata_cache import METADATA_CACHE_SECONDS
 from tidings.storage.registry import driver_from_url
 from tidings.storage.sqlite import schema
+from tidings.storage.sqlite.core import ensure_queue
 
 
 async def test_metadata_changes_through_the_driver_are_seen_at_once(tmp_path: Path) -> None:
@@ -124,5 +125,40 @@ async def test_claims_sharing_a_transaction_take_the_next_messages_and_see_relea
             driver.claims.create("p", "q", ttl=60, grace=60, limit=2, dead_letter=None))
         assert [m.id for m in third.messages] == ids[4:6]
         assert [m.id for m in fourth.messages] == ids[0:2]
+    finally:
+        await driver.close()
+
+
+async def test_writes_sharing_a_transaction_find_their_queue_once_and_survive_an_undone_one(
+        tmp_path: Path) -> None:
+    """The jobs of one transaction note the queue ids they found. A job
+    that created the queue and then failed is undone: the posts after it
+    in the same transaction create the queue again instead of writing into
+    the undone row."""
+    driver = driver_from_url(f"sqlite:///{tmp_path}/a.db", sync="normal", clock=FakeClock())
+    await driver.open()
+    lookups: list[str] = []
+    try:
+        def create_then_fail(conn: sqlite3.Connection) -> None:
+            conn.set_trace_callback(lookups.append)
+            ensure_queue(conn, "p", "q", 1.0, driver.writer.notes)
+            raise errors.Conflict("no")
+
+        failed, first, second = await asyncio.gather(
+            driver.writer.run(create_then_fail),
+            driver.messages.post("p", "q", [NewMessage(body=1, ttl=300)], "c"),
+            driver.messages.post("p", "q", [NewMessage(body=2, ttl=300)], "c"),
+            return_exceptions=True)
+        assert isinstance(failed, errors.Conflict)
+        listed, _ = await driver.messages.list(
+            "p", "q", marker=None, limit=10, client_id=None, echo=True, include_claimed=True,
+            include_delayed=True)
+        assert [m.id for m in listed] == [*first, *second]
+        assert [m.body for m in listed] == [1, 2]
+        # The failing job looked the queue up twice (the group ran together,
+        # then again job by job); the first post looked it up and created
+        # it; the second post found its id noted.
+        queue_lookups = [sql for sql in lookups if sql.startswith("SELECT id FROM queues")]
+        assert len(queue_lookups) == 3
     finally:
         await driver.close()

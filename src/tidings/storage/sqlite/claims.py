@@ -36,7 +36,7 @@ class SqliteClaims(base.ClaimController):
         claim_expires, keep_until, dead_letter = claim.expires, claim.keep_until, claim.dead_letter
 
         def job(conn: sqlite3.Connection) -> ClaimResult:
-            queue_id = find_queue(conn, project, queue)
+            queue_id = find_queue(conn, project, queue, self.d.writer.notes)
             if queue_id is None:
                 return ClaimResult(None)
             claimed: list[tuple[Any, ...]] = []
@@ -129,7 +129,7 @@ class SqliteClaims(base.ClaimController):
         now = self.d.clock()
 
         def job(conn: sqlite3.Connection) -> None:
-            queue_id = find_queue(conn, project, queue)
+            queue_id = find_queue(conn, project, queue, self.d.writer.notes)
             live = queue_id is not None and conn.execute(
                 q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, now)
             ).fetchone()
@@ -142,7 +142,7 @@ class SqliteClaims(base.ClaimController):
 
     async def delete(self, project: str, queue: str, claim_id: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            queue_id = find_queue(conn, project, queue)
+            queue_id = find_queue(conn, project, queue, self.d.writer.notes)
             if queue_id is None:
                 return
             if conn.execute(q.CLAIM_LIVE_IN_QUEUE, (claim_id, queue_id, float("-inf"))).fetchone():

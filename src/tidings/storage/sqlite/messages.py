@@ -49,7 +49,7 @@ class SqliteMessages(base.MessageController):
 
         def job(conn: sqlite3.Connection) -> tuple[list[str], bool]:
             ids, notified = _insert_messages(driver.ids, conn, project, queue, rows,
-                                             [m.ttl for m in messages], now)
+                                             [m.ttl for m in messages], now, driver.writer.notes)
             driver.posted.add(key)
             return ids, notified
 
@@ -163,7 +163,7 @@ class SqliteMessages(base.MessageController):
         now = self.d.clock()
 
         def job(conn: sqlite3.Connection) -> None:
-            queue_id = find_queue(conn, project, queue)
+            queue_id = find_queue(conn, project, queue, self.d.writer.notes)
             if queue_id is None:
                 return
             doomed = []
@@ -181,7 +181,7 @@ class SqliteMessages(base.MessageController):
         now = self.d.clock()
 
         def job(conn: sqlite3.Connection) -> list[Message]:
-            queue_id = find_queue(conn, project, queue)
+            queue_id = find_queue(conn, project, queue, self.d.writer.notes)
             if queue_id is None:
                 return []
             rows = conn.execute(q.MESSAGES_CLAIMABLE, (queue_id, now, now, now, limit)).fetchall()
@@ -194,12 +194,12 @@ class SqliteMessages(base.MessageController):
 def _insert_messages(
     ids: IdCodec,
     conn: sqlite3.Connection, project: str, queue: str, rows: list[tuple[Any, ...]],
-    ttls: list[int], now: float,
+    ttls: list[int], now: float, noted: dict[Any, Any] | None = None,
 ) -> tuple[list[str], bool]:
     """Append rows (body, created, expires, available, client_id) to the
     queue, creating it if needed, with their notifications; the new ids,
     and whether a notification was written."""
-    queue_id = ensure_queue(conn, project, queue, now)
+    queue_id = ensure_queue(conn, project, queue, now, noted)
     # One multi-row INSERT per chunk rather than executemany's statement
     # per row: a third less time for a post of ten.
     last = 0

@@ -134,7 +134,9 @@ class Writer:
         self._thread: CommitThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # What the jobs of the open transaction tell each other (the claims'
-        # scan floors, see SqliteClaims.create); emptied at every BEGIN.
+        # scan floors, see SqliteClaims.create; the queues' row ids, see
+        # core.find_queue); emptied at every BEGIN and whenever a job's
+        # writes are undone.
         self.notes: dict[Any, Any] = {}
         # Set by a write refused for lack of space; the driver clears it
         # when the disk has room again (a small write succeeding proves
@@ -208,7 +210,7 @@ class Writer:
             if outcomes is None:
                 conn.execute("ROLLBACK")
                 await self._begin(conn)
-                outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+                outcomes = [self._run_job(conn, job, future) for job, future, _ in group]
             await self._commits().call(conn.execute, "COMMIT")
         except sqlite3.Error as exc:
             return _fail_group(conn, group, exc)
@@ -228,6 +230,15 @@ class Writer:
         assert self._thread is not None, "the writer is started before jobs are queued"
         return self._thread
 
+    def _run_job(self, conn: sqlite3.Connection, job: Job, future: asyncio.Future[Any]
+                 ) -> Outcome:
+        outcome = _run_job(conn, job, future)
+        if outcome[2] is not None:
+            # Its writes were undone: what it noted (a queue it created, a
+            # claim floor past rows it claimed) may no longer hold.
+            self.notes.clear()
+        return outcome
+
     def _commit_in_thread(self, group: list[tuple[Job, asyncio.Future[Any], bool]]
                           ) -> list[Outcome]:
         conn = self._conn
@@ -235,7 +246,7 @@ class Writer:
         self.notes.clear()
         try:
             _begin_waiting(conn)
-            outcomes = [_run_job(conn, job, future) for job, future, _ in group]
+            outcomes = [self._run_job(conn, job, future) for job, future, _ in group]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             return _fail_group(conn, group, exc)
