@@ -54,18 +54,14 @@ def find_queue(conn: sqlite3.Connection, project: str, name: str,
     queue's row is deleted only by a heavy job, alone in its transaction,
     and the writer drops its notes with any write it undoes
     (storage/sqlite/writer.py)."""
-    ids: dict[tuple[str, str], int] | None = None
-    if noted is not None:
-        ids = noted.setdefault("queue_ids", {})
-        queue_id = ids.get((project, name))
-        if queue_id is not None:
-            return queue_id
+    ids = _noted_queue_ids(noted)
+    if ids is not None and (queue_id := ids.get((project, name))) is not None:
+        return queue_id
     row = conn.execute(q.QUEUE_ID, (project, name)).fetchone()
-    if row is None:
-        return None
-    if ids is not None:
-        ids[(project, name)] = row[0]
-    return int(row[0])
+    queue_id = row[0] if row else None
+    if ids is not None and queue_id is not None:
+        ids[(project, name)] = queue_id
+    return queue_id
 
 
 def ensure_queue(conn: sqlite3.Connection, project: str, name: str, now: float,
@@ -76,9 +72,13 @@ def ensure_queue(conn: sqlite3.Connection, project: str, name: str, now: float,
     if queue_id is None:
         # The writer holds the write lock, so the insert cannot conflict.
         queue_id = inserted_rowid(conn.execute(q.QUEUE_INSERT, (project, name, "{}", now)))
-        if noted is not None:
-            noted.setdefault("queue_ids", {})[(project, name)] = queue_id
+        if (ids := _noted_queue_ids(noted)) is not None:
+            ids[(project, name)] = queue_id
     return queue_id
+
+
+def _noted_queue_ids(noted: dict[Any, Any] | None) -> dict[tuple[str, str], int] | None:
+    return None if noted is None else noted.setdefault("queue_ids", {})
 
 
 def no_subscription(subscription_id: str) -> errors.SubscriptionDoesNotExist:
