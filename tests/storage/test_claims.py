@@ -316,6 +316,29 @@ async def test_renew_extends_message_lifetime(driver, project, clock):
 # --- concurrency ------------------------------------------------------------
 
 
+async def _due_between_many_not_due(driver, project) -> list[str]:
+    """A queue whose due messages lie between long runs of delayed ones,
+    the first run ending in due messages: past every page a driver reads
+    the queue in, and across a page that ends in a message it takes."""
+    due: list[str] = []
+    await post(driver, project, "q", 1, delay=60)
+    due += await post(driver, project, "q", 4)
+    await post(driver, project, "q", 1, delay=60)
+    due += await post(driver, project, "q", 2)
+    await post(driver, project, "q", 300, delay=60)
+    due += await post(driver, project, "q", 3)
+    return due
+
+
+async def test_claim_reaches_past_messages_it_cannot_take(driver, project):
+    due = await _due_between_many_not_due(driver, project)
+    _, claimed = await claim(driver, project, "q", limit=5)
+    assert ids(claimed) == due[:5]
+    _, claimed = await claim(driver, project, "q", limit=5)
+    assert ids(claimed) == due[5:]
+    assert (await driver.queues.stats(project, "q")).claimed == len(due)
+
+
 async def test_concurrent_claims_get_every_message_exactly_once(driver, project):
     posted = []
     for _ in range(10):

@@ -161,6 +161,14 @@ async def test_echo_false_hides_own_messages(driver, project):
     assert await list_ids(driver, project, "q", client_id=CLIENT, echo=False) == others
 
 
+async def test_echo_false_reaches_past_many_own_messages(driver, project):
+    others = await post(driver, project, "q", 1, client_id=OTHER_CLIENT)
+    await post(driver, project, "q", 300, client_id=CLIENT)
+    others += await post(driver, project, "q", 2, client_id=OTHER_CLIENT)
+    assert await list_ids(driver, project, "q", client_id=CLIENT, echo=False, limit=2) == others[:2]
+    assert await all_ids(driver, project, "q", client_id=CLIENT, echo=False, limit=2) == others
+
+
 async def test_echo_true_shows_own_messages(driver, project):
     posted = await post(driver, project, "q", 2, client_id=CLIENT)
     assert await list_ids(driver, project, "q", client_id=CLIENT, echo=True) == posted
@@ -435,6 +443,15 @@ async def test_pop_skips_claimed_messages(driver, project):
     await claim(driver, project, "q", limit=2)
     assert ids(await driver.messages.pop(project, "q", 10)) == posted[2:]
     assert await list_ids(driver, project, "q", include_claimed=True) == posted[:2]
+
+
+async def test_pop_reaches_past_messages_it_cannot_take(driver, project):
+    await post(driver, project, "q", 1, delay=60)
+    due = await post(driver, project, "q", 4)
+    await post(driver, project, "q", 300, delay=60)
+    due += await post(driver, project, "q", 3)
+    assert ids(await driver.messages.pop(project, "q", 5)) == due[:5]
+    assert ids(await driver.messages.pop(project, "q", 5)) == due[5:]
 
 
 async def test_pop_of_empty_or_missing_queue_is_empty(driver, project):

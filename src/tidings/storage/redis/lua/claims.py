@@ -15,8 +15,15 @@ local limit, max_count, mode = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local dlq_name, dlq_ttl, seed = ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local claim_expires = now + ttl
 local keep = claim_expires + grace
-local out, ids = {}, {}
+local out, ids, records = {}, {}, {}
 local dlq_created, pending, moved = 0, 0, 0
+
+-- fn(...) with the items of list, UNPACK_MAX at a time (see remove_all).
+local function in_parts(list, fn)
+  for first = 1, #list, UNPACK_MAX do
+    fn(unpack(list, first, math.min(first + UNPACK_MAX - 1, #list)))
+  end
+end
 
 -- The claim id is drawn by the caller, once per claim: a claim that
 -- exists already is this very claim sent again (Redis Cluster's client
@@ -65,7 +72,7 @@ end
 -- The free set holds no claimed message once expired claims are released,
 -- so a claim never walks past the messages other consumers hold.
 release_expired(base, ARGV[1])
-walk(base, ':f', '-inf', math.max(limit, 100), function(id, rec, raw)
+walk(base, ':f', '-inf', limit, function(id, rec, raw)
   if rec[EXPIRES] <= now or rec[AVAILABLE] > now or claimed(rec, now) then
     return false
   end
@@ -76,20 +83,32 @@ walk(base, ':f', '-inf', math.max(limit, 100), function(id, rec, raw)
   rec[CLAIM] = claim_id
   rec[CLAIM_EXPIRES] = claim_expires
   rec[COUNT] = rec[COUNT] + 1
-  redis.call('ZREM', base .. ':f', id)
   if keep > rec[EXPIRES] then
     -- A claimed message outlives its claim by the grace period.
     rec[EXPIRES] = keep
     redis.call('ZADD', base .. ':e', keep, id)
   end
   ids[#ids + 1] = id
-  out[#out + 1] = id
-  out[#out + 1] = put_rec(base, id, rec)
-  out[#out + 1] = body(base, id)
+  records[#records + 1] = id
+  records[#records + 1] = cmsgpack.pack(rec)
   return #ids >= limit
 end)
 
 if #ids > 0 then
+  -- The claimed messages' writes and reads, one command each for all of
+  -- them (the walk's pages go by sequence: nothing it reads later depends
+  -- on these).
+  in_parts(ids, function(...) redis.call('ZREM', base .. ':f', ...) end)
+  in_parts(records, function(...) redis.call('HSET', base .. ':m', ...) end)
+  local bodies = {}
+  in_parts(ids, function(...)
+    for _, b in ipairs(redis.call('HMGET', base .. ':b', ...)) do bodies[#bodies + 1] = b end
+  end)
+  for i, id in ipairs(ids) do
+    out[#out + 1] = id
+    out[#out + 1] = records[2 * i]
+    out[#out + 1] = bodies[i]
+  end
   redis.call('HSET', base .. ':c', claim_id,
              cmsgpack.pack({ttl, grace, now, claim_expires, ids}))
   redis.call('ZADD', base .. ':ce', claim_expires, claim_id)

@@ -83,7 +83,7 @@ if not with_claimed then
   release_expired(base, ARGV[1])
   set = ':f'
 end
-walk(base, set, '(' .. ARGV[2], math.max(limit, 100), function(id, rec, raw)
+walk(base, set, '(' .. ARGV[2], limit, function(id, rec, raw)
   if rec[EXPIRES] > now
       and (with_claimed or not claimed(rec, now))
       and (with_delayed or rec[AVAILABLE] <= now)
@@ -137,7 +137,7 @@ for i = 4 + n, #ARGV do
     doomed[#doomed + 1] = ARGV[i]
   end
 end
-for _, id in ipairs(doomed) do remove(base, id) end
+remove_all(base, doomed)
 return 0
 """
 
@@ -147,7 +147,7 @@ local base, now = KEYS[1], tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local out, taken = {}, {}
 release_expired(base, ARGV[1])
-walk(base, ':f', '-inf', math.max(limit, 100), function(id, rec, raw)
+walk(base, ':f', '-inf', limit, function(id, rec, raw)
   if rec[EXPIRES] > now and rec[AVAILABLE] <= now and not claimed(rec, now) then
     taken[#taken + 1] = id
     out[#out + 1] = id
@@ -156,6 +156,6 @@ walk(base, ':f', '-inf', math.max(limit, 100), function(id, rec, raw)
   end
   return #taken >= limit
 end)
-for _, id in ipairs(taken) do remove(base, id) end
+remove_all(base, taken)
 return out
 """

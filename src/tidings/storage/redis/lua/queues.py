@@ -67,7 +67,7 @@ GC = r"""
 local base, now = KEYS[1], tonumber(ARGV[1])
 local batch = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', base .. ':e', '-inf', ARGV[1], 'LIMIT', 0, batch)
-for _, id in ipairs(expired) do remove(base, id) end
+remove_all(base, expired)
 local claims = redis.call('ZRANGEBYSCORE', base .. ':ce', '-inf', ARGV[1], 'LIMIT', 0, batch)
 for _, claim_id in ipairs(claims) do release(base, claim_id) end
 redis.call('ZREMRANGEBYSCORE', base .. ':dd', '-inf', ARGV[1])
