@@ -64,8 +64,8 @@ local function remove(base, id)
   redis.call('ZREM', base .. ':e', id)
 end
 
--- One command for many ids takes them in parts of at most UNPACK_MAX (even,
--- so that flat pairs stay whole): the stack unpack fills is bounded.
+-- A command for many ids takes at most UNPACK_MAX of them: the stack that
+-- unpack fills is bounded.
 local UNPACK_MAX = 1000
 
 -- Removes the messages of ids: five commands for all of them, where one
