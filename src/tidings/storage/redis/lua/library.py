@@ -1,4 +1,9 @@
-"""The functions the scripts share, prepended to those that use them."""
+"""The functions the scripts share, prepended to those that use them.
+
+A blank line ends each function or constant, with its comment, at the top
+level (and nowhere inside one): scripts.py keeps in a script only the
+parts it uses.
+"""
 
 LIB = r"""
 local CREATED, EXPIRES, AVAILABLE, COUNT, CLAIM, CLAIM_EXPIRES, CLIENT = 1, 2, 3, 4, 5, 6, 7
@@ -160,9 +165,8 @@ end
 
 """
 
-# The notification helpers: only in the scripts that use them (every
-# function a script defines costs time on each run), and in POST only
-# on the branch of a queue with subscriptions.
+# The notification helpers: in POST only on the branch of a queue with
+# subscriptions, where the definitions run only when needed.
 NOTIFY_LIB = r"""
 -- --- notifications (see keys.py: the :n* keys) ---------------------------
 local S_CREATED, S_EXPIRES, S_TTL, S_CONFIRMED, S_SUBSCRIBER, S_OPTIONS, S_SEQ = 1, 2, 3, 4, 5, 6, 7
