@@ -102,6 +102,10 @@ def _units(library: str) -> list[tuple[list[str], str]]:
     return units
 
 
+# Each library split once, not once for every script that takes it.
+_LIBRARY_UNITS = {library: _units(library) for library in _LIBRARIES}
+
+
 def _uses(code: str, names: list[str]) -> bool:
     return any(re.search(rf"\b{name}\b", code) for name in names)
 
@@ -111,7 +115,7 @@ def _script(name: str, *parts: str, writes: bool = True) -> Script:
     to what the others use. A name in a comment counts as a use: a unit
     too many costs a little time, one too few a failing script."""
     code = "\n".join(part for part in parts if part not in _LIBRARIES)
-    units = {part: _units(part) for part in parts if part in _LIBRARIES}
+    units = {part: _LIBRARY_UNITS[part] for part in parts if part in _LIBRARIES}
     taken: set[tuple[str, int]] = set()
     grew = True
     while grew:  # a taken unit may use others
