@@ -82,7 +82,7 @@ def test_revoked_token_is_refused_once_its_cache_entry_lapses(
 def test_keystone_unreachable_is_503(tmp_path_factory: pytest.TempPathFactory,
                                      keystone: KeystoneServer, tokens: dict) -> None:
     from tests.auth.conftest import auth_env, start_server
-    from tests.support.server import free_port
+    from tests.support.ports import free_port
 
     dead = KeystoneServer(base=keystone.base, port=free_port())  # nothing listens there
     proc = start_server(tmp_path_factory.mktemp("dead-ks"), auth_env(dead))

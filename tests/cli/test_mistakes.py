@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.postgres_server import shared_server
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
 
 # Generous: a failure to start must never hang. Under load the interpreter's
 # start alone can take a few seconds.

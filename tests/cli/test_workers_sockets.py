@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import PING_HEADERS, ServerProcess, free_port
+from tests.support.ports import free_port
+from tests.support.server import PING_HEADERS, ServerProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="SO_REUSEPORT spreads connections on Linux only")

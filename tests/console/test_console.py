@@ -14,7 +14,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.console.conftest import ROOT
 from tests.console.page import ConsolePage
-from tests.support.server import ServerProcess, free_port
+from tests.support.ports import free_port
+from tests.support.server import ServerProcess
 
 DOCS_SCREENSHOT = ROOT / "docs" / "console.png"
 

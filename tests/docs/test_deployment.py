@@ -21,7 +21,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.support.server import ServerProcess, free_port
+from tests.support.ports import free_port
+from tests.support.server import ServerProcess
 from tidings.cli import parser
 from tidings.config import load_settings
 

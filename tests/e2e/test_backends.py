@@ -38,7 +38,8 @@ import httpx
 import pytest
 
 from tests.support import postgres_server, redis_server
-from tests.support.server import ServerProcess, free_port
+from tests.support.ports import free_port
+from tests.support.server import ServerProcess
 
 BACKENDS = ["redis", "postgres"]
 

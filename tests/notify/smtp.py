@@ -13,7 +13,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from tests.notify.receiver import free_port
+from tests.support.ports import free_port
 
 
 @dataclass

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.notify.helpers import delivery
-from tests.notify.receiver import free_port
 from tests.notify.smtp import SmtpServer
+from tests.support.ports import free_port
 from tidings.config import SmtpSettings
 from tidings.notify.mailto import MailSender, recipients
 from tidings.notify.payload import PermanentFailure, SendFailed, document

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.notify.helpers import delivery
-from tests.notify.receiver import Receiver, free_port
+from tests.notify.receiver import Receiver
+from tests.support.ports import free_port
 from tidings.notify.addresses import AddressPolicy
 from tidings.notify.payload import PermanentFailure, SendFailed, document
 from tidings.notify.webhook import WebhookSender

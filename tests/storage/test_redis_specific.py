@@ -110,7 +110,7 @@ async def test_without_config_command_falls_back_to_info(persistent, clock):
 
 
 async def test_refuses_to_open_an_unreachable_redis_quickly(clock):
-    from tests.support.redis_server import free_port
+    from tests.support.ports import free_port
 
     driver = driver_from_url(
         f"redis://127.0.0.1:{free_port()}/0?socket_timeout={TIMEOUT}", clock=clock

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.venvs import CACHE, QUIET, ensure_venv, prebuild, run_checked
 
 VENV = CACHE / "keystone-venv"

@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import free_port
+
 # Tables the conformance suite empties between tests (the schema stays).
 DATA_TABLES = ("queues", "messages", "claims", "subscriptions", "deliveries", "secrets")
 CONFORMANCE_DB = "conformance"
@@ -68,12 +70,6 @@ def require_bin_dir() -> Path:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return bin_dir
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run_as() -> pwd.struct_passwd | None:

@@ -28,11 +28,9 @@ from typing import Any
 import pytest
 
 from tests.support.clock import FakeClock
+from tests.support.ports import free_port
 from tidings.storage.base import DataDriver
 from tidings.storage.registry import driver_from_url
-
-# Redis Cluster talks between nodes on port + 10000.
-CLUSTER_BUS_OFFSET = 10000
 
 
 def require_binary(name: str) -> str:
@@ -47,30 +45,6 @@ def require_binary(name: str) -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(*, with_bus: bool = False) -> int:
-    """A free 127.0.0.1 port (and its cluster bus port, if asked)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port == 6379:
-            continue
-        if not with_bus:
-            return port
-        if port + CLUSTER_BUS_OFFSET < 65536 and _port_is_free(port + CLUSTER_BUS_OFFSET):
-            return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _command(port: int, *args: str, timeout: float = 1.0) -> bytes:
@@ -96,13 +70,20 @@ def _command(port: int, *args: str, timeout: float = 1.0) -> bytes:
                 return reply
 
 
+class PortTaken(RuntimeError):
+    """redis-server exited because its port was bound by another process."""
+
+
 class RedisServer:
     """One redis-server; ``stop`` and ``start`` keep its port and its data."""
 
     def __init__(self, *, persistent: bool = True, extra: tuple[str, ...] = (),
                  port: int | None = None, directory: Path | None = None) -> None:
         self.binary = require_binary("redis-server")
-        self.port = port or free_port(with_bus="--cluster-enabled" in extra)
+        # A port of our choosing may be re-chosen until the server first runs
+        # on it; after that (and when the caller gave one) it is the server's.
+        self.port_is_settled = port is not None
+        self.port = port or free_port(with_bus=self.is_cluster_node(extra))
         self.dir = directory or Path(tempfile.mkdtemp(prefix=f"tidings-redis-{self.port}-"))
         self.persistent = persistent
         self.extra = extra
@@ -124,13 +105,29 @@ class RedisServer:
             "--logfile", str(self.dir / "redis.log"), *persistence, *self.extra,
         ]
 
+    @staticmethod
+    def is_cluster_node(extra: tuple[str, ...]) -> bool:
+        return "--cluster-enabled" in extra
+
     def start(self, timeout: float = 20.0) -> RedisServer:
-        self.process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_ready(timeout)
-        return self
+        for _ in range(5):
+            self.process = subprocess.Popen(
+                self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                self.wait_ready(timeout)
+            except PortTaken:
+                if self.port_is_settled:
+                    raise
+                # Another listener bound the port after we chose it: a first
+                # start may move, a restart must keep its port.
+                (self.dir / "redis.log").unlink(missing_ok=True)
+                self.port = free_port(with_bus=self.is_cluster_node(self.extra))
+                continue
+            self.port_is_settled = True
+            return self
+        raise RuntimeError("redis-server found every port it was given taken")
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -139,6 +136,8 @@ class RedisServer:
             if self.process is not None and self.process.poll() is not None:
                 log = (self.dir / "redis.log")
                 tail = log.read_text()[-2000:] if log.exists() else ""
+                if "Address already in use" in tail:
+                    raise PortTaken(f"port {self.port} is taken:\n{tail}")
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{tail}")
             try:
                 # Replies -LOADING while it reads the AOF back: not ready yet.
