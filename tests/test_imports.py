@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tidings.auth",),
     ("tidings.storage",),
     ("tidings.crypto", "tidings.config", "tidings.config_checks", "tidings.errors",
-     "tidings.logs", "tidings.bench"),
+     "tidings.logs", "tidings.bench", "tidings.shared_calls"),
 ]
 # The storage drivers: each imports only the interface and the shared
 # rules (storage.base, storage.common), never another driver or wrapper.

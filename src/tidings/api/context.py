@@ -12,6 +12,7 @@ from tidings.auth.identity import Identity
 from tidings.auth.policy import Policy
 from tidings.auth.signed import SigningKey
 from tidings.config import Limits, NotificationSettings, QuotaSettings
+from tidings.shared_calls import SharedCalls
 from tidings.storage.base import DataDriver
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class Service:
     default_project: str | None = None
     # Keystone trusts for trust+http(s) subscribers; None under noauth.
     trusts: Trusts | None = None
+    # The storage's liveness check, shared by the pings and probes that
+    # arrive while one runs (api/system.readiness).
+    liveness: SharedCalls[str, bool] = field(default_factory=SharedCalls)
 
 
 @dataclass(slots=True)

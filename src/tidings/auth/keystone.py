@@ -23,6 +23,7 @@ from tidings import errors
 from tidings.auth import ec2
 from tidings.auth.identity import Identity
 from tidings.config import KeystoneSettings
+from tidings.shared_calls import SharedCalls
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class TokenValidator:
         self._login_lock = asyncio.Lock()
         # digest -> (identity, or None for a rejected token; valid until)
         self._cache: dict[bytes, tuple[Identity | None, float]] = {}
-        self._pending: dict[bytes, asyncio.Future[Identity | None]] = {}
+        # A token's validation, shared by the requests that bring it at once.
+        self._fetches: SharedCalls[bytes, Identity | None] = SharedCalls()
         # EC2 access key -> (secret, identity, valid until): validate_ec2.
         self._ec2_cache: dict[str, tuple[str, Identity, float]] = {}
         self._ec2_readable = True
@@ -87,13 +89,7 @@ class TokenValidator:
         if cached is not None and now < cached[1]:
             identity = cached[0]
         else:
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = asyncio.ensure_future(self._fetch_and_cache(key, token))
-                self._pending[key] = pending
-                pending.add_done_callback(lambda _: self._pending.pop(key, None))
-            # shield: one caller going away must not cancel the others' answer.
-            identity = await asyncio.shield(pending)
+            identity = await self._fetches.run(key, lambda: self._fetch_and_cache(key, token))
         if identity is None or identity.expired(now):
             raise self.unauthorized()
         return identity
