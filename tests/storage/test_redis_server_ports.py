@@ -49,3 +49,13 @@ def test_a_restart_keeps_its_port_even_when_it_is_taken() -> None:
         assert server.port == port
     finally:
         server.cleanup()
+
+
+def test_a_port_is_handed_out_once_per_session() -> None:
+    # A chosen port may stay unbound until its server starts (or restarts):
+    # no later choice may take it meanwhile.
+    ports = [free_port() for _ in range(200)]
+    with_bus = [free_port(with_bus=True) for _ in range(50)]
+    buses = [port + CLUSTER_BUS_OFFSET for port in with_bus]
+    everything = ports + with_bus + buses
+    assert len(set(everything)) == len(everything)

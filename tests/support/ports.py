@@ -23,6 +23,11 @@ LOWEST = 10000
 
 _random = random.SystemRandom()  # unaffected by a test that seeds `random`
 
+# Every port handed out in this process: a server may hold its port unbound
+# for a while (chosen, not yet started; stopped, to be restarted on it), so
+# "free" is not enough. A session uses a few hundred of ~12,000.
+_handed_out: set[int] = set()
+
 
 def ephemeral_range() -> tuple[int, int]:
     """The kernel's range for outgoing connections' local ports."""
@@ -61,6 +66,9 @@ def free_port(*, with_bus: bool = False) -> int:
         raise RuntimeError("no free port pair for a Redis Cluster node")
     for _ in range(500):
         port = _random.randrange(LOWEST, top)
+        if port in _handed_out or (with_bus and port + offset in _handed_out):
+            continue
         if port_is_free(port) and (not with_bus or port_is_free(port + offset)):
+            _handed_out.update((port, port + offset))
             return port
     raise RuntimeError(f"no free 127.0.0.1 port in {LOWEST}-{top}")
