@@ -113,3 +113,29 @@ async def test_concurrent_readiness_checks_ask_the_storage_once(alive: bool) -> 
     reasons = await asyncio.gather(*waiting)
     assert reasons == [None if alive else "the storage does not answer"] * 10
     assert call.started == 1
+
+
+@pytest.mark.parametrize("forget", ["one", "all"])
+async def test_after_a_forget_callers_start_anew_and_the_waiting_keep_theirs(
+        forget: str) -> None:
+    calls: SharedCalls[str, bool] = SharedCalls()
+    before, after = GatedCall(answer=False), GatedCall(answer=True)
+    waiting = asyncio.ensure_future(calls.run("k", before))
+    await settle()
+    if forget == "one":
+        calls.forget("k")
+    else:
+        calls.forget_all()
+    later = asyncio.ensure_future(calls.run("k", after))
+    await settle()
+    before.release.set()
+    assert await waiting is False
+    # The forgotten call's end leaves the new one running for newcomers.
+    own = GatedCall(answer=False)  # what the newcomer would get on its own
+    own.release.set()
+    newcomer = asyncio.ensure_future(calls.run("k", own))
+    await settle()
+    after.release.set()
+    assert await later is True
+    assert await newcomer is True
+    assert (before.started, after.started, own.started) == (1, 1, 0)

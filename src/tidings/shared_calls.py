@@ -2,9 +2,10 @@
 answer.
 
 A burst of identical requests (a load balancer's probes, many requests with
-one new Keystone token) would otherwise make the same round trip once per
-request. Only callers that arrive while a call is running share it, so no
-answer is older than the call itself.
+one new Keystone token, every post of a queue whose cached metadata just
+expired) would otherwise make the same round trip once per request. Only
+callers that arrive while a call is running share it, so no answer is older
+than the call itself.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class SharedCalls(Generic[K, T]):
             running.add_done_callback(lambda done: self._finished(key, done))
         # shield: one caller going away must not cancel the others' answer.
         return await asyncio.shield(running)
+
+    def forget(self, key: K) -> None:
+        """Callers from now on start a call of their own (the running one
+        may have read what a change replaced); those waiting keep theirs."""
+        self._running.pop(key, None)
+
+    def forget_all(self) -> None:
+        self._running.clear()
 
     def _finished(self, key: K, done: asyncio.Future[T]) -> None:
         if self._running.get(key) is done:

@@ -11,13 +11,13 @@ the driver hears of them over its bus (Redis publishes each change).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tidings import errors
+from tidings.shared_calls import SharedCalls
 from tidings.storage import base
 
 # The documented bound on how stale another process's metadata may be.
@@ -50,7 +50,7 @@ class MetadataCache:
         self._entries: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._forgets = 0
         # The reads in flight (see read): one per queue however many wait.
-        self._reading: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._reads: SharedCalls[tuple[str, str], dict[str, Any]] = SharedCalls()
 
     def get(self, project: str, name: str) -> dict[str, Any] | None:
         """A copy of the cached metadata (callers may change it), or None."""
@@ -74,12 +74,7 @@ class MetadataCache:
         if cached is not None:
             return cached
         key = (project, name)
-        reading = self._reading.get(key)
-        if reading is None:
-            reading = self._reading[key] = asyncio.ensure_future(self._load(key, load))
-            reading.add_done_callback(lambda done: self._read_done(key, done))
-        # Shielded: one waiter going away does not cancel the others' read.
-        return dict(await asyncio.shield(reading))
+        return dict(await self._reads.run(key, lambda: self._load(key, load)))
 
     async def _load(self, key: tuple[str, str],
                     load: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -87,12 +82,6 @@ class MetadataCache:
         metadata = await load()
         self.put(key[0], key[1], metadata, ticket)
         return metadata
-
-    def _read_done(self, key: tuple[str, str], done: asyncio.Future[dict[str, Any]]) -> None:
-        if self._reading.get(key) is done:
-            del self._reading[key]
-        if not done.cancelled():
-            done.exception()  # retrieved, even when every waiter went away
 
     def ticket(self) -> int:
         """Taken before reading the storage; handed back to ``put``."""
@@ -109,13 +98,13 @@ class MetadataCache:
         self._forgets += 1
         self._entries.pop((project, name), None)
         # A read in flight may predate the change: later readers read anew.
-        self._reading.pop((project, name), None)
+        self._reads.forget((project, name))
 
     def clear(self) -> None:
         """Forget everything: when changes may have gone unheard."""
         self._forgets += 1
         self._entries.clear()
-        self._reading.clear()
+        self._reads.forget_all()
 
 
 class AnnouncedMetadataQueues(base.QueueController):
