@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_scale import free_port
 
 # What the measured process runs: argv is url, operation, calls, valgrind's pid.
 CHILD = """
@@ -79,12 +80,6 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_redis(port: int) -> None:

@@ -18,14 +18,6 @@ local keep = claim_expires + grace
 local out, ids, records = {}, {}, {}
 local dlq_created, pending, moved = 0, 0, 0
 
--- fn(...) with the items of list, UNPACK_MAX at a time (see remove_all;
--- an even number, so the flat id, record pairs of an HSET stay whole).
-local function in_parts(list, fn)
-  for first = 1, #list, UNPACK_MAX do
-    fn(unpack(list, first, math.min(first + UNPACK_MAX - 1, #list)))
-  end
-end
-
 -- The claim id is drawn by the caller, once per claim: a claim that
 -- exists already is this very claim sent again (Redis Cluster's client
 -- retries a timed-out command), so it answers with what it holds and
